@@ -1,0 +1,1 @@
+"""Bulk enrolment stream processor: domain rules, store, Kafka adapters and the CLI."""

@@ -1,0 +1,1 @@
+"""Operational helpers: health checks, topic administration, migrations."""

@@ -1,0 +1,75 @@
+"""Health check for scripts/stack: waits for Kafka and PostgreSQL, then creates topics / migrates / resets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import create_engine, text
+
+from processor.admin.topics import create_topics, delete_groups, delete_topics, topic_specs
+from processor.settings import Settings
+from processor.store import migrate
+
+
+def wait_kafka(settings: Settings, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 0})
+            md = admin.list_topics(timeout=3)
+            if md.brokers:
+                return
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            last = str(exc)
+        time.sleep(1)
+    raise SystemExit(f"Kafka did not answer at {settings.kafka_bootstrap_servers} within {timeout:.0f}s {last}")
+
+
+def wait_postgres(settings: Settings, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    engine = create_engine(settings.database_url)
+    while time.monotonic() < deadline:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            engine.dispose()
+            return
+        except Exception as exc:  # noqa: BLE001
+            last = str(exc).splitlines()[0]
+        time.sleep(1)
+    raise SystemExit(f"PostgreSQL did not answer at {settings.database_url} within {timeout:.0f}s: {last}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stackcheck")
+    parser.add_argument("--timeout", type=float, default=90)
+    parser.add_argument("--create-topics", action="store_true")
+    parser.add_argument("--migrate", action="store_true")
+    parser.add_argument("--reset", action="store_true")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    wait_postgres(settings, args.timeout)
+    print("[stack] postgresql: healthy", file=sys.stderr)
+    wait_kafka(settings, args.timeout)
+    print("[stack] kafka: healthy", file=sys.stderr)
+    specs = topic_specs(settings)
+    if args.reset:
+        delete_groups(settings)
+        delete_topics(settings, [s.name for s in specs])
+        migrate.reset(settings.database_url)
+    elif args.migrate:
+        migrate.upgrade(settings.database_url)
+    if args.create_topics or args.reset:
+        created = create_topics(settings, specs)
+        if created:
+            print(f"[stack] created topics: {', '.join(created)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Topic layout (partitions, retention) and its creation/reset with the AdminClient."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from processor.settings import Settings
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+    why: str
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The topics and why each keeps what it keeps (README's topic table is this list)."""
+    t = settings.topics
+    n = settings.commands_partitions
+    forever = {"retention.ms": "-1", "retention.bytes": "-1"}
+    return [
+        TopicSpec(t.commands, n, {"retention.ms": str(30 * DAY_MS)}, "commands, keyed by batch id; 30 days for replay"),
+        TopicSpec(t.results, n, dict(forever), "one result per command; kept forever (command ledger rebuild)"),
+        TopicSpec(t.enrollment_events, n, dict(forever), "one event per real change; kept forever (read models)"),
+        TopicSpec(
+            t.uploads, n, {**forever, "max.message.bytes": "10485760"}, "upload records and summaries; kept forever"
+        ),
+        TopicSpec(t.telemetry, n, {"retention.ms": str(7 * DAY_MS)}, "Sunbird telemetry v3; 7 days"),
+        TopicSpec(t.course_progress, n, dict(forever), "learners' progress; kept forever (dashboard rebuild)"),
+        TopicSpec(t.dead_letters, 3, {"retention.ms": str(30 * DAY_MS)}, "undecodable messages with why/where headers"),
+    ]
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 10000})
+
+
+def existing_topics(admin: AdminClient, timeout: float = 10.0) -> set[str]:
+    return set(admin.list_topics(timeout=timeout).topics)
+
+
+def create_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 60.0) -> list[str]:
+    """Creates missing topics; returns the names created. Retries while a deleted topic is still going away."""
+    admin = admin_client(settings)
+    specs = specs if specs is not None else topic_specs(settings)
+    created: list[str] = []
+    deadline = time.monotonic() + timeout
+    pending = [s for s in specs if s.name not in existing_topics(admin)]
+    while pending:
+        futures = admin.create_topics(
+            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config) for s in pending],
+            operation_timeout=30,
+        )
+        retry: list[TopicSpec] = []
+        for spec in pending:
+            try:
+                futures[spec.name].result()
+                created.append(spec.name)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.name() == "TOPIC_ALREADY_EXISTS" and spec.name in existing_topics(admin):
+                    continue
+                retry.append(spec)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"could not create topic {spec.name}: {err.str()}") from None
+        pending = retry
+        if pending:
+            time.sleep(0.5)
+    return created
+
+
+def delete_topics(settings: Settings, names: list[str], timeout: float = 60.0) -> None:
+    """Deletes topics and waits until the broker no longer lists them."""
+    admin = admin_client(settings)
+    present = [n for n in names if n in existing_topics(admin)]
+    if present:
+        futures = admin.delete_topics(present, operation_timeout=30)
+        for name, fut in futures.items():
+            try:
+                fut.result()
+            except KafkaException as exc:
+                if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                    raise
+    deadline = time.monotonic() + timeout
+    while set(present) & existing_topics(admin):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics still present after delete: {sorted(set(present) & existing_topics(admin))}")
+        time.sleep(0.3)
+
+
+def delete_groups(settings: Settings) -> None:
+    """Removes every consumer group (reset means an empty world)."""
+    admin = admin_client(settings)
+    listed = admin.list_consumer_groups(request_timeout=10).result()
+    ids = [g.group_id for g in listed.valid]
+    if ids:
+        for fut in admin.delete_consumer_groups(ids, request_timeout=10).values():
+            try:
+                fut.result()
+            except KafkaException:
+                pass  # a group with live members cannot be deleted; reset is meant for an idle stack

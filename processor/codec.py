@@ -1,0 +1,144 @@
+"""Avro single-object encoding (marker C3 01 + CRC-64-AVRO fingerprint + body).
+
+Every message names its writer schema by fingerprint, so any consumer can decode it without a
+registry service; decoding resolves the writer schema against the reader's (current) schema.
+Older versions of a schema live in ``schemas/history/`` so their fingerprints stay readable.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import to_parsing_canonical_form
+
+MARKER = b"\xc3\x01"
+HEADER_LEN = 10
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+_EMPTY = 0xC15D213AA4D7A795
+_TABLE: list[int] = []
+for _i in range(256):
+    _fp = _i
+    for _ in range(8):
+        _fp = (_fp >> 1) ^ (_EMPTY & -(_fp & 1))
+    _TABLE.append(_fp)
+
+
+def crc64_avro(data: bytes) -> int:
+    """The Rabin CRC-64 of the Avro spec, over the schema's parsing canonical form."""
+    fp = _EMPTY
+    for b in data:
+        fp = (fp >> 8) ^ _TABLE[(fp ^ b) & 0xFF]
+    return fp
+
+
+class DecodeError(Exception):
+    """Bytes that cannot be decoded; ``reason`` is a stable code for dead-letter headers."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SchemaEntry:
+    name: str  # short record name, e.g. "ParticipantCommand"
+    parsed: Any
+    fingerprint: bytes  # 8 bytes, little-endian
+
+
+class Codec:
+    """Encodes with the current schema of a record name; decodes any known writer schema."""
+
+    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+        self.current: dict[str, SchemaEntry] = {}
+        self.by_fingerprint: dict[bytes, SchemaEntry] = {}
+        for path in sorted(schema_dir.glob("*.avsc")):
+            entry = self._load(path)
+            self.current[entry.name] = entry
+            self.by_fingerprint[entry.fingerprint] = entry
+        history = schema_dir / "history"
+        if history.is_dir():
+            for path in sorted(history.glob("*.avsc")):
+                entry = self._load(path)
+                self.by_fingerprint.setdefault(entry.fingerprint, entry)
+
+    @staticmethod
+    def _load(path: Path) -> SchemaEntry:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return Codec.entry_for(raw)
+
+    @staticmethod
+    def entry_for(raw: dict[str, Any]) -> SchemaEntry:
+        parsed = fastavro.parse_schema(raw)
+        canonical = to_parsing_canonical_form(parsed)
+        fp = crc64_avro(canonical.encode("utf-8")).to_bytes(8, "little")
+        return SchemaEntry(name=str(raw["name"]), parsed=parsed, fingerprint=fp)
+
+    def add_writer_schema(self, raw: dict[str, Any]) -> None:
+        """Registers an extra (e.g. older) writer schema."""
+        entry = self.entry_for(raw)
+        self.by_fingerprint.setdefault(entry.fingerprint, entry)
+
+    def encode(self, name: str, record: dict[str, Any]) -> bytes:
+        entry = self.current[name]
+        buf = io.BytesIO()
+        buf.write(MARKER)
+        buf.write(entry.fingerprint)
+        fastavro.schemaless_writer(buf, entry.parsed, record)
+        return buf.getvalue()
+
+    def encode_with(self, entry: SchemaEntry, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        buf.write(MARKER)
+        buf.write(entry.fingerprint)
+        fastavro.schemaless_writer(buf, entry.parsed, record)
+        return buf.getvalue()
+
+    def decode(self, data: bytes | None, expect: str | None = None) -> tuple[str, dict[str, Any]]:
+        """Returns (record name, record) read with the current schema of that name.
+
+        Raises DecodeError for anything that is not a complete single-object message of a known schema.
+        """
+        if data is None:
+            raise DecodeError("EMPTY_MESSAGE", "message has no value")
+        if len(data) < HEADER_LEN or data[:2] != MARKER:
+            raise DecodeError("NOT_SINGLE_OBJECT", "missing the Avro single-object marker C3 01")
+        writer = self.by_fingerprint.get(bytes(data[2:HEADER_LEN]))
+        if writer is None:
+            raise DecodeError("UNKNOWN_SCHEMA", f"unknown schema fingerprint {bytes(data[2:HEADER_LEN]).hex()}")
+        reader = self.current.get(writer.name)
+        if reader is None:
+            raise DecodeError("UNKNOWN_SCHEMA", f"no current schema named {writer.name}")
+        if expect is not None and writer.name != expect:
+            raise DecodeError("UNEXPECTED_SCHEMA", f"expected {expect}, got {writer.name}")
+        buf = io.BytesIO(data)
+        buf.seek(HEADER_LEN)
+        try:
+            if writer is reader:
+                record = fastavro.schemaless_reader(buf, writer.parsed, None)
+            else:
+                record = fastavro.schemaless_reader(buf, writer.parsed, reader.parsed)
+        except Exception as exc:  # fastavro raises several types for truncated or corrupt bodies
+            raise DecodeError("CORRUPT_BODY", f"{type(exc).__name__}: {exc}") from None
+        if buf.tell() != len(data):
+            raise DecodeError("CORRUPT_BODY", f"{len(data) - buf.tell()} trailing bytes after the record")
+        if not isinstance(record, dict):
+            raise DecodeError("CORRUPT_BODY", "body is not a record")
+        return writer.name, record
+
+
+_DEFAULT: Codec | None = None
+
+
+def default_codec() -> Codec:
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Codec()
+    return _DEFAULT

@@ -1,0 +1,151 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations in processor/store/migrations mirror them.
+
+Reference tables (states, users, course_batches, batch_mentors) are loaded by the imports; the
+processor owns enrolments, command_ledger, uploads and consumer_positions (its exactly-once state).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+metadata = MetaData()
+
+states = Table(
+    "states",
+    metadata,
+    Column("code", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("state_id", Text, nullable=True, doc="External id, unique within a state"),
+    Column("state", Text, ForeignKey("states.code"), nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("roles", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("status", Text, nullable=False, server_default="active"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    CheckConstraint("status IN ('active','inactive')", name="users_status_check"),
+    UniqueConstraint("state", "state_id", name="users_state_state_id_key"),
+)
+
+course_batches = Table(
+    "course_batches",
+    metadata,
+    Column("batch_id", Text, primary_key=True),
+    Column("course_id", Text, nullable=False),
+    Column("course_name", Text, nullable=False, server_default=""),
+    Column("state", Text, ForeignKey("states.code"), nullable=False),
+    Column("enrollment_type", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("start_date", Date, nullable=True),
+    Column("end_date", Date, nullable=True),
+    Column("participant_count", Integer, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    CheckConstraint("enrollment_type IN ('invite-only','open')", name="course_batches_type_check"),
+    CheckConstraint("status IN ('upcoming','ongoing','ended','cancelled')", name="course_batches_status_check"),
+)
+Index("course_batches_course_idx", course_batches.c.course_id)
+
+batch_mentors = Table(
+    "batch_mentors",
+    metadata,
+    Column("batch_id", Text, ForeignKey("course_batches.batch_id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Text, nullable=False),
+    PrimaryKeyConstraint("batch_id", "user_id"),
+)
+Index("batch_mentors_user_idx", batch_mentors.c.user_id)
+
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("batch_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("added_via", Text, nullable=False),
+    Column("enrolled_at", DateTime(timezone=True), nullable=False),
+    Column("enrolled_by", Text, nullable=False),
+    Column("command_id", Text, nullable=False),
+    Column("progress", Integer, nullable=False, server_default="0"),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("batch_id", "user_id"),
+)
+
+command_ledger = Table(
+    "command_ledger",
+    metadata,
+    Column("command_id", Text, primary_key=True),
+    Column("upload_id", Text, nullable=False),
+    Column("batch_id", Text, nullable=False),
+    Column("kafka_partition", Integer, nullable=False),
+    Column("kafka_offset", BigInteger, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("identifier", Text, nullable=False),
+    Column("id_type", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("user_id", Text, nullable=True),
+    Column("course_id", Text, nullable=True),
+    Column("participant_count", Integer, nullable=True),
+    Column("dry_run", Boolean, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("requested_by", Text, nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+    Column("origin_upload_id", Text, nullable=True),
+    Column("origin_line", Integer, nullable=True),
+)
+Index("command_ledger_upload_idx", command_ledger.c.upload_id)
+Index("command_ledger_position_idx", command_ledger.c.kafka_partition, command_ledger.c.kafka_offset)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("upload_id", Text, primary_key=True),
+    Column("batch_id", Text, nullable=False),
+    Column("kind", Text, nullable=False, server_default="add"),
+    Column("requested_by", Text, nullable=False, server_default=""),
+    Column("dry_run", Boolean, nullable=False, server_default="false"),
+    Column("file_name", Text, nullable=True),
+    Column("parent_upload_id", Text, nullable=True),
+    Column("commands_published", Integer, nullable=True),
+    Column("refused", JSONB, nullable=False, server_default="[]"),
+    Column("created_at", DateTime(timezone=True), nullable=True),
+    Column("sealed_partition", Integer, nullable=True),
+    Column("sealed_offset", BigInteger, nullable=True),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("outcomes", JSONB, nullable=True),
+    Column("reasons", JSONB, nullable=True),
+)
+Index("uploads_batch_idx", uploads.c.batch_id)
+Index("uploads_sealed_idx", uploads.c.sealed_partition, uploads.c.sealed_offset)
+
+consumer_positions = Table(
+    "consumer_positions",
+    metadata,
+    Column("group_id", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("kafka_partition", Integer, nullable=False),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("group_id", "topic", "kafka_partition"),
+)

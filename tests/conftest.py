@@ -1,0 +1,95 @@
+"""Test fixtures: the real Kafka broker and PostgreSQL.
+
+When a Docker engine answers, testcontainers starts Kafka and PostgreSQL; otherwise the local stack
+(scripts/stack) is used, started once per session if it is not running.  Tests isolate themselves by
+unique batch ids / upload ids and, where they consume whole topics, by a per-test topic prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine
+
+from processor.admin.topics import create_topics, delete_topics, topic_specs
+from processor.settings import Settings, Topics
+from processor.store import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _docker_answers() -> bool:
+    if os.environ.get("PARTICIPANTS_TEST_STACK") == "local":
+        return False
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # noqa: BLE001 - no engine, no socket, no package: use the local stack
+        return False
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Iterator[Settings]:
+    """Settings pointing at a live broker and database, migrated to head."""
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:15") as pg, KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka:
+            url = pg.get_connection_url().replace("postgresql://", "postgresql+psycopg2://")
+            os.environ["DATABASE_URL"] = url
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"] = kafka.get_bootstrap_server()
+            settings = Settings.from_env()
+            migrate.upgrade(settings.database_url)
+            create_topics(settings)
+            yield settings
+        return
+    subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True, cwd=ROOT)
+    yield Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def engine(base_settings: Settings) -> Iterator[Engine]:
+    eng = create_engine(base_settings.database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture()
+def unique() -> str:
+    """A short unique token for ids (batch ids, users, uploads) so tests never collide."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture()
+def isolated_settings(base_settings: Settings, unique: str) -> Iterator[Settings]:
+    """Settings with a private set of topics and consumer groups (created here, deleted after)."""
+    prefix = f"t{unique}."
+    topics = Topics(
+        commands=prefix + "commands",
+        results=prefix + "results",
+        enrollment_events=prefix + "enrollment-events",
+        uploads=prefix + "uploads",
+        telemetry=prefix + "telemetry",
+        course_progress=prefix + "course-progress",
+        dead_letters=prefix + "dead-letters",
+    )
+    settings = replace(
+        base_settings,
+        topics=topics,
+        consumer_group=f"processor-{unique}",
+        dashboard_group=f"dashboard-{unique}",
+        instance_id=f"test-{unique}",
+        commands_partitions=4,
+    )
+    create_topics(settings, topic_specs(settings))
+    yield settings
+    delete_topics(settings, topics.all())

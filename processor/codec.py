@@ -125,7 +125,7 @@ class Codec:
                 record = fastavro.schemaless_reader(buf, writer.parsed, None)
             else:
                 record = fastavro.schemaless_reader(buf, writer.parsed, reader.parsed)
-        except Exception as exc:  # fastavro raises several types for truncated or corrupt bodies
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types for corrupt bodies
             raise DecodeError("CORRUPT_BODY", f"{type(exc).__name__}: {exc}") from None
         if buf.tell() != len(data):
             raise DecodeError("CORRUPT_BODY", f"{len(data) - buf.tell()} trailing bytes after the record")

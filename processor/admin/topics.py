@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from processor.settings import Settings
 
@@ -27,7 +29,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     n = settings.commands_partitions
     forever = {"retention.ms": "-1", "retention.bytes": "-1"}
     return [
-        TopicSpec(t.commands, n, {"retention.ms": str(30 * DAY_MS)}, "commands, keyed by batch id; 30 days for replay"),
+        TopicSpec(
+            t.commands,
+            n,
+            {"retention.ms": str(30 * DAY_MS), "max.message.bytes": "10485760"},
+            "commands and upload seals, keyed by batch id; 30 days for replay",
+        ),
         TopicSpec(t.results, n, dict(forever), "one result per command; kept forever (command ledger rebuild)"),
         TopicSpec(t.enrollment_events, n, dict(forever), "one event per real change; kept forever (read models)"),
         TopicSpec(
@@ -83,7 +90,7 @@ def delete_topics(settings: Settings, names: list[str], timeout: float = 60.0) -
     present = [n for n in names if n in existing_topics(admin)]
     if present:
         futures = admin.delete_topics(present, operation_timeout=30)
-        for name, fut in futures.items():
+        for fut in futures.values():
             try:
                 fut.result()
             except KafkaException as exc:
@@ -103,7 +110,6 @@ def delete_groups(settings: Settings) -> None:
     ids = [g.group_id for g in listed.valid]
     if ids:
         for fut in admin.delete_consumer_groups(ids, request_timeout=10).values():
-            try:
+            # A group with live members cannot be deleted; reset is meant for an idle stack.
+            with contextlib.suppress(KafkaException):
                 fut.result()
-            except KafkaException:
-                pass  # a group with live members cannot be deleted; reset is meant for an idle stack

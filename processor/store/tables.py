@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -146,6 +147,23 @@ consumer_positions = Table(
     Column("topic", Text, nullable=False),
     Column("kafka_partition", Integer, nullable=False),
     Column("next_offset", BigInteger, nullable=False),
+    Column("batch_start", BigInteger, nullable=False, doc="First offset of the last applied batch (in-doubt window)"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("group_id", "topic", "kafka_partition"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("source_topic", Text, nullable=False),
+    Column("kafka_partition", Integer, nullable=False),
+    Column("kafka_offset", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=True),
+    Column("dead_lettered_at", DateTime(timezone=True), nullable=False),
+    Column("replayed_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("source_topic", "kafka_partition", "kafka_offset", name="dead_letters_position_key"),
 )

@@ -41,28 +41,32 @@ def upgrade() -> None:
         sa.Column("origin_line", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("command_id"),
     )
-    op.create_index(
-        "command_ledger_position_idx",
-        "command_ledger",
-        ["kafka_partition", "kafka_offset"],
-        unique=False,
-    )
-    op.create_index(
-        "command_ledger_upload_idx", "command_ledger", ["upload_id"], unique=False
-    )
+    op.create_index("command_ledger_position_idx", "command_ledger", ["kafka_partition", "kafka_offset"], unique=False)
+    op.create_index("command_ledger_upload_idx", "command_ledger", ["upload_id"], unique=False)
     op.create_table(
         "consumer_positions",
         sa.Column("group_id", sa.Text(), nullable=False),
         sa.Column("topic", sa.Text(), nullable=False),
         sa.Column("kafka_partition", sa.Integer(), nullable=False),
         sa.Column("next_offset", sa.BigInteger(), nullable=False),
-        sa.Column(
-            "updated_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        sa.Column("batch_start", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.PrimaryKeyConstraint("group_id", "topic", "kafka_partition"),
+    )
+    op.create_table(
+        "dead_letters",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("source_topic", sa.Text(), nullable=False),
+        sa.Column("kafka_partition", sa.Integer(), nullable=False),
+        sa.Column("kafka_offset", sa.BigInteger(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("key", sa.LargeBinary(), nullable=True),
+        sa.Column("value", sa.LargeBinary(), nullable=True),
+        sa.Column("dead_lettered_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("replayed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("source_topic", "kafka_partition", "kafka_offset", name="dead_letters_position_key"),
     )
     op.create_table(
         "enrolments",
@@ -92,12 +96,7 @@ def upgrade() -> None:
         sa.Column("file_name", sa.Text(), nullable=True),
         sa.Column("parent_upload_id", sa.Text(), nullable=True),
         sa.Column("commands_published", sa.Integer(), nullable=True),
-        sa.Column(
-            "refused",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default="[]",
-            nullable=False,
-        ),
+        sa.Column("refused", postgresql.JSONB(astext_type=sa.Text()), server_default="[]", nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("sealed_partition", sa.Integer(), nullable=True),
         sa.Column("sealed_offset", sa.BigInteger(), nullable=True),
@@ -107,12 +106,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("upload_id"),
     )
     op.create_index("uploads_batch_idx", "uploads", ["batch_id"], unique=False)
-    op.create_index(
-        "uploads_sealed_idx",
-        "uploads",
-        ["sealed_partition", "sealed_offset"],
-        unique=False,
-    )
+    op.create_index("uploads_sealed_idx", "uploads", ["sealed_partition", "sealed_offset"], unique=False)
     op.create_table(
         "course_batches",
         sa.Column("batch_id", sa.Text(), nullable=False),
@@ -123,51 +117,27 @@ def upgrade() -> None:
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("start_date", sa.Date(), nullable=True),
         sa.Column("end_date", sa.Date(), nullable=True),
-        sa.Column(
-            "participant_count", sa.Integer(), server_default="0", nullable=False
-        ),
-        sa.Column(
-            "updated_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.CheckConstraint(
-            "enrollment_type IN ('invite-only','open')",
-            name="course_batches_type_check",
-        ),
-        sa.CheckConstraint(
-            "status IN ('upcoming','ongoing','ended','cancelled')",
-            name="course_batches_status_check",
-        ),
+        sa.Column("participant_count", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint("enrollment_type IN ('invite-only','open')", name="course_batches_type_check"),
+        sa.CheckConstraint("status IN ('upcoming','ongoing','ended','cancelled')", name="course_batches_status_check"),
         sa.ForeignKeyConstraint(
             ["state"],
             ["states.code"],
         ),
         sa.PrimaryKeyConstraint("batch_id"),
     )
-    op.create_index(
-        "course_batches_course_idx", "course_batches", ["course_id"], unique=False
-    )
+    op.create_index("course_batches_course_idx", "course_batches", ["course_id"], unique=False)
     op.create_table(
         "users",
         sa.Column("user_id", sa.Text(), nullable=False),
         sa.Column("state_id", sa.Text(), nullable=True),
         sa.Column("state", sa.Text(), nullable=False),
         sa.Column("name", sa.Text(), server_default="", nullable=False),
-        sa.Column(
-            "roles", postgresql.ARRAY(sa.Text()), server_default="{}", nullable=False
-        ),
+        sa.Column("roles", postgresql.ARRAY(sa.Text()), server_default="{}", nullable=False),
         sa.Column("status", sa.Text(), server_default="active", nullable=False),
-        sa.Column(
-            "updated_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.CheckConstraint(
-            "status IN ('active','inactive')", name="users_status_check"
-        ),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint("status IN ('active','inactive')", name="users_status_check"),
         sa.ForeignKeyConstraint(
             ["state"],
             ["states.code"],
@@ -179,14 +149,10 @@ def upgrade() -> None:
         "batch_mentors",
         sa.Column("batch_id", sa.Text(), nullable=False),
         sa.Column("user_id", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["batch_id"], ["course_batches.batch_id"], ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["batch_id"], ["course_batches.batch_id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("batch_id", "user_id"),
     )
-    op.create_index(
-        "batch_mentors_user_idx", "batch_mentors", ["user_id"], unique=False
-    )
+    op.create_index("batch_mentors_user_idx", "batch_mentors", ["user_id"], unique=False)
     # ### end Alembic commands ###
 
 
@@ -202,6 +168,7 @@ def downgrade() -> None:
     op.drop_table("uploads")
     op.drop_table("states")
     op.drop_table("enrolments")
+    op.drop_table("dead_letters")
     op.drop_table("consumer_positions")
     op.drop_index("command_ledger_upload_idx", table_name="command_ledger")
     op.drop_index("command_ledger_position_idx", table_name="command_ledger")

@@ -1,0 +1,344 @@
+"""`participants`: the one command line, and the composition point that wires settings, store and Kafka.
+
+Errors reach the user as a sentence and an exit code, never a traceback:
+0 ok · 1 broker or database unreachable · 2 unusable input or arguments · 3 some rows rejected ·
+4 --timeout reached before the last result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import OperationalError
+
+from processor import logs
+from processor.codec import default_codec
+from processor.settings import Settings
+
+EXIT_OK, EXIT_UNREACHABLE, EXIT_INPUT, EXIT_REJECTED, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one sentence with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _engine(settings: Settings) -> Engine:
+    return create_engine(settings.database_url, pool_pre_ping=True)
+
+
+def _db_unreachable(settings: Settings, exc: BaseException) -> UserError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UserError(f"Cannot reach PostgreSQL ({_redact(settings.database_url)}): {first}", EXIT_UNREACHABLE)
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+# ---------------------------------------------------------------------------- db / imports
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from processor.store import migrate
+
+    migrate.upgrade(settings.database_url)
+    print("database is at the latest schema")
+    return EXIT_OK
+
+
+def _import(args: argparse.Namespace, settings: Settings, kind: str) -> int:
+    from processor.store.imports import ImportFileError, format_report, import_batches, import_users
+
+    fn = import_users if kind == "users" else import_batches
+    try:
+        with _open_binary(args.file) as stream:
+            report = fn(_engine(settings), stream)
+    except ImportFileError as exc:
+        raise UserError(f"{args.file}: {exc}") from None
+    print(format_report(report, kind))
+    return EXIT_REJECTED if report.errors else EXIT_OK
+
+
+def _open_binary(path: str) -> Any:
+    from producer.reader import InputError, open_input
+
+    try:
+        return open_input(path)
+    except InputError as exc:
+        raise UserError(exc.message) from None
+
+
+def cmd_batches_show(args: argparse.Namespace, settings: Settings) -> int:
+    engine = _engine(settings)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(
+            """
+            SELECT b.batch_id, b.course_id, b.course_name, b.state, b.enrollment_type, b.status, b.start_date,
+                   b.end_date, b.participant_count,
+                   coalesce(array_agg(m.user_id ORDER BY m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{}')
+            FROM course_batches b LEFT JOIN batch_mentors m ON m.batch_id = b.batch_id
+            WHERE b.batch_id = %s GROUP BY b.batch_id
+            """,
+            (args.batch_id,),
+        )
+        row = cur.fetchone()
+    finally:
+        raw.close()
+    if row is None:
+        raise UserError(f"Batch {args.batch_id} does not exist.", EXIT_INPUT)
+    info = {
+        "batch_id": row[0],
+        "course_id": row[1],
+        "course_name": row[2],
+        "state": row[3],
+        "enrollment_type": row[4],
+        "status": row[5],
+        "start_date": row[6].isoformat() if row[6] else None,
+        "end_date": row[7].isoformat() if row[7] else None,
+        "participant_count": row[8],
+        "mentors": list(row[9]),
+    }
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for k, v in info.items():
+            print(f"{k:>18}: {', '.join(v) if isinstance(v, list) else v}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- uploads
+def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
+    from producer.follow import ResultFollower, UploadStatus, write_report
+    from producer.publish import BrokerUnavailable, Progress, UploadRequest, publish_upload
+    from producer.reader import InputError, read_participants
+
+    id_type = args.id_type.upper() if args.id_type else None
+    stream = _open_binary(args.file)
+    rows_iter = read_participants(stream, id_type)
+    # Pull the first row now: a file-level problem must stop us before anything is published.
+    try:
+        first = next(rows_iter, None)
+    except InputError as exc:
+        raise UserError(f"{args.file}: {exc.message} Nothing was published.") from None
+    if first is None:
+        raise UserError(f"{args.file}: the file has no participant rows. Nothing was published.")
+
+    def all_rows() -> Any:
+        assert first is not None
+        yield first
+        try:
+            yield from rows_iter
+        except InputError as exc:
+            raise UserError(f"{args.file}: {exc.message}") from None
+
+    action = "ADD" if args.action == "add" else "REMOVE"
+    request = UploadRequest(
+        batch_id=args.batch,
+        action=action,
+        requested_by=args.requester,
+        kind=args.action,
+        dry_run=args.dry_run,
+        file_name=None if args.file == "-" else Path(args.file).name,
+    )
+    codec = default_codec()
+    follower = ResultFollower(settings, codec) if args.wait else None
+    try:
+        published = publish_upload(
+            settings,
+            codec,
+            request,
+            all_rows(),
+            progress=Progress("published"),
+            keep_rows=bool(args.report),
+        )
+    except BrokerUnavailable as exc:
+        raise UserError(str(exc), EXIT_UNREACHABLE) from None
+    finally:
+        stream.close()
+    refused = [
+        {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message}
+        for r in published.refused
+    ]
+    status = UploadStatus(
+        upload_id=published.upload_id,
+        batch_id=args.batch,
+        kind=args.action,
+        dry_run=args.dry_run,
+        published=published.published,
+        refused=refused,
+    )
+    if follower is None:
+        if args.json:
+            print(json.dumps({**status.to_json(), "complete": False}))
+        else:
+            print(
+                f"Upload {published.upload_id}: {published.published} commands published to batch {args.batch}"
+                f"{', ' + str(len(refused)) + ' rows refused' if refused else ''}.\n"
+                f"Follow it with: participants status {published.upload_id}"
+            )
+        if args.report:
+            _write_report_file(args.report, {}, published.refused, published.accepted_rows, write_report)
+        return EXIT_REJECTED if refused else EXIT_OK
+    try:
+        results = follower.follow(status, published.published, args.timeout, Progress("processed"))
+    finally:
+        follower.close()
+    if args.report:
+        _write_report_file(args.report, results, published.refused, published.accepted_rows, write_report)
+    if args.json:
+        print(json.dumps(status.to_json()))
+    else:
+        print(status.render())
+        if args.report:
+            print(f"  report: {args.report}")
+    if not status.completed:
+        print(
+            f"Timed out after {args.timeout:g}s with {status.processed} of {status.published} results; the upload "
+            f"goes on. Follow it with: participants status {status.upload_id}",
+            file=sys.stderr,
+        )
+    return status.exit_code()
+
+
+def _write_report_file(path: str, results: Any, refused: Any, accepted: Any, writer: Callable[..., int]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer(out, results, refused, accepted)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from producer.follow import status_from_store
+
+    raw = _engine(settings).raw_connection()
+    try:
+        status = status_from_store(raw.cursor(), args.upload_id)
+    finally:
+        raw.close()
+    if status is None:
+        raise UserError(f"No upload {args.upload_id} is known yet (no record and no results).", EXIT_INPUT)
+    print(json.dumps(status.to_json()) if args.json else status.render())
+    if not status.completed:
+        return EXIT_OK
+    return EXIT_REJECTED if status.rejected_total else EXIT_OK
+
+
+# ---------------------------------------------------------------------------- processor
+def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
+    from processor.kafka import metrics
+    from processor.kafka.engine import Fatal, Processor
+
+    logs.setup(args.log_level)
+    port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    metrics.serve(port)
+    processor = Processor(
+        settings,
+        _engine(settings),
+        default_codec(),
+        group=args.group,
+        instance_id=args.instance_id,
+        until_idle=args.until_idle,
+    )
+    processor.install_signal_handlers()
+    try:
+        return processor.run()
+    except Fatal as exc:
+        raise UserError(str(exc), EXIT_UNREACHABLE) from None
+
+
+def cmd_demo_data(args: argparse.Namespace, settings: Settings) -> int:
+    from processor.demo_data import write_demo_data
+
+    files = write_demo_data(Path(args.out), args.teachers_per_state)
+    for name, path in vars(files).items():
+        print(f"{name}: {path}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="participants", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="migrate the store to the latest schema").set_defaults(func=cmd_db_upgrade)
+
+    users = sub.add_parser("users", help="reference data: users").add_subparsers(dest="sub", required=True)
+    ui = users.add_parser("import", help="upsert users from a CSV (user_id,state_id,state,name,roles,status)")
+    ui.add_argument("file")
+    ui.set_defaults(func=lambda a, s: _import(a, s, "users"))
+
+    batches = sub.add_parser("batches", help="reference data: course batches").add_subparsers(dest="sub", required=True)
+    bi = batches.add_parser("import", help="upsert batches from a CSV")
+    bi.add_argument("file")
+    bi.set_defaults(func=lambda a, s: _import(a, s, "batches"))
+    bs = batches.add_parser("show", help="a batch and its participant count")
+    bs.add_argument("batch_id")
+    bs.add_argument("--json", action="store_true")
+    bs.set_defaults(func=cmd_batches_show)
+
+    for action in ("add", "remove"):
+        up = sub.add_parser(action, help=f"{action} the participants listed in FILE ('-' for stdin)")
+        up.add_argument("file", metavar="FILE")
+        up.add_argument("--batch", required=True, help="batch id")
+        up.add_argument("--as", dest="requester", required=True, metavar="ADMIN_USER_ID", help="requesting admin")
+        up.add_argument("--id-type", choices=["user_id", "state_id"], help="for a plain list without header")
+        up.add_argument("--dry-run", action="store_true", help="evaluate every row, change nothing")
+        up.add_argument("--wait", action="store_true", help="follow the results and print the summary")
+        up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait (default 300)")
+        up.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+        up.add_argument("--report", metavar="PATH", help="write a CSV line per input row")
+        up.set_defaults(func=cmd_upload, action=action)
+
+    st = sub.add_parser("status", help="the summary of an upload so far")
+    st.add_argument("upload_id")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    pr = sub.add_parser("process", help="run the processor (a member of the consumer group)")
+    pr.add_argument("--until-idle", action="store_true", help="exit when the group is caught up")
+    pr.add_argument("--instance-id", help="stable id of this instance (static membership, transactional id)")
+    pr.add_argument("--group", help="consumer group (default CONSUMER_GROUP)")
+    pr.add_argument("--metrics-port", type=int, help="Prometheus port (default METRICS_PORT; 0 = off)")
+    pr.add_argument("--log-level", default="INFO")
+    pr.set_defaults(func=cmd_process)
+
+    dd = sub.add_parser("demo-data", help="write the demo CSVs (users, batches, a 10k upload, progress)")
+    dd.add_argument("--out", default="demo-data")
+    dd.add_argument("--teachers-per-state", type=int, default=6000)
+    dd.set_defaults(func=cmd_demo_data)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        code: int = args.func(args, settings)
+        return code
+    except UserError as exc:
+        print(f"participants: {exc}", file=sys.stderr)
+        return exc.code
+    except OperationalError as exc:
+        print(f"participants: {_db_unreachable(settings, exc.orig or exc)}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        print("participants: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure domain rules: may a command apply, and what is its outcome. No I/O here."""

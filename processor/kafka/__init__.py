@@ -1,0 +1,1 @@
+"""Kafka adapters: the processor loop, the command publisher, result followers."""

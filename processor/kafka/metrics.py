@@ -1,0 +1,39 @@
+"""Prometheus metrics of the processor (served on METRICS_PORT when set)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from confluent_kafka import Consumer, TopicPartition
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from processor.domain.outputs import Recorded
+from processor.store.step import Position
+
+COMMANDS = Counter("participants_commands_total", "Commands processed, by outcome", ["outcome"])
+DUPLICATES = Counter("participants_duplicate_commands_total", "Commands skipped because already in the ledger")
+BATCH_SECONDS = Histogram(
+    "participants_batch_seconds",
+    "Time to apply and publish one consumed batch",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LAG = Gauge("participants_consumer_lag", "Commands not yet applied, per partition", ["partition"])
+
+
+def serve(port: int) -> None:
+    if port > 0:
+        start_http_server(port)
+
+
+def observe_batch(recorded: Iterable[Recorded], duplicates: int, seconds: float) -> None:
+    for r in recorded:
+        COMMANDS.labels(r.outcome).inc()
+    DUPLICATES.inc(duplicates)
+    BATCH_SECONDS.observe(seconds)
+
+
+def update_lag(consumer: Consumer, topic: str, owned: set[int], positions: dict[int, Position]) -> None:
+    for p in owned:
+        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5, cached=True)
+        pos = positions.get(p)
+        LAG.labels(str(p)).set(max(0, high - (pos.next_offset if pos else 0)))

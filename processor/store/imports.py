@@ -1,0 +1,661 @@
+"""Streaming, re-runnable upsert imports of reference data: users and course batches from CSV.
+
+How a file is loaded (one transaction per file, nothing is committed when a file-level error is raised):
+
+1. The CSV is read line by line (UTF-8 with or without BOM, CRLF or LF) and every row is validated in
+   Python; bad rows become :class:`RowError` entries (1-based physical line, header = line 1) and are
+   skipped, good rows are encoded for COPY's text format and buffered.
+2. Every ``chunk_size`` good rows are COPY'd into one TEMP staging table, so memory stays bounded by the
+   chunk (plus the set of ids seen, needed to reject duplicates).
+3. After the last chunk, set-based SQL upserts the stage into the target table:
+   ``INSERT ... SELECT ... ON CONFLICT (pk) DO UPDATE ... WHERE (row) IS DISTINCT FROM (excluded)``.
+   The guard means an unchanged row is never rewritten (``updated_at`` only moves on a real change), so
+   re-running a file reports 0 inserted / 0 updated.  ``RETURNING (xmax = 0)`` tells inserts from updates.
+
+States are created on the fly (name = code) for state codes not yet known.  Batches keep the
+``participant_count`` the processor maintains; their mentor set (``batch_mentors``) is replaced by the
+file's list, and a mentor-only change counts as an update of the batch.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import BinaryIO
+
+import psycopg2.extensions
+import sqlalchemy
+
+__all__ = [
+    "BATCH_COLUMNS",
+    "BATCH_STATUSES",
+    "ENROLLMENT_TYPES",
+    "ROLES",
+    "USER_COLUMNS",
+    "USER_STATUSES",
+    "ImportFileError",
+    "ImportReport",
+    "RowError",
+    "format_report",
+    "import_batches",
+    "import_users",
+]
+
+USER_COLUMNS: tuple[str, ...] = ("user_id", "state_id", "state", "name", "roles", "status")
+BATCH_COLUMNS: tuple[str, ...] = (
+    "batch_id",
+    "course_id",
+    "course_name",
+    "state",
+    "enrollment_type",
+    "status",
+    "start_date",
+    "end_date",
+    "mentors",
+)
+ROLES: tuple[str, ...] = ("ORG_ADMIN", "COURSE_MENTOR", "CONTENT_CREATOR", "PUBLIC")
+USER_STATUSES: tuple[str, ...] = ("active", "inactive")
+ENROLLMENT_TYPES: tuple[str, ...] = ("invite-only", "open")
+BATCH_STATUSES: tuple[str, ...] = ("upcoming", "ongoing", "ended", "cancelled")
+
+# Accepted spellings (already lower-cased) -> stored value.
+_BATCH_STATUS_VALUES: dict[str, str] = {
+    **{s: s for s in BATCH_STATUSES},
+    "0": "upcoming",  # Sunbird's numeric batch status codes
+    "1": "ongoing",
+    "2": "ended",
+}
+_BATCH_STATUS_WORDS = ", ".join(_BATCH_STATUS_VALUES)
+_ENROLLMENT_TYPE_VALUES: dict[str, str] = {
+    "invite-only": "invite-only",
+    "invite_only": "invite-only",
+    "inviteonly": "invite-only",
+    "invite only": "invite-only",
+    "open": "open",
+}
+_ROLE_SET = frozenset(ROLES)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_COPY_SPECIALS = ("\\", "\t", "\n", "\r")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_READ_SIZE = 1 << 20
+_MAX_SHOWN = 80  # longest value quoted verbatim in an error message
+
+
+# --------------------------------------------------------------------------------------------- API types
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One rejected row (a row can have several): 1-based physical line of the file, reason code, message."""
+
+    line: int
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """Outcome of one file.  ``rows_read`` counts data rows (blank lines are skipped, not counted)."""
+
+    rows_read: int
+    inserted: int
+    updated: int
+    unchanged: int
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        """Number of rows not loaded (distinct lines with at least one error)."""
+        return len({e.line for e in self.errors})
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be imported (e.g. MISSING_COLUMN); nothing was loaded."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+def format_report(report: ImportReport, kind: str) -> str:
+    """A human summary, then one line per error (``line 7: BAD_STATUS — status "x" is not one of ...``)."""
+    summary = (
+        f"{kind} import: {report.rows_read} rows read — {report.inserted} inserted, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.rejected} rejected"
+    )
+    if report.errors:
+        summary += f" ({len(report.errors)} error{'s' if len(report.errors) != 1 else ''})"
+    return "\n".join([summary, *(f"line {e.line}: {e.reason} — {e.message}" for e in report.errors)])
+
+
+def import_users(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int = 20000) -> ImportReport:
+    """Upserts users from CSV ``user_id,state_id,state,name,roles,status`` (see the module docstring)."""
+    return _run_import(engine, stream, chunk_size, _USERS)
+
+
+def import_batches(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int = 20000) -> ImportReport:
+    """Upserts course batches (and their mentor sets) from CSV
+    ``batch_id,course_id,course_name,state,enrollment_type,status,start_date,end_date,mentors``."""
+    return _run_import(engine, stream, chunk_size, _BATCHES)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+class _Lines:
+    """Decoded physical lines of a binary stream (line endings kept for the csv module); strips a BOM."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._it = iter(stream)
+        self.number = 0
+        self.done = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            raw = next(self._it)
+        except StopIteration:
+            self.done = True
+            raise
+        self.number += 1
+        if self.number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                "BAD_ENCODING", f"line {self.number} is not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8"
+            ) from exc
+
+
+def _records(stream: BinaryIO, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
+    """Yields (first physical line, fields) of every non-blank CSV record, header included.
+
+    A row whose quoting is broken mid-file becomes a MALFORMED_ROW error; a quoted field still open at the
+    end of the file swallowed the rest of it, so that is a file-level MALFORMED_CSV error.
+    """
+    lines = _Lines(stream)
+    reader = csv.reader(lines, strict=True)
+    start = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if lines.done:
+                raise ImportFileError(
+                    "MALFORMED_CSV", f"line {start}: a quoted field is never closed before the end of the file"
+                ) from exc
+            errors.append(RowError(start, "MALFORMED_ROW", f"the row is not valid CSV ({exc})"))
+            start = reader.line_num + 1
+            continue
+        if any(f.strip() for f in fields):  # blank lines and all-empty rows (",,,,") are skipped
+            yield start, fields
+        start = reader.line_num + 1
+
+
+def _header_key(name: str) -> str:
+    """``" User ID "`` -> ``user_id``: case-insensitive, surrounding spaces stripped, inner spaces as ``_``."""
+    return "_".join(name.strip().lower().split())
+
+
+def _open_csv(
+    stream: BinaryIO, columns: Sequence[str], errors: list[RowError]
+) -> tuple[list[int], int, Iterator[tuple[int, list[str]]]]:
+    """Reads the header; returns the index of each wanted column, the header width and the data records."""
+    records = _records(stream, errors)
+    header = next(records, None)
+    if header is None:
+        raise ImportFileError("MISSING_COLUMN", f"the file has no header row; expected columns: {', '.join(columns)}")
+    positions: dict[str, int] = {}
+    for i, name in enumerate(header[1]):
+        key = _header_key(name)
+        if key in columns and key in positions:
+            raise ImportFileError("DUPLICATE_COLUMN", f"column {key} appears twice in the header")
+        positions.setdefault(key, i)
+    missing = [c for c in columns if c not in positions]
+    if missing:
+        found = ", ".join(n.strip() for n in header[1])
+        raise ImportFileError(
+            "MISSING_COLUMN",
+            f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)} (header has: {found})",
+        )
+    return [positions[c] for c in columns], len(header[1]), records
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+
+def _shown(value: str) -> str:
+    if len(value) > _MAX_SHOWN:
+        value = value[: _MAX_SHOWN - 1] + "…"
+    return f'"{value}"'
+
+
+def _array_literal(items: Sequence[str]) -> str:
+    """A PostgreSQL array literal (before COPY escaping), every element quoted."""
+    return "{" + ",".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in items) + "}"
+
+
+def _split_list(value: str) -> list[str]:
+    """``"a; b;;a"`` -> ``["a", "b"]``: trimmed, empty parts dropped, duplicates dropped, order kept."""
+    return list(dict.fromkeys(p for p in (part.strip() for part in value.split(";")) if p))
+
+
+def _parse_date(name: str, value: str, line: int, errors: list[RowError]) -> tuple[bool, date | None]:
+    if not value:
+        return True, None
+    if _ISO_DATE.fullmatch(value):
+        try:
+            return True, date.fromisoformat(value)
+        except ValueError:
+            pass
+    errors.append(RowError(line, "BAD_DATE", f"{name} {_shown(value)} is not a valid date in YYYY-MM-DD form"))
+    return False, None
+
+
+_Validator = Callable[[int, list[str], list[RowError]], list[str | None] | None]
+
+
+class _UserRows:
+    """Validates user rows; returns the stage values or None (errors appended)."""
+
+    def __init__(self) -> None:
+        self.user_lines: dict[str, int] = {}
+        self.state_id_lines: dict[tuple[str, str], int] = {}
+
+    def __call__(self, line: int, values: list[str], errors: list[RowError]) -> list[str | None] | None:
+        user_id, state_id, state, name, roles_text, status_text = values
+        state = state.upper()
+        before = len(errors)
+        for col, value in (("user_id", user_id), ("state", state)):
+            if not value:
+                errors.append(RowError(line, "EMPTY_FIELD", f"{col} is empty"))
+        roles = [r.upper() for r in _split_list(roles_text)]
+        unknown = [r for r in roles if r not in _ROLE_SET]
+        if unknown:
+            shown = ", ".join(_shown(r) for r in unknown)
+            verb = "is not one of" if len(unknown) == 1 else "are not among"
+            errors.append(
+                RowError(
+                    line, "UNKNOWN_ROLE", f"role{'s' if len(unknown) > 1 else ''} {shown} {verb} {', '.join(ROLES)}"
+                )
+            )
+        status = status_text.lower() or "active"
+        if status not in USER_STATUSES:
+            errors.append(
+                RowError(line, "BAD_STATUS", f"status {_shown(status_text)} is not one of {', '.join(USER_STATUSES)}")
+            )
+        # The first row naming an id claims it (even if that row has other errors); later rows are duplicates.
+        duplicate = False
+        if user_id:
+            first = self.user_lines.get(user_id)
+            if first is not None:
+                duplicate = True
+                errors.append(
+                    RowError(line, "DUPLICATE_ID", f"user_id {_shown(user_id)} already appears on line {first}")
+                )
+        if state and state_id and not duplicate:
+            first = self.state_id_lines.get((state, state_id))
+            if first is not None:
+                duplicate = True
+                errors.append(
+                    RowError(
+                        line,
+                        "DUPLICATE_ID",
+                        f"state_id {_shown(state_id)} of state {state} already appears on line {first}",
+                    )
+                )
+        if not duplicate:
+            if user_id:
+                self.user_lines[user_id] = line
+            if state and state_id:
+                self.state_id_lines[(state, state_id)] = line
+        if len(errors) != before:
+            return None
+        return [user_id, state_id or None, state, name, _array_literal(roles), status]
+
+
+class _BatchRows:
+    """Validates batch rows; returns the stage values or None (errors appended)."""
+
+    def __init__(self) -> None:
+        self.batch_lines: dict[str, int] = {}
+
+    def __call__(self, line: int, values: list[str], errors: list[RowError]) -> list[str | None] | None:
+        batch_id, course_id, course_name, state, type_text, status_text, start_text, end_text, mentors_text = values
+        state = state.upper()
+        before = len(errors)
+        for col, value in (
+            ("batch_id", batch_id),
+            ("course_id", course_id),
+            ("state", state),
+            ("enrollment_type", type_text),
+            ("status", status_text),
+        ):
+            if not value:
+                errors.append(RowError(line, "EMPTY_FIELD", f"{col} is empty"))
+        enrollment_type = _ENROLLMENT_TYPE_VALUES.get(type_text.lower())
+        if type_text and enrollment_type is None:
+            errors.append(
+                RowError(
+                    line,
+                    "BAD_ENROLLMENT_TYPE",
+                    f"enrollment_type {_shown(type_text)} is not one of {', '.join(ENROLLMENT_TYPES)}",
+                )
+            )
+        status = _BATCH_STATUS_VALUES.get(status_text.lower())
+        if status_text and status is None:
+            errors.append(
+                RowError(line, "BAD_STATUS", f"status {_shown(status_text)} is not one of {_BATCH_STATUS_WORDS}")
+            )
+        start_ok, start = _parse_date("start_date", start_text, line, errors)
+        end_ok, end = _parse_date("end_date", end_text, line, errors)
+        if start_ok and end_ok and start is not None and end is not None and end < start:
+            errors.append(RowError(line, "BAD_DATE_RANGE", f"end_date {end} is before start_date {start}"))
+        if batch_id:
+            first = self.batch_lines.setdefault(batch_id, line)
+            if first != line:
+                errors.append(
+                    RowError(line, "DUPLICATE_ID", f"batch_id {_shown(batch_id)} already appears on line {first}")
+                )
+        if len(errors) != before:
+            return None
+        return [
+            batch_id,
+            course_id,
+            course_name,
+            state,
+            enrollment_type,
+            status,
+            start.isoformat() if start else None,
+            end.isoformat() if end else None,
+            _array_literal(_split_list(mentors_text)),
+        ]
+
+
+# ------------------------------------------------------------------------------------------------- SQL
+
+_Cursor = psycopg2.extensions.cursor
+_Finish = Callable[[_Cursor], tuple[int, int, list[RowError]]]
+
+
+@dataclass(frozen=True)
+class _Kind:
+    columns: tuple[str, ...]
+    stage: str
+    stage_ddl: str
+    validator: Callable[[], _Validator]
+    finish: _Finish
+
+
+_USERS_STAGE = "import_users_stage"
+_USERS_STAGE_DDL = f"""
+CREATE TEMP TABLE {_USERS_STAGE} (
+    line integer NOT NULL,
+    user_id text NOT NULL,
+    state_id text,
+    state text NOT NULL,
+    name text NOT NULL,
+    roles text[] NOT NULL,
+    status text NOT NULL
+) ON COMMIT DROP
+"""
+
+_CREATE_STATES = """
+INSERT INTO states (code, name)
+SELECT DISTINCT state, state FROM {stage}
+ON CONFLICT (code) DO NOTHING
+"""
+
+# A row taking a (state, state_id) held in the database by a user the file does not mention would break
+# users_state_state_id_key: reject it.  Repeated until stable, since a rejected row keeps its user's old
+# state_id in place, which can in turn block another row.
+_USERS_REJECT_TAKEN = f"""
+DELETE FROM {_USERS_STAGE} s
+USING users u
+WHERE u.state = s.state AND u.state_id = s.state_id AND u.user_id <> s.user_id
+  AND NOT EXISTS (SELECT 1 FROM {_USERS_STAGE} o WHERE o.user_id = u.user_id)
+RETURNING s.line, s.state, s.state_id, u.user_id
+"""
+
+# Users of the file that currently hold a state_id another row of the file takes (ids swapped or moved):
+# their state_id is cleared first so the upsert never collides midway; the upsert then sets their new one.
+_USERS_RELEASE_MOVED = f"""
+UPDATE users u SET state_id = NULL
+FROM {_USERS_STAGE} s
+WHERE u.state = s.state AND u.state_id = s.state_id AND u.user_id <> s.user_id
+"""
+
+_USERS_UPSERT = f"""
+WITH up AS (
+    INSERT INTO users AS t (user_id, state_id, state, name, roles, status)
+    SELECT user_id, state_id, state, name, roles, status FROM {_USERS_STAGE}
+    ON CONFLICT (user_id) DO UPDATE SET
+        state_id = EXCLUDED.state_id,
+        state = EXCLUDED.state,
+        name = EXCLUDED.name,
+        roles = EXCLUDED.roles,
+        status = EXCLUDED.status,
+        updated_at = now()
+    WHERE (t.state_id, t.state, t.name, t.roles, t.status)
+        IS DISTINCT FROM (EXCLUDED.state_id, EXCLUDED.state, EXCLUDED.name, EXCLUDED.roles, EXCLUDED.status)
+    RETURNING (t.xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+"""
+
+
+def _finish_users(cur: _Cursor) -> tuple[int, int, list[RowError]]:
+    errors: list[RowError] = []
+    while True:
+        cur.execute(_USERS_REJECT_TAKEN)
+        taken: list[tuple[int, str, str, str]] = cur.fetchall()
+        if not taken:
+            break
+        errors.extend(
+            RowError(
+                line,
+                "DUPLICATE_ID",
+                f"state_id {_shown(state_id)} of state {state} already belongs to user {_shown(holder)}",
+            )
+            for line, state, state_id, holder in taken
+        )
+    cur.execute(_CREATE_STATES.format(stage=_USERS_STAGE))
+    cur.execute(_USERS_RELEASE_MOVED)
+    cur.execute(_USERS_UPSERT)
+    inserted, updated = _two_counts(cur)
+    return inserted, updated, errors
+
+
+_BATCHES_STAGE = "import_batches_stage"
+_BATCHES_STAGE_DDL = f"""
+CREATE TEMP TABLE {_BATCHES_STAGE} (
+    line integer NOT NULL,
+    batch_id text NOT NULL,
+    course_id text NOT NULL,
+    course_name text NOT NULL,
+    state text NOT NULL,
+    enrollment_type text NOT NULL,
+    status text NOT NULL,
+    start_date date,
+    end_date date,
+    mentors text[] NOT NULL,
+    outcome text,
+    mentors_changed boolean NOT NULL DEFAULT false
+) ON COMMIT DROP
+"""
+
+# participant_count is deliberately absent: new batches get the column default, existing ones keep theirs.
+_BATCHES_UPSERT = f"""
+WITH up AS (
+    INSERT INTO course_batches AS t
+        (batch_id, course_id, course_name, state, enrollment_type, status, start_date, end_date)
+    SELECT batch_id, course_id, course_name, state, enrollment_type, status, start_date, end_date
+    FROM {_BATCHES_STAGE}
+    ON CONFLICT (batch_id) DO UPDATE SET
+        course_id = EXCLUDED.course_id,
+        course_name = EXCLUDED.course_name,
+        state = EXCLUDED.state,
+        enrollment_type = EXCLUDED.enrollment_type,
+        status = EXCLUDED.status,
+        start_date = EXCLUDED.start_date,
+        end_date = EXCLUDED.end_date,
+        updated_at = now()
+    WHERE (t.course_id, t.course_name, t.state, t.enrollment_type, t.status, t.start_date, t.end_date)
+        IS DISTINCT FROM (EXCLUDED.course_id, EXCLUDED.course_name, EXCLUDED.state, EXCLUDED.enrollment_type,
+                          EXCLUDED.status, EXCLUDED.start_date, EXCLUDED.end_date)
+    RETURNING t.batch_id, (t.xmax = 0) AS inserted
+)
+UPDATE {_BATCHES_STAGE} s SET outcome = CASE WHEN up.inserted THEN 'inserted' ELSE 'updated' END
+FROM up WHERE s.batch_id = up.batch_id
+"""
+
+# Replace each batch's mentor set with the file's, touching only the pairs that differ.
+_BATCHES_SYNC_MENTORS = f"""
+WITH gone AS (
+    DELETE FROM batch_mentors m
+    USING {_BATCHES_STAGE} s
+    WHERE m.batch_id = s.batch_id AND NOT (m.user_id = ANY (s.mentors))
+    RETURNING m.batch_id
+), added AS (
+    INSERT INTO batch_mentors (batch_id, user_id)
+    SELECT s.batch_id, unnest(s.mentors) FROM {_BATCHES_STAGE} s
+    ON CONFLICT (batch_id, user_id) DO NOTHING
+    RETURNING batch_id
+)
+UPDATE {_BATCHES_STAGE} s SET mentors_changed = true
+WHERE s.batch_id IN (SELECT batch_id FROM gone UNION SELECT batch_id FROM added)
+"""
+
+# A batch whose only change is its mentor set is still an update: bump updated_at and count it.
+_BATCHES_TOUCH_MENTORED = f"""
+WITH touched AS (
+    UPDATE course_batches b SET updated_at = now()
+    FROM {_BATCHES_STAGE} s
+    WHERE b.batch_id = s.batch_id AND s.mentors_changed AND s.outcome IS NULL
+    RETURNING b.batch_id
+)
+UPDATE {_BATCHES_STAGE} s SET outcome = 'updated' FROM touched WHERE s.batch_id = touched.batch_id
+"""
+
+_BATCHES_COUNT = f"""
+SELECT count(*) FILTER (WHERE outcome = 'inserted'), count(*) FILTER (WHERE outcome = 'updated')
+FROM {_BATCHES_STAGE}
+"""
+
+
+def _finish_batches(cur: _Cursor) -> tuple[int, int, list[RowError]]:
+    cur.execute(_CREATE_STATES.format(stage=_BATCHES_STAGE))
+    cur.execute(_BATCHES_UPSERT)
+    cur.execute(_BATCHES_SYNC_MENTORS)
+    cur.execute(_BATCHES_TOUCH_MENTORED)
+    cur.execute(_BATCHES_COUNT)
+    inserted, updated = _two_counts(cur)
+    return inserted, updated, []
+
+
+def _two_counts(cur: _Cursor) -> tuple[int, int]:
+    row = cur.fetchone()
+    if row is None:  # pragma: no cover - an aggregate always returns a row
+        raise RuntimeError("count query returned no row")
+    return int(row[0]), int(row[1])
+
+
+_USERS = _Kind(USER_COLUMNS, _USERS_STAGE, _USERS_STAGE_DDL, _UserRows, _finish_users)
+_BATCHES = _Kind(BATCH_COLUMNS, _BATCHES_STAGE, _BATCHES_STAGE_DDL, _BatchRows, _finish_batches)
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def _copy_line(line: int, values: list[str | None]) -> str:
+    """One row in COPY text format: tab-separated, ``\\N`` for NULL, backslash/tab/newline/CR escaped."""
+    fields = [str(line)]
+    for v in values:
+        if v is None:
+            fields.append("\\N")
+        elif any(c in v for c in _COPY_SPECIALS):
+            fields.append(v.translate(_COPY_ESCAPES))
+        else:
+            fields.append(v)
+    return "\t".join(fields) + "\n"
+
+
+def _psycopg2_connection(raw: object) -> psycopg2.extensions.connection:
+    conn = getattr(raw, "driver_connection", None)
+    if not isinstance(conn, psycopg2.extensions.connection):
+        raise TypeError("imports need a PostgreSQL engine using the psycopg2 driver (postgresql+psycopg2://)")
+    return conn
+
+
+def _run_import(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int, kind: _Kind) -> ImportReport:
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    errors: list[RowError] = []
+    index, width, records = _open_csv(stream, kind.columns, errors)
+    validate = kind.validator()
+    copy_sql = f"COPY {kind.stage} (line, {', '.join(kind.columns)}) FROM STDIN"
+    rows_read = good = 0
+    raw = engine.raw_connection()
+    try:
+        conn = _psycopg2_connection(raw)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(kind.stage_ddl)
+                buffer: list[str] = []
+                for line, fields in records:
+                    rows_read += 1
+                    if len(fields) != width:
+                        errors.append(
+                            RowError(
+                                line,
+                                "WRONG_COLUMN_COUNT",
+                                f"expected {width} fields (as many as the header), found {len(fields)}",
+                            )
+                        )
+                        continue
+                    values = [fields[i].strip() for i in index]
+                    if any("\x00" in v for v in values):
+                        errors.append(RowError(line, "BAD_CHARACTER", "the row contains a NUL character"))
+                        continue
+                    staged = validate(line, values, errors)
+                    if staged is None:
+                        continue
+                    buffer.append(_copy_line(line, staged))
+                    good += 1
+                    if len(buffer) >= chunk_size:
+                        cur.copy_expert(copy_sql, io.StringIO("".join(buffer)), size=_COPY_READ_SIZE)
+                        buffer.clear()
+                if buffer:
+                    cur.copy_expert(copy_sql, io.StringIO("".join(buffer)), size=_COPY_READ_SIZE)
+                inserted = updated = 0
+                if good:
+                    cur.execute(f"ANALYZE {kind.stage}")
+                    inserted, updated, rejected = kind.finish(cur)
+                    good -= len(rejected)
+                    errors.extend(rejected)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+    finally:
+        raw.close()
+    rows_read += sum(1 for e in errors if e.reason == "MALFORMED_ROW")  # rows the csv module could not split
+    errors.sort(key=lambda e: e.line)  # stable: a row's errors keep their order
+    return ImportReport(
+        rows_read=rows_read,
+        inserted=inserted,
+        updated=updated,
+        unchanged=good - inserted - updated,
+        errors=errors,
+    )

@@ -1,0 +1,497 @@
+"""The processor's database step: bulk lookups, the compare-and-set of positions, and set-based writes.
+
+One call of `apply_batch` is one PostgreSQL transaction for a whole consumed batch: a handful of
+round-trips whatever the batch size (lookups as joins, COPY for the ledger and new enrolments).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from processor.domain.model import Action, Batch, Command, Decision, IdType, Source, User
+from processor.domain.outputs import Recorded, UploadInfo
+from processor.domain.rules import Snapshot, evaluate
+
+
+class PositionConflict(Exception):
+    """Another owner moved a partition's stored position: this instance is a zombie for it."""
+
+
+_ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _t(value: object) -> str:
+    """COPY text-format cell."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, str):
+        return value.translate(_ESC)
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    next_offset: int
+    batch_start: int
+
+
+def read_positions(cur: Any, group: str, topic: str) -> dict[int, Position]:
+    cur.execute(
+        "SELECT kafka_partition, next_offset, batch_start FROM consumer_positions WHERE group_id=%s AND topic=%s",
+        (group, topic),
+    )
+    return {int(p): Position(int(n), int(s)) for p, n, s in cur.fetchall()}
+
+
+def claim_positions(cur: Any, group: str, topic: str, moves: dict[int, tuple[Position | None, Position]]) -> None:
+    """Compare-and-set each partition's position (first statement of the transaction: it takes the row lock)."""
+    for partition, (expected, new) in sorted(moves.items()):
+        if expected is None:
+            cur.execute(
+                "INSERT INTO consumer_positions (group_id, topic, kafka_partition, next_offset, batch_start) "
+                "VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING 1",
+                (group, topic, partition, new.next_offset, new.batch_start),
+            )
+        else:
+            cur.execute(
+                "UPDATE consumer_positions SET next_offset=%s, batch_start=%s, updated_at=now() "
+                "WHERE group_id=%s AND topic=%s AND kafka_partition=%s AND next_offset=%s RETURNING 1",
+                (new.next_offset, new.batch_start, group, topic, partition, expected.next_offset),
+            )
+        if cur.fetchone() is None:
+            raise PositionConflict(f"{topic}[{partition}] moved by another owner (expected {expected})")
+
+
+def ledger_hits(cur: Any, command_ids: Sequence[str]) -> set[str]:
+    if not command_ids:
+        return set()
+    cur.execute("SELECT command_id FROM command_ledger WHERE command_id = ANY(%s)", (list(command_ids),))
+    return {r[0] for r in cur.fetchall()}
+
+
+_BATCHES = """
+SELECT b.batch_id, b.course_id, b.state, b.enrollment_type, b.status, b.participant_count,
+       coalesce(array_agg(m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{}')
+FROM course_batches b LEFT JOIN batch_mentors m ON m.batch_id = b.batch_id
+WHERE b.batch_id = ANY(%s) GROUP BY b.batch_id
+"""
+_BY_USER_ID = """
+SELECT DISTINCT q.batch_id, u.user_id, u.state_id, u.state, u.status, u.roles, e.user_id IS NOT NULL
+FROM unnest(%s::text[], %s::text[]) AS q(batch_id, ident)
+JOIN users u ON u.user_id = q.ident
+LEFT JOIN enrolments e ON e.batch_id = q.batch_id AND e.user_id = u.user_id
+"""
+_BY_STATE_ID = """
+SELECT DISTINCT q.batch_id, u.user_id, u.state_id, u.state, u.status, u.roles, e.user_id IS NOT NULL
+FROM unnest(%s::text[], %s::text[]) AS q(batch_id, ident)
+JOIN course_batches b ON b.batch_id = q.batch_id
+JOIN users u ON u.state = b.state AND u.state_id = q.ident
+LEFT JOIN enrolments e ON e.batch_id = q.batch_id AND e.user_id = u.user_id
+"""
+
+
+def load_snapshot(cur: Any, commands: Sequence[Command]) -> Snapshot:
+    """Everything the rules need for these commands, in four queries."""
+    batch_ids = sorted({c.batch_id for c in commands})
+    cur.execute(_BATCHES, (batch_ids,))
+    batches = {r[0]: Batch(r[0], r[1], r[2], r[3], r[4], frozenset(r[6]), int(r[5])) for r in cur.fetchall()}
+    users_by_id: dict[str, User] = {}
+    users_by_state_id: dict[tuple[str, str], User] = {}
+    members: set[tuple[str, str]] = set()
+    for id_type, sql in ((IdType.USER_ID, _BY_USER_ID), (IdType.STATE_ID, _BY_STATE_ID)):
+        pairs = [(c.batch_id, c.identifier) for c in commands if c.id_type is id_type and c.batch_id in batches]
+        if not pairs:
+            continue
+        cur.execute(sql, ([p[0] for p in pairs], [p[1] for p in pairs]))
+        for batch_id, user_id, state_id, state, status, roles, enrolled in cur.fetchall():
+            user = User(user_id, state, status, frozenset(roles), state_id)
+            users_by_id[user_id] = user
+            if state_id is not None:
+                users_by_state_id[(state, state_id)] = user
+            if enrolled:
+                members.add((batch_id, user_id))
+    requesters = sorted({c.requested_by for c in commands} - users_by_id.keys())
+    if requesters:
+        cur.execute("SELECT user_id, state_id, state, status, roles FROM users WHERE user_id = ANY(%s)", (requesters,))
+        for user_id, state_id, state, status, roles in cur.fetchall():
+            users_by_id[user_id] = User(user_id, state, status, frozenset(roles), state_id)
+    return Snapshot(batches=batches, users_by_id=users_by_id, users_by_state_id=users_by_state_id, members=members)
+
+
+@dataclass(frozen=True, slots=True)
+class Positioned:
+    """A command with where it was read from."""
+
+    command: Command
+    partition: int
+    offset: int
+
+
+@dataclass
+class StepResult:
+    recorded: list[Recorded] = field(default_factory=list)
+    duplicates: int = 0
+    completed_uploads: list[UploadInfo] = field(default_factory=list)
+
+
+_LEDGER_COLUMNS = (
+    "command_id, upload_id, batch_id, kafka_partition, kafka_offset, line, identifier, id_type, action, outcome, "
+    "reason, message, user_id, course_id, participant_count, dry_run, source, requested_by, processed_at, "
+    "origin_upload_id, origin_line"
+)
+
+
+def _recorded(d: Decision, p: Positioned, state: str | None, now_ms: int) -> Recorded:
+    c = d.command
+    return Recorded(
+        command_id=c.command_id,
+        upload_id=c.upload_id,
+        batch_id=c.batch_id,
+        kafka_partition=p.partition,
+        kafka_offset=p.offset,
+        line=c.line,
+        identifier=c.identifier,
+        id_type=c.id_type.value,
+        action=c.action.value,
+        outcome=d.outcome.value,
+        reason=d.reason.value,
+        message=d.message,
+        user_id=d.user_id,
+        course_id=d.course_id,
+        state=state,
+        participant_count=d.participant_count,
+        dry_run=c.dry_run,
+        source=c.source.value,
+        requested_by=c.requested_by,
+        processed_at_ms=now_ms,
+        origin_upload_id=c.origin_upload_id,
+        origin_line=c.origin_line,
+    )
+
+
+def _as_datetime(value: datetime | int) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromtimestamp(value / 1000, UTC)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def apply_commands(cur: Any, items: Sequence[Positioned], ui_limit: int, now_ms: int) -> StepResult:
+    """Decides and applies commands (in the given order); ledger hits are duplicates and produce nothing."""
+    out = StepResult()
+    if not items:
+        return out
+    hits = ledger_hits(cur, [p.command.command_id for p in items])
+    fresh: list[Positioned] = []
+    seen: set[str] = set()
+    for p in items:
+        cid = p.command.command_id
+        if cid in hits or cid in seen:
+            out.duplicates += 1
+            continue
+        seen.add(cid)
+        fresh.append(p)
+    if not fresh:
+        return out
+    snapshot = load_snapshot(cur, [p.command for p in fresh])
+    initial_members = set(snapshot.members)
+    decisions = evaluate((p.command for p in fresh), snapshot, ui_limit)
+
+    ledger = io.StringIO()
+    removed: set[tuple[str, str]] = set()
+    last_enrol: dict[tuple[str, str], Recorded] = {}
+    for d, p in zip(decisions, fresh, strict=True):
+        batch = snapshot.batches.get(d.command.batch_id)
+        rec = _recorded(d, p, batch.state if batch else None, now_ms)
+        out.recorded.append(rec)
+        ledger.write(
+            "\t".join(
+                _t(v)
+                for v in (
+                    rec.command_id,
+                    rec.upload_id,
+                    rec.batch_id,
+                    rec.kafka_partition,
+                    rec.kafka_offset,
+                    rec.line,
+                    rec.identifier,
+                    rec.id_type,
+                    rec.action,
+                    rec.outcome,
+                    rec.reason,
+                    rec.message,
+                    rec.user_id,
+                    rec.course_id,
+                    rec.participant_count,
+                    rec.dry_run,
+                    rec.source,
+                    rec.requested_by,
+                    _iso(now_ms),
+                    rec.origin_upload_id,
+                    rec.origin_line,
+                )
+            )
+        )
+        ledger.write("\n")
+        if rec.change == "UNENROLLED" and rec.user_id is not None:
+            removed.add((rec.batch_id, rec.user_id))
+        elif rec.change == "ENROLLED" and rec.user_id is not None:
+            last_enrol[(rec.batch_id, rec.user_id)] = rec
+
+    ledger.seek(0)
+    cur.copy_expert(f"COPY command_ledger ({_LEDGER_COLUMNS}) FROM STDIN", ledger)
+
+    deletes = [k for k in removed if k in initial_members]
+    if deletes:
+        cur.execute(
+            "DELETE FROM enrolments e USING unnest(%s::text[], %s::text[]) AS d(b, u) "
+            "WHERE e.batch_id = d.b AND e.user_id = d.u",
+            ([k[0] for k in deletes], [k[1] for k in deletes]),
+        )
+    inserts = [rec for key, rec in last_enrol.items() if key in snapshot.members]
+    if inserts:
+        buf = io.StringIO()
+        for rec in inserts:
+            buf.write(
+                f"{_t(rec.batch_id)}\t{_t(rec.user_id)}\t{'ui' if rec.source == 'UI' else 'backend'}\t"
+                f"{_iso(now_ms)}\t{_t(rec.requested_by)}\t{_t(rec.command_id)}\n"
+            )
+        buf.seek(0)
+        cur.copy_expert(
+            "COPY enrolments (batch_id, user_id, added_via, enrolled_at, enrolled_by, command_id) FROM STDIN", buf
+        )
+    changed = {r.batch_id for r in out.recorded if r.change is not None}
+    if changed:
+        ids = sorted(changed)
+        cur.execute(
+            "UPDATE course_batches b SET participant_count = v.c, updated_at = now() "
+            "FROM unnest(%s::text[], %s::int[]) AS v(id, c) WHERE b.batch_id = v.id",
+            (ids, [snapshot.counts[i] for i in ids]),
+        )
+    return out
+
+
+def upsert_upload_record(cur: Any, record: dict[str, Any]) -> None:
+    """Stores the producer's PUBLISHED upload record (idempotent; a replay rewrites the same values)."""
+    cur.execute(
+        """
+        INSERT INTO uploads (upload_id, batch_id, kind, requested_by, dry_run, file_name, parent_upload_id,
+                             commands_published, refused, created_at)
+        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+        ON CONFLICT (upload_id) DO UPDATE SET kind = EXCLUDED.kind, requested_by = EXCLUDED.requested_by,
+            dry_run = EXCLUDED.dry_run, file_name = EXCLUDED.file_name, parent_upload_id = EXCLUDED.parent_upload_id,
+            commands_published = EXCLUDED.commands_published, refused = EXCLUDED.refused,
+            created_at = EXCLUDED.created_at
+        """,
+        (
+            record["upload_id"],
+            record["batch_id"],
+            record["kind"],
+            record["requested_by"],
+            record["dry_run"],
+            record["file_name"],
+            record["parent_upload_id"],
+            record["commands_published"],
+            json.dumps(record["refused"]),
+            _as_datetime(record["created_at"]),
+        ),
+    )
+
+
+def seal_upload(cur: Any, record: dict[str, Any], partition: int, offset: int, now_ms: int) -> UploadInfo | None:
+    """Completes an upload when its seal (the PUBLISHED record, after all its commands) is processed.
+
+    Returns the summary, or None when the upload was already completed (a replayed seal emits nothing).
+    """
+    upload_id = record["upload_id"]
+    cur.execute("SELECT completed_at FROM uploads WHERE upload_id = %s FOR UPDATE", (upload_id,))
+    row = cur.fetchone()
+    if row is not None and row[0] is not None:
+        return None
+    upsert_upload_record(cur, record)
+    cur.execute(
+        "SELECT outcome, reason, count(*) FROM command_ledger WHERE upload_id = %s GROUP BY outcome, reason",
+        (upload_id,),
+    )
+    outcomes: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for outcome, reason, n in cur.fetchall():
+        outcomes[outcome] += int(n)
+        reasons[reason] += int(n)
+    cur.execute(
+        """
+        UPDATE uploads SET sealed_partition = %s, sealed_offset = %s, completed_at = %s, outcomes = %s, reasons = %s
+        WHERE upload_id = %s
+        """,
+        (partition, offset, _iso(now_ms), json.dumps(dict(outcomes)), json.dumps(dict(reasons)), upload_id),
+    )
+    return load_upload_info(cur, upload_id)
+
+
+def load_upload_info(cur: Any, upload_id: str) -> UploadInfo | None:
+    cur.execute(
+        """
+        SELECT u.upload_id, u.batch_id, u.kind, u.requested_by, u.dry_run, u.file_name, u.parent_upload_id,
+               coalesce(u.commands_published, 0), u.refused,
+               (extract(epoch FROM coalesce(u.created_at, u.completed_at)) * 1000)::bigint,
+               (extract(epoch FROM u.completed_at) * 1000)::bigint, u.outcomes, u.reasons, b.state
+        FROM uploads u LEFT JOIN course_batches b ON b.batch_id = u.batch_id
+        WHERE u.upload_id = %s AND u.completed_at IS NOT NULL
+        """,
+        (upload_id,),
+    )
+    r = cur.fetchone()
+    if r is None:
+        return None
+    return UploadInfo(
+        upload_id=r[0],
+        batch_id=r[1],
+        kind=r[2],
+        requested_by=r[3],
+        dry_run=bool(r[4]),
+        file_name=r[5],
+        parent_upload_id=r[6],
+        commands_published=int(r[7]),
+        refused=list(r[8] or []),
+        created_at_ms=int(r[9] or 0),
+        completed_at_ms=int(r[10] or 0),
+        outcomes=dict(r[11] or {}),
+        reasons=dict(r[12] or {}),
+        state=r[13],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    source_topic: str
+    partition: int
+    offset: int
+    reason: str
+    detail: str
+    key: bytes | None
+    value: bytes | None
+    at_ms: int
+
+
+def record_dead_letters(cur: Any, letters: Iterable[DeadLetter]) -> None:
+    for d in letters:
+        cur.execute(
+            """
+            INSERT INTO dead_letters (source_topic, kafka_partition, kafka_offset, reason, detail, key, value,
+                                      dead_lettered_at)
+            VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING
+            """,
+            (d.source_topic, d.partition, d.offset, d.reason, d.detail, d.key, d.value, _iso(d.at_ms)),
+        )
+
+
+_RECORDED_SQL = f"""
+SELECT {_LEDGER_COLUMNS.replace("processed_at", "(extract(epoch FROM processed_at) * 1000)::bigint")}, b.state
+FROM command_ledger l LEFT JOIN course_batches b USING (batch_id)
+"""
+
+
+def _row_to_recorded(r: Sequence[Any]) -> Recorded:
+    return Recorded(
+        command_id=r[0],
+        upload_id=r[1],
+        batch_id=r[2],
+        kafka_partition=int(r[3]),
+        kafka_offset=int(r[4]),
+        line=int(r[5]),
+        identifier=r[6],
+        id_type=r[7],
+        action=r[8],
+        outcome=r[9],
+        reason=r[10],
+        message=r[11],
+        user_id=r[12],
+        course_id=r[13],
+        participant_count=r[14],
+        dry_run=bool(r[15]),
+        source=r[16],
+        requested_by=r[17],
+        processed_at_ms=int(r[18]),
+        origin_upload_id=r[19],
+        origin_line=r[20],
+        state=r[21],
+    )
+
+
+@dataclass
+class InDoubt:
+    """Outputs of an applied batch whose Kafka transaction may not have committed."""
+
+    recorded: list[Recorded]
+    uploads: list[UploadInfo]
+    dead_letters: list[DeadLetter]
+
+
+def load_in_doubt(cur: Any, topic: str, partition: int, start: int, end: int) -> InDoubt:
+    """Re-reads what the batch [start, end) of a partition recorded, to publish its outputs again."""
+    cur.execute(
+        _RECORDED_SQL + " WHERE l.kafka_partition = %s AND l.kafka_offset >= %s AND l.kafka_offset < %s"
+        " ORDER BY l.kafka_offset",
+        (partition, start, end),
+    )
+    recorded = [_row_to_recorded(r) for r in cur.fetchall()]
+    cur.execute(
+        "SELECT upload_id FROM uploads WHERE sealed_partition = %s AND sealed_offset >= %s AND sealed_offset < %s "
+        "ORDER BY sealed_offset",
+        (partition, start, end),
+    )
+    uploads = [u for (uid,) in cur.fetchall() if (u := load_upload_info(cur, uid)) is not None]
+    cur.execute(
+        """
+        SELECT source_topic, kafka_partition, kafka_offset, reason, detail, key, value,
+               (extract(epoch FROM dead_lettered_at) * 1000)::bigint
+        FROM dead_letters WHERE source_topic = %s AND kafka_partition = %s AND kafka_offset >= %s AND kafka_offset < %s
+        ORDER BY kafka_offset
+        """,
+        (topic, partition, start, end),
+    )
+    letters = [
+        DeadLetter(
+            r[0],
+            int(r[1]),
+            int(r[2]),
+            r[3],
+            r[4],
+            bytes(r[5]) if r[5] else None,
+            bytes(r[6]) if r[6] else None,
+            int(r[7]),
+        )
+        for r in cur.fetchall()
+    ]
+    return InDoubt(recorded, uploads, letters)
+
+
+def command_from_record(rec: dict[str, Any]) -> Command:
+    """Maps a decoded ParticipantCommand to the domain value object."""
+    requested_at = rec["requested_at"]
+    return Command(
+        command_id=rec["command_id"],
+        upload_id=rec["upload_id"],
+        batch_id=rec["batch_id"],
+        action=Action(rec["action"]),
+        identifier=rec["identifier"],
+        id_type=IdType(rec["id_type"]),
+        line=int(rec["line"]),
+        requested_by=rec["requested_by"],
+        source=Source(rec.get("source", "BACKEND")),
+        dry_run=bool(rec.get("dry_run", False)),
+        requested_at_ms=int(requested_at.timestamp() * 1000)
+        if isinstance(requested_at, datetime)
+        else int(requested_at),
+        origin_upload_id=rec.get("origin_upload_id"),
+        origin_line=rec.get("origin_line"),
+    )

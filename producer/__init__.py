@@ -1,0 +1,1 @@
+"""Producer side: reading participant files and publishing commands."""

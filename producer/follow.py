@@ -1,0 +1,230 @@
+"""Following an upload: its results (from the results topic or the store), the summary and the report."""
+
+from __future__ import annotations
+
+import csv
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from processor.codec import Codec, DecodeError
+from processor.csvsafe import BOM, cell
+from processor.settings import Settings
+from producer.publish import BrokerUnavailable, Progress
+from producer.reader import RefusedRow
+
+REASON_WORDS = {
+    "ENROLLED": "added",
+    "UNENROLLED": "removed",
+    "ALREADY_ENROLLED": "already in batch",
+    "NOT_ENROLLED": "not in batch",
+}
+
+
+@dataclass
+class RowResult:
+    line: int
+    identifier: str
+    id_type: str
+    outcome: str
+    reason: str
+    message: str
+
+
+@dataclass
+class UploadStatus:
+    """The summary of an upload, the same for `--wait`, `status`, `--json` and the dashboard."""
+
+    upload_id: str
+    batch_id: str | None = None
+    kind: str | None = None
+    dry_run: bool = False
+    published: int | None = None
+    processed: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    completed: bool = False
+
+    @property
+    def rejected_total(self) -> int:
+        return self.outcomes.get("REJECTED", 0) + len(self.refused)
+
+    def exit_code(self) -> int:
+        if not self.completed:
+            return 4
+        return 3 if self.rejected_total else 0
+
+    def to_json(self) -> dict[str, Any]:
+        refused_reasons = Counter(str(r["reason"]) for r in self.refused)
+        reasons = Counter(self.reasons)
+        reasons.update(refused_reasons)
+        outcomes = Counter(self.outcomes)
+        if self.refused:
+            outcomes["REJECTED"] += len(self.refused)
+        return {
+            "upload_id": self.upload_id,
+            "batch_id": self.batch_id,
+            "kind": self.kind,
+            "dry_run": self.dry_run,
+            "complete": self.completed,
+            "published": self.published,
+            "processed": self.processed,
+            "refused": len(self.refused),
+            "outcomes": dict(sorted(outcomes.items())),
+            "reasons": dict(sorted(reasons.items())),
+            "processor_outcomes": dict(sorted(self.outcomes.items())),
+            "refused_rows": self.refused,
+        }
+
+    def render(self) -> str:
+        what = f"{self.kind or 'upload'} {'(dry run) ' if self.dry_run else ''}for batch {self.batch_id or '?'}"
+        published = "unknown yet" if self.published is None else str(self.published)
+        state = "complete" if self.completed else "in progress"
+        lines = [f"Upload {self.upload_id}: {what}, {state}", f"  commands published: {published}"]
+        lines.append(f"  results so far:     {self.processed}")
+        for outcome in ("APPLIED", "SKIPPED", "REJECTED"):
+            parts = [
+                f"{REASON_WORDS.get(r, r)} ({r}) {n}"
+                for r, n in sorted(self.reasons.items())
+                if _outcome_of(r) == outcome and n
+            ]
+            lines.append(
+                f"  {outcome:<9} {self.outcomes.get(outcome, 0):>7}" + (f"  {', '.join(parts)}" if parts else "")
+            )
+        if self.refused:
+            by_reason = Counter(str(r["reason"]) for r in self.refused)
+            detail = ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items()))
+            lines.append(f"  refused before publishing: {len(self.refused)}  {detail}")
+            for r in self.refused[:10]:
+                lines.append(f"    line {r['line']}: {r['reason']} — {r['message']}")
+            if len(self.refused) > 10:
+                lines.append(f"    … {len(self.refused) - 10} more (see --report or --json)")
+        if not self.completed:
+            lines.append(f"  follow it with: participants status {self.upload_id}")
+        return "\n".join(lines)
+
+
+def _outcome_of(reason: str) -> str:
+    if reason in ("ENROLLED", "UNENROLLED"):
+        return "APPLIED"
+    if reason in ("ALREADY_ENROLLED", "NOT_ENROLLED"):
+        return "SKIPPED"
+    return "REJECTED"
+
+
+class ResultFollower:
+    """Reads the results topic (read_committed) from where it ends now, so no result of a new upload is missed.
+
+    Create it before publishing.
+    """
+
+    def __init__(self, settings: Settings, codec: Codec) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "group.id": f"follow-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        topic = settings.topics.results
+        try:
+            md = self.consumer.list_topics(topic, timeout=10)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"Cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}") from None
+        parts = md.topics[topic].partitions if topic in md.topics else {}
+        if not parts:
+            raise BrokerUnavailable(f"Kafka has no topic {topic} (run 'scripts/stack up').")
+        assignment = []
+        for p in sorted(parts):
+            _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            assignment.append(TopicPartition(topic, p, high))
+        self.consumer.assign(assignment)
+
+    def follow(
+        self, status: UploadStatus, expected: int, timeout: float, progress: Progress | None = None
+    ) -> dict[int, RowResult]:
+        """Collects this upload's results until `expected` distinct commands are seen or the timeout passes."""
+        rows: dict[int, RowResult] = {}
+        deadline = time.monotonic() + timeout
+        while len(rows) < expected and time.monotonic() < deadline:
+            for m in self.consumer.consume(5000, 0.2):
+                if m.error() is not None:
+                    continue
+                try:
+                    _name, rec = self.codec.decode(m.value(), expect="CommandResult")
+                except DecodeError:
+                    continue
+                if rec["upload_id"] != status.upload_id or rec["line"] in rows:
+                    continue
+                rows[rec["line"]] = RowResult(
+                    rec["line"], rec["identifier"], rec["id_type"], rec["outcome"], rec["reason"], rec["message"]
+                )
+                status.outcomes[rec["outcome"]] += 1
+                status.reasons[rec["reason"]] += 1
+            status.processed = len(rows)
+            if progress:
+                progress.update(len(rows), expected)
+        status.completed = len(rows) >= expected
+        if progress:
+            progress.done()
+        return rows
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def write_report(
+    out: TextIO, results: dict[int, RowResult], refused: list[RefusedRow], accepted: dict[int, tuple[str, str]]
+) -> int:
+    """One CSV line per non-blank input row, by line; rows without a result yet say PENDING."""
+    rows: list[RowResult] = list(results.values())
+    rows += [RowResult(r.line, r.identifier, r.id_type or "", "REJECTED", r.reason, r.message) for r in refused]
+    for line, (identifier, id_type) in accepted.items():
+        if line not in results:
+            rows.append(RowResult(line, identifier, id_type, "PENDING", "PENDING", "No result yet."))
+    rows.sort(key=lambda r: r.line)
+    out.write(BOM)
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["line", "identifier", "id_type", "outcome", "reason", "message"])
+    for r in rows:
+        writer.writerow([r.line, cell(r.identifier), r.id_type, r.outcome, r.reason, cell(r.message)])
+    return len(rows)
+
+
+def status_from_store(cur: Any, upload_id: str) -> UploadStatus | None:
+    """The summary as the store knows it now (results so far, published count once the seal is processed)."""
+    cur.execute(
+        "SELECT batch_id, kind, dry_run, commands_published, refused, completed_at IS NOT NULL "
+        "FROM uploads WHERE upload_id = %s",
+        (upload_id,),
+    )
+    row = cur.fetchone()
+    cur.execute(
+        "SELECT outcome, reason, count(*), min(batch_id), bool_or(dry_run) FROM command_ledger "
+        "WHERE upload_id = %s GROUP BY outcome, reason",
+        (upload_id,),
+    )
+    counts = cur.fetchall()
+    if row is None and not counts:
+        return None
+    status = UploadStatus(upload_id=upload_id)
+    if row is not None:
+        status.batch_id, status.kind, status.dry_run, status.published = row[0], row[1], bool(row[2]), row[3]
+        status.refused = list(row[4] or [])
+        status.completed = bool(row[5])
+    for outcome, reason, n, batch_id, dry_run in counts:
+        status.outcomes[outcome] += int(n)
+        status.reasons[reason] += int(n)
+        status.processed += int(n)
+        status.batch_id = status.batch_id or batch_id
+        status.dry_run = status.dry_run or bool(dry_run)
+    return status

@@ -1,0 +1,203 @@
+"""Publishes one ParticipantCommand per accepted row, then the upload record (the seal).
+
+Commands are keyed by batch id (murmur2, like Java clients) so one batch's commands stay in order;
+the seal goes to the same partition after every command, so the processor knows the total even when
+the rows came from stdin.  The producer is idempotent (acks=all) and is flushed before the seal.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from processor.codec import Codec
+from processor.settings import Settings
+from producer.reader import InputRow, RefusedRow
+
+
+class BrokerUnavailable(Exception):
+    """Kafka could not be reached or refused the messages (exit code 1)."""
+
+
+@dataclass
+class UploadRequest:
+    batch_id: str
+    action: str  # ADD | REMOVE
+    requested_by: str
+    kind: str = "add"
+    dry_run: bool = False
+    source: str = "BACKEND"
+    file_name: str | None = None
+    parent_upload_id: str | None = None
+    upload_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass
+class Published:
+    upload_id: str
+    published: int
+    refused: list[RefusedRow]
+    accepted_rows: dict[int, tuple[str, str]]  # line -> (identifier, id type), for the report
+    seconds: float
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "partitioner": "murmur2_random",
+        "linger.ms": 20,
+        "batch.size": 1_000_000,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 500_000,
+        "message.max.bytes": 10485760,
+        "socket.timeout.ms": 10000,
+        "message.timeout.ms": 60000,
+    }
+
+
+def check_broker(producer: Producer, settings: Settings) -> None:
+    try:
+        md = producer.list_topics(timeout=10)
+    except KafkaException as exc:
+        raise BrokerUnavailable(
+            f"Cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc.args[0].str()}"
+        ) from None
+    if settings.topics.commands not in md.topics:
+        raise BrokerUnavailable(
+            f"Kafka at {settings.kafka_bootstrap_servers} has no topic {settings.topics.commands} "
+            "(run 'scripts/stack up' to create the topics)."
+        )
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent when stderr is not a TTY."""
+
+    def __init__(self, label: str, enabled: bool | None = None) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.last = 0.0
+
+    def update(self, n: int, total: int | None = None, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if force or now - self.last > 0.2:
+            self.last = now
+            of = f"/{total}" if total else ""
+            sys.stderr.write(f"\r{self.label}: {n}{of}")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def publish_upload(
+    settings: Settings,
+    codec: Codec,
+    request: UploadRequest,
+    rows: Iterable[InputRow | RefusedRow],
+    *,
+    progress: Progress | None = None,
+    keep_rows: bool = True,
+    origin: Callable[[int], tuple[str | None, int | None]] | None = None,
+) -> Published:
+    """Publishes the commands of one upload and its seal; returns what was published and refused."""
+    started = time.perf_counter()
+    producer = Producer(producer_config(settings))
+    check_broker(producer, settings)
+    errors: list[KafkaError] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            errors.append(err)
+
+    schema = codec.current["ParticipantCommand"]
+    topic = settings.topics.commands
+    key = request.batch_id.encode()
+    upload_id = request.upload_id
+    refused: list[RefusedRow] = []
+    accepted: dict[int, tuple[str, str]] = {}
+    now = int(time.time() * 1000)
+    record: dict[str, Any] = {
+        "command_id": "",
+        "upload_id": upload_id,
+        "batch_id": request.batch_id,
+        "action": request.action,
+        "identifier": "",
+        "id_type": "USER_ID",
+        "line": 0,
+        "requested_by": request.requested_by,
+        "source": request.source,
+        "dry_run": request.dry_run,
+        "requested_at": now,
+        "origin_upload_id": None,
+        "origin_line": None,
+    }
+    n = 0
+    produce = producer.produce
+    for row in rows:
+        if isinstance(row, RefusedRow):
+            refused.append(row)
+            continue
+        record["command_id"] = f"{upload_id}:{row.line}"
+        record["identifier"] = row.identifier
+        record["id_type"] = row.id_type
+        record["line"] = row.line
+        if origin is not None:
+            record["origin_upload_id"], record["origin_line"] = origin(row.line)
+        value = codec.encode_with(schema, record)
+        while True:
+            try:
+                produce(topic, value, key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        n += 1
+        if keep_rows:
+            accepted[row.line] = (row.identifier, row.id_type)
+        if n % 2000 == 0:
+            producer.poll(0)
+            if progress:
+                progress.update(n)
+    remaining = producer.flush(120)
+    if remaining or errors:
+        first = errors[0].str() if errors else f"{remaining} messages still queued"
+        raise BrokerUnavailable(f"Kafka did not acknowledge the commands of upload {upload_id}: {first}")
+    seal = {
+        "upload_id": upload_id,
+        "batch_id": request.batch_id,
+        "phase": "PUBLISHED",
+        "kind": request.kind,
+        "requested_by": request.requested_by,
+        "dry_run": request.dry_run,
+        "file_name": request.file_name,
+        "parent_upload_id": request.parent_upload_id,
+        "commands_published": n,
+        "refused": [
+            {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message} for r in refused
+        ],
+        "outcomes": {},
+        "reasons": {},
+        "created_at": now,
+        "completed_at": None,
+    }
+    sealed = codec.encode("UploadSummary", seal)
+    produce(topic, sealed, key, on_delivery=on_delivery)
+    produce(settings.topics.uploads, sealed, key, on_delivery=on_delivery)
+    remaining = producer.flush(60)
+    if remaining or errors:
+        first = errors[0].str() if errors else f"{remaining} messages still queued"
+        raise BrokerUnavailable(f"Kafka did not acknowledge the upload record of {upload_id}: {first}")
+    if progress:
+        progress.update(n, force=True)
+        progress.done()
+    return Published(upload_id, n, refused, accepted, time.perf_counter() - started)

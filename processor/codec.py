@@ -16,6 +16,8 @@ from typing import Any
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
+from processor.avro_fast import Decoder, Encoder, compile_decoder, compile_encoder
+
 MARKER = b"\xc3\x01"
 HEADER_LEN = 10
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -51,6 +53,8 @@ class SchemaEntry:
     name: str  # short record name, e.g. "ParticipantCommand"
     parsed: Any
     fingerprint: bytes  # 8 bytes, little-endian
+    encoder: Encoder
+    decoder: Decoder
 
 
 class Codec:
@@ -79,7 +83,13 @@ class Codec:
         parsed = fastavro.parse_schema(raw)
         canonical = to_parsing_canonical_form(parsed)
         fp = crc64_avro(canonical.encode("utf-8")).to_bytes(8, "little")
-        return SchemaEntry(name=str(raw["name"]), parsed=parsed, fingerprint=fp)
+        return SchemaEntry(
+            name=str(raw["name"]),
+            parsed=parsed,
+            fingerprint=fp,
+            encoder=compile_encoder(parsed),
+            decoder=compile_decoder(parsed),
+        )
 
     def add_writer_schema(self, raw: dict[str, Any]) -> None:
         """Registers an extra (e.g. older) writer schema."""
@@ -87,19 +97,11 @@ class Codec:
         self.by_fingerprint.setdefault(entry.fingerprint, entry)
 
     def encode(self, name: str, record: dict[str, Any]) -> bytes:
-        entry = self.current[name]
-        buf = io.BytesIO()
-        buf.write(MARKER)
-        buf.write(entry.fingerprint)
-        fastavro.schemaless_writer(buf, entry.parsed, record)
-        return buf.getvalue()
+        return self.encode_with(self.current[name], record)
 
-    def encode_with(self, entry: SchemaEntry, record: dict[str, Any]) -> bytes:
-        buf = io.BytesIO()
-        buf.write(MARKER)
-        buf.write(entry.fingerprint)
-        fastavro.schemaless_writer(buf, entry.parsed, record)
-        return buf.getvalue()
+    @staticmethod
+    def encode_with(entry: SchemaEntry, record: dict[str, Any]) -> bytes:
+        return MARKER + entry.fingerprint + entry.encoder(record)
 
     def decode(self, data: bytes | None, expect: str | None = None) -> tuple[str, dict[str, Any]]:
         """Returns (record name, record) read with the current schema of that name.
@@ -118,17 +120,19 @@ class Codec:
             raise DecodeError("UNKNOWN_SCHEMA", f"no current schema named {writer.name}")
         if expect is not None and writer.name != expect:
             raise DecodeError("UNEXPECTED_SCHEMA", f"expected {expect}, got {writer.name}")
-        buf = io.BytesIO(data)
-        buf.seek(HEADER_LEN)
         try:
+            record: Any
             if writer is reader:
-                record = fastavro.schemaless_reader(buf, writer.parsed, None)
+                record, end = writer.decoder(data, HEADER_LEN)
             else:
+                buf = io.BytesIO(data)
+                buf.seek(HEADER_LEN)
                 record = fastavro.schemaless_reader(buf, writer.parsed, reader.parsed)
-        except Exception as exc:  # noqa: BLE001 - fastavro raises many types for corrupt bodies
+                end = buf.tell()
+        except Exception as exc:  # noqa: BLE001 - corrupt bodies raise many types
             raise DecodeError("CORRUPT_BODY", f"{type(exc).__name__}: {exc}") from None
-        if buf.tell() != len(data):
-            raise DecodeError("CORRUPT_BODY", f"{len(data) - buf.tell()} trailing bytes after the record")
+        if end != len(data):
+            raise DecodeError("CORRUPT_BODY", f"{len(data) - end} bytes left after the record")
         if not isinstance(record, dict):
             raise DecodeError("CORRUPT_BODY", "body is not a record")
         return writer.name, record

@@ -253,7 +253,7 @@ def _numbered_rows(reader: _CsvReader) -> Iterator[tuple[int, list[str]]]:
         except csv.Error as exc:
             raise InputError(
                 "MALFORMED_CSV",
-                f"Line {reader.line_num} could not be read as CSV ({exc}); check for an unclosed quote.",
+                f"The row starting on line {start} could not be read as CSV ({exc}); check for an unclosed quote.",
             ) from None
         if not _is_blank(row):
             yield start, row

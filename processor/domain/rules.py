@@ -33,6 +33,7 @@ class Snapshot:
     batches: Mapping[str, Batch]
     users_by_id: Mapping[str, User]
     users_by_state_id: Mapping[tuple[str, str], User]  # (state, state id) -> user
+    requesters: Mapping[str, User] = field(default_factory=dict)  # requesting admins/mentors, with roles
     members: set[tuple[str, str]] = field(default_factory=set)  # (batch id, user id) currently enrolled
     counts: dict[str, int] = field(default_factory=dict)  # batch id -> participant count
 
@@ -99,7 +100,7 @@ def decide(cmd: Command, snapshot: Snapshot, ui_limit: int) -> Decision:
     if rejected is not None:
         return rejected
     assert batch is not None
-    if not is_authorized(snapshot.users_by_id.get(cmd.requested_by), batch):
+    if not is_authorized(snapshot.requesters.get(cmd.requested_by), batch):
         return _reject(
             cmd,
             Reason.NOT_AUTHORIZED,

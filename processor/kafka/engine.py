@@ -260,18 +260,25 @@ class Processor:
         return not (pos is not None and offset is not None and offset < pos.next_offset)
 
     def _caught_up(self) -> bool:
+        """True when every owned partition's stored position has reached its high watermark.
+
+        Cached watermarks (from fetch responses) answer cheaply; only a "yes" is confirmed with the broker.
+        """
         assert self.consumer is not None
         if not self.owned:
             return False
-        for p in self.owned:
-            _low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
-            pos = self.positions.get(p)
-            if high > 0 and (pos is None or pos.next_offset < high):
-                # No stored position yet: caught up only if the partition has nothing at all for us.
-                committed = self.consumer.position([TopicPartition(self.topic, p)])[0].offset
-                if pos is None and committed >= high:
+        for cached in (True, False):
+            for p in self.owned:
+                tp = TopicPartition(self.topic, p)
+                _low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=cached)
+                if high <= 0:
                     continue
-                return False
+                pos = self.positions.get(p)
+                if pos is not None:
+                    if pos.next_offset < high:
+                        return False
+                elif self.consumer.position([tp])[0].offset < high:
+                    return False
         return True
 
     # ------------------------------------------------------------------ recovery

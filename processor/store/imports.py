@@ -79,8 +79,8 @@ _ENROLLMENT_TYPE_VALUES: dict[str, str] = {
     "open": "open",
 }
 _ROLE_SET = frozenset(ROLES)
+_USER_STATUS_VALUES: dict[str, str] = {"active": "active", "inactive": "inactive", "": "active"}
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_COPY_SPECIALS = ("\\", "\t", "\n", "\r")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _COPY_READ_SIZE = 1 << 20
 _MAX_SHOWN = 80  # longest value quoted verbatim in an error message
@@ -187,8 +187,10 @@ def _records(stream: BinaryIO, errors: list[RowError]) -> Iterator[tuple[int, li
     start = 1
     while True:
         try:
-            fields = next(reader)
-        except StopIteration:
+            for fields in reader:
+                if "".join(fields).strip():  # blank lines and all-empty rows (",,,,") are skipped
+                    yield start, fields
+                start = reader.line_num + 1
             return
         except csv.Error as exc:
             if lines.done:
@@ -197,10 +199,6 @@ def _records(stream: BinaryIO, errors: list[RowError]) -> Iterator[tuple[int, li
                 ) from exc
             errors.append(RowError(start, "MALFORMED_ROW", f"the row is not valid CSV ({exc})"))
             start = reader.line_num + 1
-            continue
-        if any(f.strip() for f in fields):  # blank lines and all-empty rows (",,,,") are skipped
-            yield start, fields
-        start = reader.line_num + 1
 
 
 def _header_key(name: str) -> str:
@@ -272,16 +270,27 @@ class _UserRows:
     def __init__(self) -> None:
         self.user_lines: dict[str, int] = {}
         self.state_id_lines: dict[tuple[str, str], int] = {}
+        # roles text -> (array literal, unknown roles); files repeat a handful of role lists, so parse each once.
+        self.roles_cache: dict[str, tuple[str, list[str]]] = {}
+
+    def _roles(self, roles_text: str) -> tuple[str, list[str]]:
+        parsed = self.roles_cache.get(roles_text)
+        if parsed is None:
+            roles = [r.upper() for r in _split_list(roles_text)]
+            parsed = (_array_literal(roles), [r for r in roles if r not in _ROLE_SET])
+            if len(self.roles_cache) < 10_000:
+                self.roles_cache[roles_text] = parsed
+        return parsed
 
     def __call__(self, line: int, values: list[str], errors: list[RowError]) -> list[str | None] | None:
         user_id, state_id, state, name, roles_text, status_text = values
         state = state.upper()
         before = len(errors)
-        for col, value in (("user_id", user_id), ("state", state)):
-            if not value:
-                errors.append(RowError(line, "EMPTY_FIELD", f"{col} is empty"))
-        roles = [r.upper() for r in _split_list(roles_text)]
-        unknown = [r for r in roles if r not in _ROLE_SET]
+        if not user_id:
+            errors.append(RowError(line, "EMPTY_FIELD", "user_id is empty"))
+        if not state:
+            errors.append(RowError(line, "EMPTY_FIELD", "state is empty"))
+        roles, unknown = self._roles(roles_text)
         if unknown:
             shown = ", ".join(_shown(r) for r in unknown)
             verb = "is not one of" if len(unknown) == 1 else "are not among"
@@ -290,8 +299,8 @@ class _UserRows:
                     line, "UNKNOWN_ROLE", f"role{'s' if len(unknown) > 1 else ''} {shown} {verb} {', '.join(ROLES)}"
                 )
             )
-        status = status_text.lower() or "active"
-        if status not in USER_STATUSES:
+        status = _USER_STATUS_VALUES.get(status_text.lower())
+        if status is None:
             errors.append(
                 RowError(line, "BAD_STATUS", f"status {_shown(status_text)} is not one of {', '.join(USER_STATUSES)}")
             )
@@ -322,7 +331,7 @@ class _UserRows:
                 self.state_id_lines[(state, state_id)] = line
         if len(errors) != before:
             return None
-        return [user_id, state_id or None, state, name, _array_literal(roles), status]
+        return [user_id, state_id or None, state, name, roles, status]
 
 
 class _BatchRows:
@@ -580,15 +589,11 @@ _BATCHES = _Kind(BATCH_COLUMNS, _BATCHES_STAGE, _BATCHES_STAGE_DDL, _BatchRows, 
 
 def _copy_line(line: int, values: list[str | None]) -> str:
     """One row in COPY text format: tab-separated, ``\\N`` for NULL, backslash/tab/newline/CR escaped."""
-    fields = [str(line)]
-    for v in values:
-        if v is None:
-            fields.append("\\N")
-        elif any(c in v for c in _COPY_SPECIALS):
-            fields.append(v.translate(_COPY_ESCAPES))
-        else:
-            fields.append(v)
-    return "\t".join(fields) + "\n"
+    text = "\t".join(["\\N" if v is None else v for v in values])
+    # Fast path: no value holds a newline, CR, tab (separators only) or backslash (one per \\N marker only).
+    if "\n" in text or "\r" in text or text.count("\t") != len(values) - 1 or text.count("\\") != values.count(None):
+        text = "\t".join(["\\N" if v is None else v.translate(_COPY_ESCAPES) for v in values])
+    return f"{line}\t{text}\n"
 
 
 def _psycopg2_connection(raw: object) -> psycopg2.extensions.connection:
@@ -625,7 +630,7 @@ def _run_import(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int, ki
                         )
                         continue
                     values = [fields[i].strip() for i in index]
-                    if any("\x00" in v for v in values):
+                    if "\x00" in "".join(values):
                         errors.append(RowError(line, "BAD_CHARACTER", "the row contains a NUL character"))
                         continue
                     staged = validate(line, values, errors)
@@ -640,7 +645,6 @@ def _run_import(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int, ki
                     cur.copy_expert(copy_sql, io.StringIO("".join(buffer)), size=_COPY_READ_SIZE)
                 inserted = updated = 0
                 if good:
-                    cur.execute(f"ANALYZE {kind.stage}")
                     inserted, updated, rejected = kind.finish(cur)
                     good -= len(rejected)
                     errors.extend(rejected)

@@ -23,6 +23,9 @@ class PositionConflict(Exception):
     """Another owner moved a partition's stored position: this instance is a zombie for it."""
 
 
+# Ids travel to PostgreSQL as one delimited string per column (much cheaper than adapting a list per
+# element); the separator is a control character, which the producer never lets into an id.
+SEP = "\x1f"
 _ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -30,10 +33,12 @@ def _t(value: object) -> str:
     """COPY text-format cell."""
     if value is None:
         return "\\N"
+    if isinstance(value, str):
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return value.translate(_ESC)
+        return value
     if isinstance(value, bool):
         return "t" if value else "f"
-    if isinstance(value, str):
-        return value.translate(_ESC)
     return str(value)
 
 
@@ -73,7 +78,13 @@ def claim_positions(cur: Any, group: str, topic: str, moves: dict[int, tuple[Pos
 def ledger_hits(cur: Any, command_ids: Sequence[str]) -> set[str]:
     if not command_ids:
         return set()
-    cur.execute("SELECT command_id FROM command_ledger WHERE command_id = ANY(%s)", (list(command_ids),))
+    if any(SEP in c for c in command_ids):
+        cur.execute("SELECT command_id FROM command_ledger WHERE command_id = ANY(%s)", (list(command_ids),))
+    else:
+        cur.execute(
+            "SELECT command_id FROM command_ledger WHERE command_id = ANY(string_to_array(%s, E'\\x1f'))",
+            (SEP.join(command_ids),),
+        )
     return {r[0] for r in cur.fetchall()}
 
 
@@ -83,19 +94,23 @@ SELECT b.batch_id, b.course_id, b.state, b.enrollment_type, b.status, b.particip
 FROM course_batches b LEFT JOIN batch_mentors m ON m.batch_id = b.batch_id
 WHERE b.batch_id = ANY(%s) GROUP BY b.batch_id
 """
-_BY_USER_ID = """
-SELECT DISTINCT q.batch_id, u.user_id, u.state_id, u.state, u.status, u.roles, e.user_id IS NOT NULL
-FROM unnest(%s::text[], %s::text[]) AS q(batch_id, ident)
+_PAIRS = "unnest(string_to_array(%s, E'\\x1f'), string_to_array(%s, E'\\x1f')) AS q(batch_id, ident)"
+_BY_USER_ID = f"""
+SELECT q.batch_id, u.user_id, u.state_id, u.state, u.status, e.user_id IS NOT NULL
+FROM {_PAIRS}
 JOIN users u ON u.user_id = q.ident
 LEFT JOIN enrolments e ON e.batch_id = q.batch_id AND e.user_id = u.user_id
 """
-_BY_STATE_ID = """
-SELECT DISTINCT q.batch_id, u.user_id, u.state_id, u.state, u.status, u.roles, e.user_id IS NOT NULL
-FROM unnest(%s::text[], %s::text[]) AS q(batch_id, ident)
+_BY_STATE_ID = f"""
+SELECT q.batch_id, u.user_id, u.state_id, u.state, u.status, e.user_id IS NOT NULL
+FROM {_PAIRS}
 JOIN course_batches b ON b.batch_id = q.batch_id
 JOIN users u ON u.state = b.state AND u.state_id = q.ident
 LEFT JOIN enrolments e ON e.batch_id = q.batch_id AND e.user_id = u.user_id
 """
+_BY_USER_ID_LIST = _BY_USER_ID.replace(_PAIRS, "unnest(%s::text[], %s::text[]) AS q(batch_id, ident)")
+_BY_STATE_ID_LIST = _BY_STATE_ID.replace(_PAIRS, "unnest(%s::text[], %s::text[]) AS q(batch_id, ident)")
+_NO_ROLES: frozenset[str] = frozenset()
 
 
 def load_snapshot(cur: Any, commands: Sequence[Command]) -> Snapshot:
@@ -106,24 +121,41 @@ def load_snapshot(cur: Any, commands: Sequence[Command]) -> Snapshot:
     users_by_id: dict[str, User] = {}
     users_by_state_id: dict[tuple[str, str], User] = {}
     members: set[tuple[str, str]] = set()
-    for id_type, sql in ((IdType.USER_ID, _BY_USER_ID), (IdType.STATE_ID, _BY_STATE_ID)):
-        pairs = [(c.batch_id, c.identifier) for c in commands if c.id_type is id_type and c.batch_id in batches]
+    queries = (
+        (IdType.USER_ID, _BY_USER_ID, _BY_USER_ID_LIST),
+        (IdType.STATE_ID, _BY_STATE_ID, _BY_STATE_ID_LIST),
+    )
+    for id_type, sql, list_sql in queries:
+        pairs = {(c.batch_id, c.identifier) for c in commands if c.id_type is id_type and c.batch_id in batches}
         if not pairs:
             continue
-        cur.execute(sql, ([p[0] for p in pairs], [p[1] for p in pairs]))
-        for batch_id, user_id, state_id, state, status, roles, enrolled in cur.fetchall():
-            user = User(user_id, state, status, frozenset(roles), state_id)
+        b_ids = [p[0] for p in pairs]
+        idents = [p[1] for p in pairs]
+        if any(SEP in x for x in idents) or any(SEP in x for x in b_ids):
+            cur.execute(list_sql, (b_ids, idents))
+        else:
+            cur.execute(sql, (SEP.join(b_ids), SEP.join(idents)))
+        for batch_id, user_id, state_id, state, status, enrolled in cur.fetchall():
+            user = User(user_id, state, status, _NO_ROLES, state_id)
             users_by_id[user_id] = user
             if state_id is not None:
                 users_by_state_id[(state, state_id)] = user
             if enrolled:
                 members.add((batch_id, user_id))
-    requesters = sorted({c.requested_by for c in commands} - users_by_id.keys())
-    if requesters:
-        cur.execute("SELECT user_id, state_id, state, status, roles FROM users WHERE user_id = ANY(%s)", (requesters,))
-        for user_id, state_id, state, status, roles in cur.fetchall():
-            users_by_id[user_id] = User(user_id, state, status, frozenset(roles), state_id)
-    return Snapshot(batches=batches, users_by_id=users_by_id, users_by_state_id=users_by_state_id, members=members)
+    requesters: dict[str, User] = {}
+    cur.execute(
+        "SELECT user_id, state_id, state, status, roles FROM users WHERE user_id = ANY(%s)",
+        (sorted({c.requested_by for c in commands}),),
+    )
+    for user_id, state_id, state, status, roles in cur.fetchall():
+        requesters[user_id] = User(user_id, state, status, frozenset(roles), state_id)
+    return Snapshot(
+        batches=batches,
+        users_by_id=users_by_id,
+        users_by_state_id=users_by_state_id,
+        members=members,
+        requesters=requesters,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,41 +239,21 @@ def apply_commands(cur: Any, items: Sequence[Positioned], ui_limit: int, now_ms:
     decisions = evaluate((p.command for p in fresh), snapshot, ui_limit)
 
     ledger = io.StringIO()
+    write = ledger.write
+    processed_at = _iso(now_ms)
     removed: set[tuple[str, str]] = set()
     last_enrol: dict[tuple[str, str], Recorded] = {}
     for d, p in zip(decisions, fresh, strict=True):
         batch = snapshot.batches.get(d.command.batch_id)
         rec = _recorded(d, p, batch.state if batch else None, now_ms)
         out.recorded.append(rec)
-        ledger.write(
-            "\t".join(
-                _t(v)
-                for v in (
-                    rec.command_id,
-                    rec.upload_id,
-                    rec.batch_id,
-                    rec.kafka_partition,
-                    rec.kafka_offset,
-                    rec.line,
-                    rec.identifier,
-                    rec.id_type,
-                    rec.action,
-                    rec.outcome,
-                    rec.reason,
-                    rec.message,
-                    rec.user_id,
-                    rec.course_id,
-                    rec.participant_count,
-                    rec.dry_run,
-                    rec.source,
-                    rec.requested_by,
-                    _iso(now_ms),
-                    rec.origin_upload_id,
-                    rec.origin_line,
-                )
-            )
+        write(
+            f"{_t(rec.command_id)}\t{_t(rec.upload_id)}\t{_t(rec.batch_id)}\t{rec.kafka_partition}\t"
+            f"{rec.kafka_offset}\t{rec.line}\t{_t(rec.identifier)}\t{rec.id_type}\t{rec.action}\t{rec.outcome}\t"
+            f"{rec.reason}\t{_t(rec.message)}\t{_t(rec.user_id)}\t{_t(rec.course_id)}\t{_t(rec.participant_count)}\t"
+            f"{'t' if rec.dry_run else 'f'}\t{rec.source}\t{_t(rec.requested_by)}\t{processed_at}\t"
+            f"{_t(rec.origin_upload_id)}\t{_t(rec.origin_line)}\n"
         )
-        ledger.write("\n")
         if rec.change == "UNENROLLED" and rec.user_id is not None:
             removed.add((rec.batch_id, rec.user_id))
         elif rec.change == "ENROLLED" and rec.user_id is not None:

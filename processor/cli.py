@@ -319,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--out", default="demo-data")
     dd.add_argument("--teachers-per-state", type=int, default=6000)
     dd.set_defaults(func=cmd_demo_data)
+
+    # ------------------------------------------------------------ dashboard & course progress (dashboard/cli.py)
+    from dashboard.cli import add_commands as add_dashboard_commands
+
+    add_dashboard_commands(sub)
+    # ------------------------------------------------------------ end of dashboard & course progress
     return p
 
 
@@ -338,6 +344,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("participants: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last line of defence: a sentence, not a traceback
+        import logging
+
+        logging.getLogger("participants").debug("unexpected error", exc_info=True)
+        if args.command == "process":
+            logging.getLogger("processor").exception("processor stopped on an unexpected error")
+        print(f"participants: unexpected error ({type(exc).__name__}): {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ the ledger and published before anything else.  A replayed command hits the ledg
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections import Counter
@@ -62,6 +63,25 @@ class Outputs:
 
     messages: list[tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]] | None]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+
+
+_FAILPOINT = os.environ.get("PARTICIPANTS_FAILPOINT", "")
+_failpoint_hits: Counter[str] = Counter()
+
+
+def failpoint(name: str) -> None:
+    """Test hook: PARTICIPANTS_FAILPOINT=NAME:N kills the process (like SIGKILL) at the N-th pass of NAME.
+
+    Lets tests crash deterministically between the database commit and the Kafka commit.
+    """
+    if not _FAILPOINT:
+        return
+    target, _, nth = _FAILPOINT.partition(":")
+    if target == name:
+        _failpoint_hits[name] += 1
+        if _failpoint_hits[name] >= int(nth or "1"):
+            log.warning("failpoint reached, exiting abruptly", extra={"failpoint": _FAILPOINT})
+            os._exit(137)
 
 
 def now_ms() -> int:
@@ -260,24 +280,32 @@ class Processor:
         return not (pos is not None and offset is not None and offset < pos.next_offset)
 
     def _caught_up(self) -> bool:
-        """True when every owned partition's stored position has reached its high watermark.
+        """True when the whole group is caught up: every partition's position has reached its high watermark.
 
-        Cached watermarks (from fetch responses) answer cheaply; only a "yes" is confirmed with the broker.
+        Own partitions are judged by the stored positions, the others by the group's committed offsets
+        (a partition held by a stopped member is not caught up until someone processes it).  Cached
+        watermarks answer cheaply first; only a "yes" is confirmed with the broker.
         """
         assert self.consumer is not None
         if not self.owned:
             return False
+        md = self.consumer.list_topics(self.topic, timeout=10)
+        everyone = sorted(md.topics[self.topic].partitions)
+        others = [TopicPartition(self.topic, p) for p in everyone if p not in self.owned]
+        committed = {tp.partition: tp.offset for tp in self.consumer.committed(others, timeout=10)} if others else {}
         for cached in (True, False):
-            for p in self.owned:
+            for p in everyone:
                 tp = TopicPartition(self.topic, p)
-                _low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=cached)
+                mine = p in self.owned
+                _low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=cached and mine)
                 if high <= 0:
                     continue
-                pos = self.positions.get(p)
-                if pos is not None:
-                    if pos.next_offset < high:
-                        return False
-                elif self.consumer.position([tp])[0].offset < high:
+                if mine:
+                    pos = self.positions.get(p)
+                    done = pos.next_offset if pos is not None else self.consumer.position([tp])[0].offset
+                else:
+                    done = committed.get(p, -1)
+                if done < high:
                     return False
         return True
 
@@ -289,7 +317,7 @@ class Processor:
         for p, (start, end) in sorted(pending.items()):
             raw = self.engine.raw_connection()
             try:
-                doubt = load_in_doubt(raw.cursor(), self.topic, p, start, end)
+                doubt = load_in_doubt(raw.cursor(), self.group, self.topic, p, start, end)
                 raw.commit()
             finally:
                 raw.close()
@@ -331,9 +359,13 @@ class Processor:
         try:
             cur = raw.cursor()
             claim_positions(cur, self.group, self.topic, moves)
-            step = apply_commands(cur, items, self.settings.ui_participant_limit, ts)
+            step = apply_commands(cur, items, self.settings.ui_participant_limit, ts, self.topic, self.group)
             record_dead_letters(cur, letters)
-            completed = [u for rec, p, off in seals if (u := seal_upload(cur, rec, p, off, ts)) is not None]
+            completed = [
+                u
+                for rec, p, off in seals
+                if (u := seal_upload(cur, rec, p, off, ts, self.topic, self.group)) is not None
+            ]
             raw.commit()
         except PositionConflict as exc:
             raw.rollback()
@@ -350,6 +382,7 @@ class Processor:
             raw.close()
         for p, (_old, new) in moves.items():
             self.positions[p] = new
+        failpoint("after-db-commit")
         out = Outputs()
         self._outputs_for(out, step.recorded, completed, letters)
         self._publish(out, {p: new.next_offset for p, (_o, new) in moves.items()})

@@ -1,20 +1,30 @@
 """Streaming, re-runnable upsert imports of reference data: users and course batches from CSV.
 
-How a file is loaded (one transaction per file, nothing is committed when a file-level error is raised):
+How a file is loaded (one transaction per file; nothing is committed when a file-level error is raised):
 
 1. The CSV is read line by line (UTF-8 with or without BOM, CRLF or LF) and every row is validated in
-   Python; bad rows become :class:`RowError` entries (1-based physical line, header = line 1) and are
-   skipped, good rows are encoded for COPY's text format and buffered.
+   Python; bad rows become :class:`RowError` entries (1-based physical line where the record starts,
+   header = line 1) and are skipped, good rows are encoded for COPY's text format and buffered.
 2. Every ``chunk_size`` good rows are COPY'd into one TEMP staging table, so memory stays bounded by the
-   chunk (plus the set of ids seen, needed to reject duplicates).
+   chunk (plus the ids seen so far, needed to reject duplicates).
 3. After the last chunk, set-based SQL upserts the stage into the target table:
    ``INSERT ... SELECT ... ON CONFLICT (pk) DO UPDATE ... WHERE (row) IS DISTINCT FROM (excluded)``.
    The guard means an unchanged row is never rewritten (``updated_at`` only moves on a real change), so
    re-running a file reports 0 inserted / 0 updated.  ``RETURNING (xmax = 0)`` tells inserts from updates.
 
-States are created on the fly (name = code) for state codes not yet known.  Batches keep the
-``participant_count`` the processor maintains; their mentor set (``batch_mentors``) is replaced by the
-file's list, and a mentor-only change counts as an update of the batch.
+File rules: the header is required; its names are matched case-insensitively after stripping surrounding
+spaces (inner runs of spaces count as ``_``); extra columns are ignored, a missing one raises
+:class:`ImportFileError` (MISSING_COLUMN).  Blank lines and all-empty rows are skipped.  Values are
+trimmed; state codes are upper-cased and created on the fly (name = code) when not yet known.
+
+Users: ``user_id`` and ``state`` are required, ``state_id`` and ``name`` may be empty.  The first row
+naming a ``user_id`` (or a ``(state, state_id)`` pair) claims it; later rows are DUPLICATE_ID errors, and
+so is a row taking a ``(state, state_id)`` that the database gives to a user the file does not mention.
+State ids swapped or moved between users of the same file are handled.
+
+Batches: ``batch_id``, ``course_id``, ``state``, ``enrollment_type`` and ``status`` are required.  The
+``participant_count`` the processor maintains is never written; the mentor set (``batch_mentors``) is
+replaced by the file's list, and a batch whose only change is its mentor set counts as updated.
 """
 
 from __future__ import annotations

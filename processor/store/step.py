@@ -175,9 +175,9 @@ class StepResult:
 
 
 _LEDGER_COLUMNS = (
-    "command_id, upload_id, batch_id, kafka_partition, kafka_offset, line, identifier, id_type, action, outcome, "
-    "reason, message, user_id, course_id, participant_count, dry_run, source, requested_by, processed_at, "
-    "origin_upload_id, origin_line"
+    "command_id, upload_id, batch_id, kafka_topic, group_id, kafka_partition, kafka_offset, line, identifier, "
+    "id_type, action, outcome, reason, message, user_id, course_id, participant_count, dry_run, source, "
+    "requested_by, processed_at, origin_upload_id, origin_line"
 )
 
 
@@ -217,7 +217,9 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
-def apply_commands(cur: Any, items: Sequence[Positioned], ui_limit: int, now_ms: int) -> StepResult:
+def apply_commands(
+    cur: Any, items: Sequence[Positioned], ui_limit: int, now_ms: int, topic: str = "", group: str = ""
+) -> StepResult:
     """Decides and applies commands (in the given order); ledger hits are duplicates and produce nothing."""
     out = StepResult()
     if not items:
@@ -240,6 +242,7 @@ def apply_commands(cur: Any, items: Sequence[Positioned], ui_limit: int, now_ms:
 
     ledger = io.StringIO()
     write = ledger.write
+    topic_cell, group_cell = _t(topic), _t(group)
     processed_at = _iso(now_ms)
     removed: set[tuple[str, str]] = set()
     last_enrol: dict[tuple[str, str], Recorded] = {}
@@ -248,7 +251,8 @@ def apply_commands(cur: Any, items: Sequence[Positioned], ui_limit: int, now_ms:
         rec = _recorded(d, p, batch.state if batch else None, now_ms)
         out.recorded.append(rec)
         write(
-            f"{_t(rec.command_id)}\t{_t(rec.upload_id)}\t{_t(rec.batch_id)}\t{rec.kafka_partition}\t"
+            f"{_t(rec.command_id)}\t{_t(rec.upload_id)}\t{_t(rec.batch_id)}\t{topic_cell}\t{group_cell}\t"
+            f"{rec.kafka_partition}\t"
             f"{rec.kafka_offset}\t{rec.line}\t{_t(rec.identifier)}\t{rec.id_type}\t{rec.action}\t{rec.outcome}\t"
             f"{rec.reason}\t{_t(rec.message)}\t{_t(rec.user_id)}\t{_t(rec.course_id)}\t{_t(rec.participant_count)}\t"
             f"{'t' if rec.dry_run else 'f'}\t{rec.source}\t{_t(rec.requested_by)}\t{processed_at}\t"
@@ -319,7 +323,9 @@ def upsert_upload_record(cur: Any, record: dict[str, Any]) -> None:
     )
 
 
-def seal_upload(cur: Any, record: dict[str, Any], partition: int, offset: int, now_ms: int) -> UploadInfo | None:
+def seal_upload(
+    cur: Any, record: dict[str, Any], partition: int, offset: int, now_ms: int, topic: str = "", group: str = ""
+) -> UploadInfo | None:
     """Completes an upload when its seal (the PUBLISHED record, after all its commands) is processed.
 
     Returns the summary, or None when the upload was already completed (a replayed seal emits nothing).
@@ -341,10 +347,20 @@ def seal_upload(cur: Any, record: dict[str, Any], partition: int, offset: int, n
         reasons[reason] += int(n)
     cur.execute(
         """
-        UPDATE uploads SET sealed_partition = %s, sealed_offset = %s, completed_at = %s, outcomes = %s, reasons = %s
+        UPDATE uploads SET sealed_topic = %s, sealed_group = %s, sealed_partition = %s, sealed_offset = %s,
+                           completed_at = %s, outcomes = %s, reasons = %s
         WHERE upload_id = %s
         """,
-        (partition, offset, _iso(now_ms), json.dumps(dict(outcomes)), json.dumps(dict(reasons)), upload_id),
+        (
+            topic,
+            group,
+            partition,
+            offset,
+            _iso(now_ms),
+            json.dumps(dict(outcomes)),
+            json.dumps(dict(reasons)),
+            upload_id,
+        ),
     )
     return load_upload_info(cur, upload_id)
 
@@ -406,10 +422,15 @@ def record_dead_letters(cur: Any, letters: Iterable[DeadLetter]) -> None:
         )
 
 
-_RECORDED_SQL = f"""
-SELECT {_LEDGER_COLUMNS.replace("processed_at", "(extract(epoch FROM processed_at) * 1000)::bigint")}, b.state
-FROM command_ledger l LEFT JOIN course_batches b USING (batch_id)
-"""
+_RECORDED_SQL = (
+    "SELECT "
+    + ", ".join(
+        "(extract(epoch FROM l.processed_at) * 1000)::bigint" if c == "processed_at" else f"l.{c}"
+        for c in _LEDGER_COLUMNS.split(", ")
+        if c not in ("kafka_topic", "group_id")
+    )
+    + ", b.state FROM command_ledger l LEFT JOIN course_batches b ON b.batch_id = l.batch_id"
+)
 
 
 def _row_to_recorded(r: Sequence[Any]) -> Recorded:
@@ -448,18 +469,18 @@ class InDoubt:
     dead_letters: list[DeadLetter]
 
 
-def load_in_doubt(cur: Any, topic: str, partition: int, start: int, end: int) -> InDoubt:
-    """Re-reads what the batch [start, end) of a partition recorded, to publish its outputs again."""
+def load_in_doubt(cur: Any, group: str, topic: str, partition: int, start: int, end: int) -> InDoubt:
+    """Re-reads what this group's batch [start, end) of a partition recorded, to publish its outputs again."""
     cur.execute(
-        _RECORDED_SQL + " WHERE l.kafka_partition = %s AND l.kafka_offset >= %s AND l.kafka_offset < %s"
-        " ORDER BY l.kafka_offset",
-        (partition, start, end),
+        _RECORDED_SQL + " WHERE l.group_id = %s AND l.kafka_topic = %s AND l.kafka_partition = %s"
+        " AND l.kafka_offset >= %s AND l.kafka_offset < %s ORDER BY l.kafka_offset",
+        (group, topic, partition, start, end),
     )
     recorded = [_row_to_recorded(r) for r in cur.fetchall()]
     cur.execute(
-        "SELECT upload_id FROM uploads WHERE sealed_partition = %s AND sealed_offset >= %s AND sealed_offset < %s "
-        "ORDER BY sealed_offset",
-        (partition, start, end),
+        "SELECT upload_id FROM uploads WHERE sealed_group = %s AND sealed_topic = %s AND sealed_partition = %s"
+        " AND sealed_offset >= %s AND sealed_offset < %s ORDER BY sealed_offset",
+        (group, topic, partition, start, end),
     )
     uploads = [u for (uid,) in cur.fetchall() if (u := load_upload_info(cur, uid)) is not None]
     cur.execute(

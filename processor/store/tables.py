@@ -96,6 +96,8 @@ command_ledger = Table(
     Column("command_id", Text, primary_key=True),
     Column("upload_id", Text, nullable=False),
     Column("batch_id", Text, nullable=False),
+    Column("kafka_topic", Text, nullable=False, server_default=""),
+    Column("group_id", Text, nullable=False, server_default="", doc="Consumer group that applied the command"),
     Column("kafka_partition", Integer, nullable=False),
     Column("kafka_offset", BigInteger, nullable=False),
     Column("line", Integer, nullable=False),
@@ -116,7 +118,13 @@ command_ledger = Table(
     Column("origin_line", Integer, nullable=True),
 )
 Index("command_ledger_upload_idx", command_ledger.c.upload_id)
-Index("command_ledger_position_idx", command_ledger.c.kafka_partition, command_ledger.c.kafka_offset)
+Index(
+    "command_ledger_position_idx",
+    command_ledger.c.group_id,
+    command_ledger.c.kafka_topic,
+    command_ledger.c.kafka_partition,
+    command_ledger.c.kafka_offset,
+)
 
 uploads = Table(
     "uploads",
@@ -131,6 +139,8 @@ uploads = Table(
     Column("commands_published", Integer, nullable=True),
     Column("refused", JSONB, nullable=False, server_default="[]"),
     Column("created_at", DateTime(timezone=True), nullable=True),
+    Column("sealed_topic", Text, nullable=True),
+    Column("sealed_group", Text, nullable=True),
     Column("sealed_partition", Integer, nullable=True),
     Column("sealed_offset", BigInteger, nullable=True),
     Column("completed_at", DateTime(timezone=True), nullable=True),
@@ -138,7 +148,13 @@ uploads = Table(
     Column("reasons", JSONB, nullable=True),
 )
 Index("uploads_batch_idx", uploads.c.batch_id)
-Index("uploads_sealed_idx", uploads.c.sealed_partition, uploads.c.sealed_offset)
+Index(
+    "uploads_sealed_idx",
+    uploads.c.sealed_group,
+    uploads.c.sealed_topic,
+    uploads.c.sealed_partition,
+    uploads.c.sealed_offset,
+)
 
 consumer_positions = Table(
     "consumer_positions",

@@ -384,3 +384,43 @@ def test_batches_missing_columns_and_empty_file(engine: Engine) -> None:
 def test_header_only_file_is_an_empty_import(engine: Engine) -> None:
     report = import_users(engine, _file([USERS_HEADER]))
     assert report == ImportReport(rows_read=0, inserted=0, updated=0, unchanged=0, errors=[])
+
+
+def test_special_characters_survive_copy_across_small_chunks(
+    engine: Engine, unique: str, states: tuple[str, str]
+) -> None:
+    ka, _ = states
+    names = ["back\\slash", "tab\there", 'quote"q', "cr\rlf\nx", "\\N", "unicode ✓ ü"]
+    body = [USERS_HEADER] + [
+        f'{unique}-{i},{ka}-{i},{ka},"{n.replace(chr(34), chr(34) * 2)}",PUBLIC,' for i, n in enumerate(names)
+    ]
+    assert import_users(engine, _file(body), chunk_size=2).inserted == len(names)
+    assert import_users(engine, _file(body), chunk_size=2).unchanged == len(names)
+    with engine.connect() as conn:
+        got = _column(conn, "SELECT user_id, name FROM users WHERE state = :s", ka)
+    assert got == {f"{unique}-{i}": n for i, n in enumerate(names)}
+
+    b = f"b-{unique}"
+    batch = [BATCHES_HEADER, f'{b},c,Course,{ka},open,1,,,"we\\ird; q""uote ;{{x}};a,b;a;a"']
+    assert import_batches(engine, _file(batch)).inserted == 1
+    assert _mentors(engine, b) == {"we\\ird", 'q"uote', "{x}", "a,b", "a"}
+    assert import_batches(engine, _file(batch)).unchanged == 1
+
+
+def test_malformed_files(engine: Engine, unique: str, states: tuple[str, str]) -> None:
+    ka, _ = states
+    # A row with broken quoting is rejected, the rest loads.
+    report = import_users(engine, _file([USERS_HEADER, f'{unique}-1,,{ka},"a"b,,', f"{unique}-2,,{ka},ok,,"]))
+    assert _reasons(report) == [(2, "MALFORMED_ROW")]
+    assert (report.rows_read, report.inserted) == (2, 1)
+    # A quote never closed swallows the rest of the file: file-level error, nothing loaded.
+    with pytest.raises(ImportFileError) as err:
+        import_users(engine, _file([USERS_HEADER, f'{unique}-3,,{ka},"open,,', f"{unique}-4,,{ka},ok,,"]))
+    assert err.value.reason == "MALFORMED_CSV" and "line 2" in err.value.message
+    # Not UTF-8: file-level error naming the line; the rows before it are rolled back.
+    data = _file([USERS_HEADER, f"{unique}-5,,{ka},ok,,"]).getvalue() + f"{unique}-6,,{ka},".encode() + b"\xff,,\n"
+    with pytest.raises(ImportFileError) as err:
+        import_users(engine, io.BytesIO(data))
+    assert err.value.reason == "BAD_ENCODING" and "line 3" in err.value.message
+    with engine.connect() as conn:
+        assert set(_column(conn, "SELECT user_id, name FROM users WHERE state = :s", ka)) == {f"{unique}-2"}

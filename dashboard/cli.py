@@ -1,0 +1,148 @@
+"""`participants dashboard [rebuild]` and `participants progress publish FILE`, registered by processor/cli.py.
+
+Heavy imports (FastAPI, uvicorn) happen inside the commands so the rest of the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import socket
+import time
+from typing import Any
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds the dashboard and progress commands to the `participants` parser."""
+    dash = sub.add_parser(
+        "dashboard", help="serve the web dashboard (and run its read-model consumer in the same process)"
+    )
+    dash.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    dash.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    dash.add_argument("--log-level", default="INFO")
+    dash.set_defaults(func=cmd_dashboard)
+    dash_sub = dash.add_subparsers(dest="dashboard_command", metavar="COMMAND")
+    rebuild = dash_sub.add_parser(
+        "rebuild", help="empty the dashboard's read model and replay its topics from the start, then exit"
+    )
+    rebuild.add_argument("--timeout", type=float, default=1800.0, help="seconds to allow (default 1800)")
+    rebuild.add_argument("--log-level", default="WARNING")
+    rebuild.set_defaults(func=cmd_dashboard_rebuild)
+
+    progress = sub.add_parser("progress", help="learners' course progress").add_subparsers(dest="sub", required=True)
+    pub = progress.add_parser(
+        "publish", help="publish course progress from FILE (batch_id,user_id,progress,completed_at[,updated_at])"
+    )
+    pub.add_argument("file", metavar="FILE")
+    pub.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    pub.set_defaults(func=cmd_progress_publish)
+
+
+def _require_read_model(engine: Any) -> None:
+    from dashboard.queries import read_model_ready
+    from processor.cli import EXIT_INPUT, UserError
+
+    with engine.connect() as conn:
+        if not read_model_ready(conn):
+            raise UserError("The store has no dashboard tables yet; run 'participants db upgrade' first.", EXIT_INPUT)
+
+
+def cmd_dashboard(args: argparse.Namespace, settings: Any) -> int:
+    from dashboard.server import DashboardServer
+    from processor import logs
+    from processor.cli import EXIT_INPUT, EXIT_OK, UserError, _engine
+
+    logs.setup(args.log_level)
+    engine = _engine(settings)
+    _require_read_model(engine)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as exc:
+            raise UserError(f"Cannot listen on {args.host}:{args.port}: {exc.strerror}.", EXIT_INPUT) from None
+    server = DashboardServer(settings, engine, host=args.host, port=args.port, log_level="warning")
+    print(
+        f"Dashboard on {server.url}/courses (read model: group {settings.dashboard_group}). Ctrl-C stops it.",
+        flush=True,
+    )
+    server.serve_forever()
+    return EXIT_OK
+
+
+def cmd_dashboard_rebuild(args: argparse.Namespace, settings: Any) -> int:
+    from dashboard.consumer import NotCaughtUp, rebuild
+    from processor import logs
+    from processor.cli import EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, UserError, _engine
+    from processor.codec import default_codec
+
+    logs.setup(args.log_level)
+    engine = _engine(settings)
+    _require_read_model(engine)
+    started = time.perf_counter()
+    try:
+        deleted, stats = rebuild(settings, engine, default_codec(), timeout_s=args.timeout)
+    except NotCaughtUp as exc:
+        raise UserError(f"{exc}; run the rebuild again to continue from where it stopped.", EXIT_TIMEOUT) from None
+    except ConnectionError as exc:
+        raise UserError(str(exc), EXIT_UNREACHABLE) from None
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        counts = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM dash_members WHERE group_id = :g), "
+                "(SELECT count(*) FROM dash_batch_counts WHERE group_id = :g), "
+                "(SELECT count(*) FROM dash_progress WHERE group_id = :g), "
+                "(SELECT count(*) FROM dash_uploads WHERE group_id = :g)"
+            ),
+            {"g": settings.dashboard_group},
+        ).one()
+    print(
+        f"Rebuilt the read model of group {settings.dashboard_group} from {stats.messages} messages in "
+        f"{time.perf_counter() - started:.1f} s (it had {deleted.get('dash_members', 0)} participants before): "
+        f"{counts[0]} participants in {counts[1]} batches, {counts[2]} progress rows, {counts[3]} uploads."
+        + (f" {stats.undecodable} undecodable messages were skipped." if stats.undecodable else "")
+    )
+    return EXIT_OK
+
+
+def cmd_progress_publish(args: argparse.Namespace, settings: Any) -> int:
+    from processor.cli import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, UserError, _open_binary
+    from processor.codec import default_codec
+    from producer.progress import ProgressFileError, format_report, publish_progress, read_progress
+    from producer.publish import BrokerUnavailable
+
+    stream = _open_binary(args.file)
+    try:
+        rows = read_progress(stream)
+        try:  # the header is checked on the first row: a bad file publishes nothing
+            first = next(rows, None)
+        except ProgressFileError as exc:
+            raise UserError(f"{args.file}: {exc} Nothing was published.", EXIT_INPUT) from None
+        if first is None:
+            raise UserError(f"{args.file}: the file has no progress rows. Nothing was published.", EXIT_INPUT)
+        try:
+            report = publish_progress(settings, default_codec(), itertools.chain([first], rows))
+        except ProgressFileError as exc:
+            raise UserError(
+                f"{args.file}: {exc} The rows before that point were published; fix the file and publish it again.",
+                EXIT_INPUT,
+            ) from None
+        except BrokerUnavailable as exc:
+            raise UserError(str(exc), EXIT_UNREACHABLE) from None
+    finally:
+        stream.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "topic": report.topic,
+                    "published": report.published,
+                    "refused": [{"line": r.line, "reason": r.reason, "message": r.message} for r in report.refused],
+                }
+            )
+        )
+    else:
+        print(format_report(report))
+    return EXIT_REJECTED if report.refused else EXIT_OK

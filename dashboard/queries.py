@@ -1,0 +1,254 @@
+"""Reads for the pages: the dashboard's own dash_ tables joined with the reference tables (read-only).
+
+Never the processor's enrolments, ledger or uploads tables, and not course_batches.participant_count
+(the processor's counter): counts, membership, progress and uploads come from the read model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from dashboard.readmodel import UploadRow
+from dashboard.readstore import UPLOAD_COLUMNS_MS, upload_row
+from dashboard.rules import TableQuery, like_pattern
+from processor.domain.model import Batch, User
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    batch_id: str
+    course_id: str
+    course_name: str
+    state: str
+    enrollment_type: str
+    status: str
+    start_date: date | None
+    end_date: date | None
+    mentors: tuple[str, ...]
+    participant_count: int
+
+    @property
+    def invite_only(self) -> bool:
+        return self.enrollment_type == "invite-only"
+
+    def as_domain(self) -> Batch:
+        return Batch(
+            self.batch_id,
+            self.course_id,
+            self.state,
+            self.enrollment_type,
+            self.status,
+            frozenset(self.mentors),
+            self.participant_count,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Course:
+    course_id: str
+    course_name: str
+    batches: tuple[BatchInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    user_id: str
+    name: str
+    state_id: str | None
+    enrolled_at: datetime
+    added_via: str
+    progress: int | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    user_id: str
+    name: str
+    state_id: str | None
+
+
+_BATCHES = """
+SELECT b.batch_id, b.course_id, b.course_name, b.state, b.enrollment_type, b.status, b.start_date, b.end_date,
+       coalesce((SELECT array_agg(m.user_id ORDER BY m.user_id) FROM batch_mentors m WHERE m.batch_id = b.batch_id),
+                '{}'),
+       coalesce(c.participant_count, 0)
+FROM course_batches b
+LEFT JOIN dash_batch_counts c ON c.group_id = :g AND c.batch_id = b.batch_id
+"""
+
+
+def _batch(r: Any) -> BatchInfo:
+    return BatchInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8]), int(r[9]))
+
+
+def batch(conn: Connection, group: str, batch_id: str) -> BatchInfo | None:
+    row = conn.execute(text(_BATCHES + " WHERE b.batch_id = :b"), {"g": group, "b": batch_id}).first()
+    return None if row is None else _batch(row)
+
+
+def courses(conn: Connection, group: str) -> list[Course]:
+    """Every course with its batches (ongoing first, then upcoming, then the rest; newest start first)."""
+    rows = conn.execute(
+        text(
+            _BATCHES
+            + """ ORDER BY b.course_name, b.course_id,
+                CASE b.status WHEN 'ongoing' THEN 0 WHEN 'upcoming' THEN 1 ELSE 2 END,
+                b.start_date DESC NULLS LAST, b.batch_id"""
+        ),
+        {"g": group},
+    ).all()
+    grouped: dict[str, list[BatchInfo]] = {}
+    for r in rows:
+        grouped.setdefault(r[1], []).append(_batch(r))
+    return [Course(bs[0].course_id, bs[0].course_name or bs[0].course_id, tuple(bs)) for bs in grouped.values()]
+
+
+def mentor_batches(conn: Connection, group: str, mentor: str) -> list[BatchInfo]:
+    rows = conn.execute(
+        text(
+            _BATCHES
+            + """ WHERE b.batch_id IN (SELECT batch_id FROM batch_mentors WHERE user_id = :m)
+                ORDER BY CASE b.status WHEN 'ongoing' THEN 0 WHEN 'upcoming' THEN 1 ELSE 2 END,
+                b.start_date DESC NULLS LAST, b.batch_id"""
+        ),
+        {"g": group, "m": mentor},
+    ).all()
+    return [_batch(r) for r in rows]
+
+
+def user(conn: Connection, user_id: str) -> User | None:
+    row = conn.execute(
+        text("SELECT user_id, state, status, roles, state_id FROM users WHERE user_id = :u"), {"u": user_id}
+    ).first()
+    return None if row is None else User(row[0], row[1], row[2], frozenset(row[3]), row[4])
+
+
+def user_name(conn: Connection, user_id: str) -> str | None:
+    row = conn.execute(text("SELECT name FROM users WHERE user_id = :u"), {"u": user_id}).first()
+    return None if row is None else str(row[0])
+
+
+_ORDER = {
+    "name": "u.name {d} NULLS LAST, m.user_id {d}",
+    "user_id": "m.user_id {d}",
+    "state_id": "u.state_id {d} NULLS LAST, m.user_id {d}",
+    "enrolled_at": "m.enrolled_at {d}, m.user_id {d}",
+    "added_via": "m.added_via {d}, u.name {d}, m.user_id {d}",
+    "progress": "coalesce(p.progress, 0) {d}, u.name {d}, m.user_id {d}",
+    "completed_at": "p.completed_at {d} NULLS LAST, u.name {d}, m.user_id {d}",
+}
+
+_PARTICIPANTS = """
+SELECT m.user_id, coalesce(u.name, ''), u.state_id, m.enrolled_at, m.added_via, p.progress, p.completed_at
+FROM dash_members m
+LEFT JOIN users u ON u.user_id = m.user_id
+LEFT JOIN dash_progress p ON p.group_id = m.group_id AND p.batch_id = m.batch_id AND p.user_id = m.user_id
+WHERE m.group_id = :g AND m.batch_id = :b
+"""
+_SEARCH = " AND (u.name ILIKE :q OR m.user_id ILIKE :q OR u.state_id ILIKE :q)"
+
+
+def participants_page(
+    conn: Connection, group: str, batch_id: str, tq: TableQuery, count: int
+) -> tuple[int, list[Participant]]:
+    """One page of the participant table and the number of matching rows (``count`` when not searching)."""
+    params: dict[str, Any] = {"g": group, "b": batch_id, "lim": tq.size, "off": tq.offset}
+    where = ""
+    total = count
+    if tq.q:
+        where = _SEARCH
+        params["q"] = like_pattern(tq.q)
+        total = int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM dash_members m LEFT JOIN users u ON u.user_id = m.user_id "
+                    "WHERE m.group_id = :g AND m.batch_id = :b" + _SEARCH
+                ),
+                params,
+            ).scalar_one()
+        )
+    order = _ORDER[tq.sort].format(d="DESC" if tq.descending else "ASC")
+    rows = conn.execute(text(f"{_PARTICIPANTS}{where} ORDER BY {order} LIMIT :lim OFFSET :off"), params).all()
+    return total, [Participant(*r) for r in rows]
+
+
+def stream_participants(engine: Engine, group: str, batch_id: str, chunk: int = 2000) -> Iterator[Participant]:
+    """Every participant, read through a server-side cursor ``chunk`` rows at a time (flat memory at 10k+)."""
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(
+            text(_PARTICIPANTS + " ORDER BY u.name NULLS LAST, m.user_id"), {"g": group, "b": batch_id}
+        )
+        for r in result:
+            yield Participant(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+
+
+def members(conn: Connection, group: str, batch_id: str) -> list[Person]:
+    """The batch's participants for the Edit Batch drop-down (called only at or under the UI limit)."""
+    rows = conn.execute(
+        text(
+            "SELECT m.user_id, coalesce(u.name, ''), u.state_id FROM dash_members m "
+            "LEFT JOIN users u ON u.user_id = m.user_id WHERE m.group_id = :g AND m.batch_id = :b "
+            "ORDER BY u.name, m.user_id"
+        ),
+        {"g": group, "b": batch_id},
+    ).all()
+    return [Person(r[0], r[1], r[2]) for r in rows]
+
+
+def member_ids(conn: Connection, group: str, batch_id: str, user_ids: list[str]) -> set[str]:
+    rows = conn.execute(
+        text("SELECT user_id FROM dash_members WHERE group_id = :g AND batch_id = :b AND user_id = ANY(:u)"),
+        {"g": group, "b": batch_id, "u": user_ids},
+    ).all()
+    return {r[0] for r in rows}
+
+
+def candidates(conn: Connection, group: str, batch: BatchInfo, q: str, limit: int) -> list[Person]:
+    """Active users of the batch's state not in it yet, matching ``q``: what the drop-down offers to add."""
+    params: dict[str, Any] = {"g": group, "b": batch.batch_id, "s": batch.state, "lim": limit}
+    search = ""
+    if q:
+        search = " AND (u.name ILIKE :q OR u.user_id ILIKE :q OR u.state_id ILIKE :q)"
+        params["q"] = like_pattern(q)
+    rows = conn.execute(
+        text(
+            "SELECT u.user_id, u.name, u.state_id FROM users u WHERE u.state = :s AND u.status = 'active'"
+            + search
+            + " AND NOT EXISTS (SELECT 1 FROM dash_members m WHERE m.group_id = :g AND m.batch_id = :b "
+            "AND m.user_id = u.user_id) ORDER BY u.name, u.user_id LIMIT :lim"
+        ),
+        params,
+    ).all()
+    return [Person(r[0], r[1], r[2]) for r in rows]
+
+
+def existing_users(conn: Connection, state: str, user_ids: list[str]) -> set[str]:
+    rows = conn.execute(
+        text("SELECT user_id FROM users WHERE state = :s AND user_id = ANY(:u)"), {"s": state, "u": user_ids}
+    ).all()
+    return {r[0] for r in rows}
+
+
+_UPLOADS = f"SELECT {UPLOAD_COLUMNS_MS} FROM dash_uploads WHERE group_id = :g"
+
+
+def uploads(conn: Connection, group: str, batch_id: str | None, limit: int = 100) -> list[UploadRow]:
+    sql = _UPLOADS + (" AND batch_id = :b" if batch_id else "") + " ORDER BY first_seen_at DESC, upload_id LIMIT :lim"
+    rows = conn.execute(text(sql), {"g": group, "b": batch_id, "lim": limit}).all()
+    return [upload_row(r) for r in rows]
+
+
+def upload(conn: Connection, group: str, upload_id: str) -> UploadRow | None:
+    row = conn.execute(text(_UPLOADS + " AND upload_id = :u"), {"g": group, "u": upload_id}).first()
+    return None if row is None else upload_row(row)
+
+
+def read_model_ready(conn: Connection) -> bool:
+    """False when the dash_ tables are missing (the store was not migrated to revision 0002)."""
+    return conn.execute(text("SELECT to_regclass('public.dash_members') IS NOT NULL")).scalar_one() is True

@@ -1,0 +1,89 @@
+"""One process for the dashboard: uvicorn serving the app, and the read-model consumer in a background thread.
+
+Used by ``participants dashboard`` (blocking, signals handled by uvicorn) and by the browser tests
+(``start``/``stop`` with the server in a thread too), so both run exactly the same pieces.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+from sqlalchemy import Engine
+
+from dashboard.app import Publisher, create_app
+from dashboard.consumer import ReadModelConsumer
+from processor.codec import default_codec
+from processor.settings import Settings
+
+log = logging.getLogger("dashboard.server")
+
+
+class DashboardServer:
+    """The web app and its read-model consumer, started and stopped together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        publisher: Publisher | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.stop_event = threading.Event()
+        self.consumer = ReadModelConsumer(settings, engine, default_codec())
+        self.consumer_thread = threading.Thread(
+            target=self.consumer.run, args=(self.stop_event,), name="dashboard-read-model", daemon=True
+        )
+        config = uvicorn.Config(
+            create_app(settings, engine, publisher=publisher),
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            lifespan="off",
+        )
+        self.server = uvicorn.Server(config)
+        self.server_thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        cfg = self.server.config
+        return f"http://{cfg.host}:{cfg.port}"
+
+    def serve_forever(self) -> None:
+        """Blocks until SIGINT/SIGTERM (uvicorn handles them), then stops the consumer."""
+        self.consumer_thread.start()
+        try:
+            self.server.run()
+        finally:
+            self._stop_consumer()
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Starts both in threads and waits until the server accepts requests (tests)."""
+        self.consumer_thread.start()
+        self.server_thread = threading.Thread(target=self.server.run, name="dashboard-http", daemon=True)
+        self.server_thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.server_thread.is_alive():
+                self.stop()
+                raise RuntimeError(f"the dashboard did not start on {self.url}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.server_thread is not None:
+            self.server_thread.join(15)
+        self._stop_consumer()
+
+    def _stop_consumer(self) -> None:
+        self.stop_event.set()
+        if self.consumer_thread.is_alive():
+            self.consumer_thread.join(15)

@@ -1,0 +1,202 @@
+"""Shared helpers for integration tests: reference data, publishing, running the processor, reading topics."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+from sqlalchemy import Engine, text
+
+from processor.codec import default_codec
+from processor.kafka.engine import Processor
+from processor.settings import Settings
+from processor.store.imports import import_batches, import_users
+from producer.publish import Published, UploadRequest, publish_upload
+from producer.reader import InputRow, RefusedRow
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTICIPANTS = str(ROOT / ".venv" / "bin" / "participants")
+
+
+class World:
+    """A private state with teachers, an admin, a mentor and batches, all named after a unique token."""
+
+    def __init__(self, engine: Engine, unique: str, teachers: int = 100, other_state_teachers: int = 5) -> None:
+        self.engine = engine
+        self.u = unique
+        self.state = f"S{unique}"
+        self.other_state = f"O{unique}"
+        self.admin = f"admin-{unique}"
+        self.other_admin = f"oadmin-{unique}"
+        self.mentor = f"mentor-{unique}"
+        self.teachers = teachers
+        lines = ["user_id,state_id,state,name,roles,status"]
+        lines.append(f"{self.admin},,{self.state},Admin,ORG_ADMIN,active")
+        lines.append(f"{self.other_admin},,{self.other_state},Other Admin,ORG_ADMIN,active")
+        lines.append(f"{self.mentor},,{self.state},Mentor,COURSE_MENTOR,active")
+        for n in range(teachers):
+            lines.append(f"{self.user_id(n)},{self.state_id(n)},{self.state},Teacher {n},PUBLIC,active")
+        for n in range(other_state_teachers):
+            lines.append(f"o-{unique}-{n},OS-{n},{self.other_state},Other {n},PUBLIC,active")
+        lines.append(f"inactive-{unique},IN-1,{self.state},Inactive,PUBLIC,inactive")
+        report = import_users(engine, io.BytesIO(("\n".join(lines) + "\n").encode()))
+        assert not report.errors, report.errors
+
+    def user_id(self, n: int) -> str:
+        return f"u-{self.u}-{n:06d}"
+
+    def state_id(self, n: int) -> str:
+        return f"T{self.u}-{n:06d}"
+
+    def batch(self, name: str, enrollment_type: str = "invite-only", status: str = "ongoing") -> str:
+        batch_id = f"{name}-{self.u}"
+        csv = (
+            "batch_id,course_id,course_name,state,enrollment_type,status,start_date,end_date,mentors\n"
+            f"{batch_id},course-{self.u},Course,{self.state},{enrollment_type},{status},2026-01-01,2027-01-01,"
+            f"{self.mentor}\n"
+        )
+        report = import_batches(self.engine, io.BytesIO(csv.encode()))
+        assert not report.errors, report.errors
+        return batch_id
+
+    def members(self, batch_id: str) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT user_id FROM enrolments WHERE batch_id = :b"), {"b": batch_id})
+            return {r[0] for r in rows}
+
+    def count(self, batch_id: str) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                text("SELECT participant_count FROM course_batches WHERE batch_id = :b"), {"b": batch_id}
+            ).scalar_one()
+            return int(value)
+
+
+def rows(identifiers: Iterable[str], id_type: str = "STATE_ID", first_line: int = 2) -> list[InputRow | RefusedRow]:
+    return [InputRow(first_line + i, ident, id_type) for i, ident in enumerate(identifiers)]  # type: ignore[arg-type]
+
+
+def publish(
+    settings: Settings,
+    batch_id: str,
+    requester: str,
+    items: list[InputRow | RefusedRow],
+    action: str = "ADD",
+    dry_run: bool = False,
+    source: str = "BACKEND",
+) -> Published:
+    request = UploadRequest(
+        batch_id=batch_id,
+        action=action,
+        requested_by=requester,
+        kind=action.lower(),
+        dry_run=dry_run,
+        source=source,
+    )
+    return publish_upload(settings, default_codec(), request, items)
+
+
+def process(settings: Settings, engine: Engine, instance_id: str | None = None, group: str | None = None) -> None:
+    """Runs the real processor in-process until the group is caught up."""
+    Processor(
+        settings, engine, default_codec(), instance_id=instance_id, group=group, until_idle=True, idle_grace_s=0.5
+    ).run()
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    t = settings.topics
+    env = dict(os.environ)
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "DATABASE_URL": settings.database_url,
+            "TOPIC_COMMANDS": t.commands,
+            "TOPIC_RESULTS": t.results,
+            "TOPIC_ENROLLMENT_EVENTS": t.enrollment_events,
+            "TOPIC_UPLOADS": t.uploads,
+            "TOPIC_TELEMETRY": t.telemetry,
+            "TOPIC_COURSE_PROGRESS": t.course_progress,
+            "TOPIC_DEAD_LETTERS": t.dead_letters,
+            "CONSUMER_GROUP": settings.consumer_group,
+            "DASHBOARD_GROUP": settings.dashboard_group,
+            "PROCESSOR_INSTANCE_ID": settings.instance_id,
+            "COMMANDS_PARTITIONS": str(settings.commands_partitions),
+        }
+    )
+    return env
+
+
+def start_processor(
+    settings: Settings, *extra: str, log: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child process
+    full_env = env_for(settings)
+    full_env.update(env or {})
+    return subprocess.Popen([PARTICIPANTS, "process", *extra], env=full_env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def cli(settings: Settings, *args: str, input_bytes: bytes | None = None, timeout: float = 300) -> Any:
+    return subprocess.run(
+        [PARTICIPANTS, *args],
+        env=env_for(settings),
+        input=input_bytes,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every committed record of a topic, from the beginning to the current end (read_committed)."""
+    codec = default_codec()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"reader-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        parts = sorted(md.topics[topic].partitions)
+        ends = {}
+        for p in parts:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        out: list[dict[str, Any]] = []
+        done = {p for p in parts if ends[p] == 0}
+        deadline = time.monotonic() + timeout
+        while len(done) < len(parts) and time.monotonic() < deadline:
+            for m in consumer.consume(10000, 0.5):
+                if m.error() is not None:
+                    continue
+                p, off = m.partition(), m.offset()
+                assert p is not None and off is not None
+                _name, rec = codec.decode(m.value())
+                out.append(rec)
+                if off + 1 >= ends[p]:
+                    done.add(p)
+            # transaction markers sit at the end: a partition is done once its position passes the end
+            for p in parts:
+                if p not in done:
+                    pos = consumer.position([TopicPartition(topic, p)])[0].offset
+                    if pos >= ends[p]:
+                        done.add(p)
+        assert len(done) == len(parts), f"could not read {topic} to its end"
+        return out
+    finally:
+        consumer.close()
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,124 @@
+"""Page rules: the Edit Batch limit, the edit diff, paging and CSV rows (pure, no I/O)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from dashboard.app import csv_chunks, href
+from dashboard.queries import Participant
+from dashboard.rules import (
+    CSV_HEADER,
+    EDIT_LIMIT_MESSAGE,
+    EditPlan,
+    csv_row,
+    edit_allowed,
+    edit_problem,
+    edit_state,
+    like_pattern,
+    page_count,
+    plan_edit,
+    table_query,
+)
+from processor.settings import Settings
+
+LIMIT = Settings.from_env().ui_participant_limit
+
+
+def test_edit_allowed_up_to_and_including_the_limit() -> None:
+    assert edit_allowed(0, LIMIT)
+    assert edit_allowed(LIMIT, LIMIT)
+    assert not edit_allowed(LIMIT + 1, LIMIT)
+    assert edit_allowed(3, 3) and not edit_allowed(4, 3)
+
+
+def _state(count: int, **kw: object) -> object:
+    args: dict[str, object] = {"invite_only": True, "status": "ongoing", "mentor": "m1", "authorized": True}
+    args.update(kw)
+    return edit_state(count, LIMIT, **args)  # type: ignore[arg-type]
+
+
+def test_edit_state_above_the_limit_shows_the_exact_message_whoever_asks() -> None:
+    for kw in ({}, {"mentor": None, "authorized": False}, {"authorized": False}):
+        st = _state(LIMIT + 1, **kw)
+        assert st.enabled is False and st.limit_reached is True  # type: ignore[attr-defined]
+        assert st.message == EDIT_LIMIT_MESSAGE  # type: ignore[attr-defined]
+    assert EDIT_LIMIT_MESSAGE == "Please contact your state admin to add or remove participants from this batch"
+
+
+def test_edit_state_at_the_limit_is_enabled_with_no_room_left() -> None:
+    st = _state(LIMIT)
+    assert st.enabled and st.message is None and st.room == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("kw", "words"),
+    [
+        ({"invite_only": False}, "open to everyone"),
+        ({"status": "ended"}, "is ended"),
+        ({"mentor": None}, "?mentor="),
+        ({"authorized": False}, "neither a mentor"),
+    ],
+)
+def test_edit_state_other_reasons_are_sentences(kw: dict[str, object], words: str) -> None:
+    st = _state(1, **kw)
+    assert not st.enabled and words in (st.message or "")  # type: ignore[attr-defined]
+
+
+def test_plan_edit_adds_selected_and_removes_only_shown_members() -> None:
+    plan = plan_edit(shown_members=["a", "b", "c"], selected=["a", "x"], current_members=["a", "b", "c", "late"])
+    assert plan == EditPlan(adds=("x",), removes=("b", "c"))
+    # Someone shown who left meanwhile is not removed again; someone selected who joined meanwhile is not re-added.
+    plan = plan_edit(shown_members=["a", "b"], selected=["a", "y"], current_members=["a", "y"])
+    assert plan.empty
+
+
+def test_edit_problem_when_the_change_goes_over_the_limit() -> None:
+    assert edit_problem(LIMIT - 1, EditPlan(adds=("x",), removes=()), LIMIT) is None
+    msg = edit_problem(LIMIT - 1, EditPlan(adds=("x", "y"), removes=()), LIMIT)
+    assert msg is not None and "can take 1 more participant " in msg and EDIT_LIMIT_MESSAGE in msg
+    assert edit_problem(LIMIT, EditPlan(adds=("x",), removes=("a",)), LIMIT) is None
+    assert edit_problem(LIMIT + 5, EditPlan(adds=(), removes=("a",)), LIMIT) is None
+
+
+def test_table_query_normalises_untrusted_input() -> None:
+    tq = table_query(0, 7, "drop table", "DESC", "  Ana   Rao ")
+    assert (tq.page, tq.size, tq.sort, tq.descending, tq.q) == (1, 50, "name", True, "Ana Rao")
+    assert table_query(3, 25, "progress", "asc", None).offset == 50
+    assert page_count(0, 50) == 1 and page_count(10_000, 50) == 200 and page_count(10_001, 50) == 201
+
+
+def test_like_pattern_escapes_wildcards() -> None:
+    assert like_pattern("50%_a\\b") == "%50\\%\\_a\\\\b%"
+
+
+def test_csv_row_neutralises_formulas_and_formats_times() -> None:
+    when = datetime(2026, 9, 1, 10, 30, 5, tzinfo=UTC)
+    row = csv_row("=HYPERLINK(1)", "+u1", "-S1", when, "@ui", 75, None)
+    assert row == ["'=HYPERLINK(1)", "'+u1", "'-S1", "2026-09-01T10:30:05Z", "'@ui", "75", ""]
+    assert csv_row(None, "u2", None, when, "backend", None, when)[5:] == ["0", "2026-09-01T10:30:05Z"]
+
+
+def _participants(n: int) -> Iterator[Participant]:
+    when = datetime(2026, 9, 1, tzinfo=UTC)
+    for i in range(n):
+        yield Participant(f"u{i}", f"Name {i}", f"S{i}", when, "backend", i % 101, None)
+
+
+def test_csv_chunks_stream_a_bom_header_and_every_row() -> None:
+    chunks = list(csv_chunks(_participants(2500), chunk_rows=1000))
+    assert len(chunks) == 3  # streamed in pieces, not built whole
+    data = b"".join(chunks).decode("utf-8")
+    assert data.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(data.removeprefix("\ufeff"))))
+    assert tuple(rows[0]) == CSV_HEADER
+    assert len(rows) == 2501 and rows[-1][1] == "u2499" and rows[-1][5] == str(2499 % 101)
+
+
+def test_href_keeps_only_given_parameters() -> None:
+    assert href("/courses") == "/courses"
+    assert href("/batches/b1", mentor="m 1", q="", page=None) == "/batches/b1?mentor=m+1"

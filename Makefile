@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint stack-up stack-down stack-reset bench
+.PHONY: install demo test lint test-deps stack-up stack-down stack-reset bench
 
 $(BIN)/participants: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,11 +27,21 @@ demo: stack-up
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check processor producer dashboard tests bench
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: stack-up lint
-	$(BIN)/pytest -q tests
+# Debian's Chromium for the browser tests (no browser downloads).
+test-deps:
+	@command -v chromium >/dev/null || { echo "installing chromium (Debian package)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The full suite: lint, types, unit, integration (real Kafka + PostgreSQL) and browser tests.
+# pytest's exit 5 (no tests collected) is turned into a failure.
+test: stack-up lint test-deps
+	$(BIN)/pytest -q -p no:cacheprovider tests; rc=$$?; \
+	  if [ $$rc = 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 bench: stack-up
 	$(BIN)/python -m bench.run

@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dd = sub.add_parser("demo-data", help="write the demo CSVs (users, batches, a 10k upload, progress)")
     dd.add_argument("--out", default="demo-data")
-    dd.add_argument("--teachers-per-state", type=int, default=6000)
+    dd.add_argument("--teachers-per-state", type=int, default=None, help="default: KA 10,500 and MH 1,500")
     dd.set_defaults(func=cmd_demo_data)
 
     # ------------------------------------------------------------ dashboard & course progress (dashboard/cli.py)

@@ -33,6 +33,8 @@ STATES: tuple[str, ...] = ("KA", "MH")
 UPLOAD_ROWS = 10_000
 PROGRESS_ROWS = 10_000
 INACTIVE_SHARE = 0.02
+# 12k teachers in all: enough KA teachers for the 10k upload, a smaller second state.
+DEFAULT_TEACHERS: dict[str, int] = {"KA": 10_500, "MH": 1_500}
 
 FIRST_NAMES: tuple[str, ...] = (
     "Aarav",
@@ -192,10 +194,14 @@ def _write_csv(
         writer.writerows(rows)
 
 
-def write_demo_data(out_dir: Path, teachers_per_state: int = 6000, *, seed: int = DEFAULT_SEED) -> DemoFiles:
-    """Writes the four demo CSVs into ``out_dir`` (created if needed) and returns their paths."""
-    if teachers_per_state < 1:
+def write_demo_data(out_dir: Path, teachers_per_state: int | None = None, *, seed: int = DEFAULT_SEED) -> DemoFiles:
+    """Writes the four demo CSVs into ``out_dir`` (created if needed) and returns their paths.
+
+    ``teachers_per_state`` gives every state the same number; by default KA has 10,500 and MH 1,500.
+    """
+    if teachers_per_state is not None and teachers_per_state < 1:
         raise ValueError("teachers_per_state must be at least 1")
+    teachers = {s: teachers_per_state or DEFAULT_TEACHERS[s] for s in STATES}
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     files = DemoFiles(
@@ -213,7 +219,7 @@ def write_demo_data(out_dir: Path, teachers_per_state: int = 6000, *, seed: int 
         mentors = ("1", "2") if state == "KA" else ("1",)
         for m in mentors:
             users.append((f"mentor-{code}-{m}", f"{state}-M{int(m):06d}", state, _name(rng), "COURSE_MENTOR", "active"))
-        for n in range(1, teachers_per_state + 1):
+        for n in range(1, teachers[state] + 1):
             name = _name(rng)
             status = "inactive" if rng.random() < INACTIVE_SHARE else "active"
             state_id = teacher_state_id(state, n)
@@ -231,7 +237,7 @@ def write_demo_data(out_dir: Path, teachers_per_state: int = 6000, *, seed: int 
     _write_csv(files.upload, ("State ID", "Name"), upload, lineterminator="\r\n", encoding="utf-8-sig")
 
     progress: list[tuple[str, str, str, str]] = []
-    for n in range(1, min(PROGRESS_ROWS, teachers_per_state) + 1):
+    for n in range(1, min(PROGRESS_ROWS, teachers["KA"]) + 1):
         # About a quarter have finished; the rest are spread over 0-99.
         value = 100 if rng.random() < 0.25 else rng.randint(0, 99)
         completed_at = ""
@@ -246,7 +252,9 @@ def write_demo_data(out_dir: Path, teachers_per_state: int = 6000, *, seed: int 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write deterministic demo CSVs (users, batches, upload, progress).")
     parser.add_argument("--out", type=Path, default=Path("demo-data"), help="output directory (default: demo-data)")
-    parser.add_argument("--teachers-per-state", type=int, default=6000, help="teachers per state (default: 6000)")
+    parser.add_argument(
+        "--teachers-per-state", type=int, default=None, help="teachers per state (default: KA 10,500, MH 1,500)"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     files = write_demo_data(args.out, args.teachers_per_state, seed=args.seed)

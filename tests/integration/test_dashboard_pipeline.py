@@ -121,10 +121,8 @@ def test_edit_batch_changes_go_through_the_processor_as_ui_uploads(world: World,
     assert page.status_code == 200 and 'data-enabled="true"' in page.text
     assert re.search(r'<select id="participants-dropdown"[^>]*>', page.text).group(0).count("disabled") == 0  # type: ignore[union-attr]
     # Unselect t[2], select t[3] and t[4]: one removal, two additions.
-    form = [("from", "workspace"), *(("shown", u) for u in t[:3]), *(("participants", u) for u in (t[0], t[1], t[3], t[4]))]
-    posted = client.post(
-        f"/batches/{batch}/edit", params={"mentor": world.mentor}, data=form, follow_redirects=False
-    )
+    form = {"from": "workspace", "shown": list(t[:3]), "participants": [t[0], t[1], t[3], t[4]]}
+    posted = client.post(f"/batches/{batch}/edit", params={"mentor": world.mentor}, data=form, follow_redirects=False)
     assert posted.status_code == 303, posted.text
     assert posted.headers["location"].startswith("/uploads?batch=")
     process(s, engine)
@@ -138,7 +136,7 @@ def test_edit_batch_changes_go_through_the_processor_as_ui_uploads(world: World,
 
     # 4 participants, limit 5: selecting two more is refused with a sentence and nothing is published.
     shown = [t[0], t[1], t[3], t[4]]
-    form = [*(("shown", u) for u in shown), *(("participants", u) for u in [*shown, t[5], t[6]])]
+    form = {"shown": shown, "participants": [*shown, t[5], t[6]]}
     refused = client.post(f"/batches/{batch}/edit", params={"mentor": world.mentor}, data=form)
     assert refused.status_code == 409 and "can take 1 more participant" in refused.text
     assert len(client.get("/api/uploads", params={"batch": batch}).json()) == len(ui_uploads) + 1

@@ -1,0 +1,209 @@
+"""The Edit Batch rule and the 10k CSV in real headless Chromium, against `participants dashboard` pieces.
+
+The dashboard runs as the CLI runs it (uvicorn plus the read-model consumer thread, DashboardServer) on
+private topics; uploads go through the real producer and processor.  Chromium is Debian's package driven by
+Playwright; when it is missing the tests fail (they never skip).  Screenshots go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import Engine, text
+
+from dashboard.rules import EDIT_LIMIT_MESSAGE
+from dashboard.server import DashboardServer
+from processor.codec import default_codec
+from processor.settings import Settings
+from producer.progress import ProgressRow, publish_progress
+from tests.dashboard_support import World, cleanup_world, make_world, private_topics, process, upload
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+BIG = 10_000
+COMPLETED_AT = 1_788_256_800_000  # 2026-09-01T10:00:00Z
+UPDATED_AT = 1_788_300_000_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium).")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def world(base_settings: Settings, engine: Engine) -> Iterator[World]:
+    token = uuid.uuid4().hex[:10]
+    with private_topics(base_settings, token) as settings:
+        w = make_world(
+            engine, settings, token, BIG, [("limit", "invite-only", "ongoing"), ("big", "invite-only", "ongoing")]
+        )
+        try:
+            yield w
+        finally:
+            cleanup_world(engine, w)
+
+
+@pytest.fixture(scope="module")
+def dashboard(world: World, engine: Engine) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = DashboardServer(world.settings, engine, port=port)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def _count(url: str, batch_id: str) -> int:
+    return int(httpx.get(f"{url}/api/batches/{batch_id}", timeout=10).json()["participant_count"])
+
+
+def _open_edit_via_courses(page: Page, url: str, world: World, batch_id: str) -> None:
+    """Course card → its batches → Edit."""
+    page.goto(f"{url}/courses?mentor={world.mentor}")
+    course = page.locator(f'.course-section[data-course-id="course-{world.token}"]')
+    course.locator(f'.batch-card[data-batch-id="{batch_id}"] a[data-edit-link]').click()
+    page.wait_for_url(f"**/batches/{batch_id}/edit?**")
+
+
+def _open_edit_via_workspace(page: Page, url: str, world: World, batch_id: str) -> None:
+    """Workspace tab → My batches → Edit."""
+    page.goto(f"{url}/courses?mentor={world.mentor}")
+    page.get_by_role("link", name="My batches").click()
+    page.wait_for_url("**/workspace?**")
+    page.locator(f'.batch-card[data-batch-id="{batch_id}"] a[data-edit-link]').click()
+    page.wait_for_url(f"**/batches/{batch_id}/edit?**")
+
+
+PATHS = {"courses": _open_edit_via_courses, "workspace": _open_edit_via_workspace}
+
+
+def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
+    browser: Browser, world: World, dashboard: str, engine: Engine
+) -> None:
+    s = world.settings
+    limit = s.ui_participant_limit
+    batch_id = world.batches[0]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    upload(s, batch_id, world.admin, world.teachers[:limit])
+    process(s, engine)
+    _wait_for(f"{limit} participants", lambda: _count(dashboard, batch_id) == limit)
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    for name, open_edit in PATHS.items():
+        open_edit(page, dashboard, world, batch_id)
+        expect(page.locator("#edit-participant-count"), f"count via {name}").to_have_text(str(limit))
+        expect(page.locator("#participants-dropdown"), f"drop-down via {name}").to_be_enabled()
+        expect(page.locator("#save-participants")).to_be_enabled()
+        expect(page.locator("#edit-message")).to_have_count(0)
+        expect(page.get_by_text(EDIT_LIMIT_MESSAGE)).to_have_count(0)
+        if name == "courses":
+            page.screenshot(path=str(SHOTS / "edit-batch-enabled.png"), full_page=True)
+
+    upload(s, batch_id, world.admin, [world.teachers[limit]])  # the backend has no limit
+    process(s, engine)
+    _wait_for(f"{limit + 1} participants", lambda: _count(dashboard, batch_id) == limit + 1)
+
+    for name, open_edit in PATHS.items():
+        open_edit(page, dashboard, world, batch_id)
+        expect(page.locator("#edit-participant-count"), f"count via {name}").to_have_text(str(limit + 1))
+        expect(page.locator("#participants-dropdown"), f"drop-down via {name}").to_be_disabled()
+        expect(page.locator("#save-participants")).to_be_disabled()
+        expect(page.locator("#edit-message"), f"message via {name}").to_have_text(EDIT_LIMIT_MESSAGE)
+        expect(page.locator("#edit-message")).to_be_visible()
+        if name == "workspace":
+            page.screenshot(path=str(SHOTS / "edit-batch-disabled.png"), full_page=True)
+    page.goto(f"{dashboard}/batches/{batch_id}?mentor={world.mentor}")
+    expect(page.locator("#participant-count")).to_have_text(str(limit + 1))
+    page.screenshot(path=str(SHOTS / "batch-page-over-limit.png"), full_page=True)
+    page.close()
+
+    # The state is in the server-rendered HTML: it holds without JavaScript.
+    context = browser.new_context(java_script_enabled=False)
+    no_js = context.new_page()
+    no_js.goto(f"{dashboard}/batches/{batch_id}/edit?mentor={world.mentor}&from=workspace")
+    expect(no_js.locator("#participants-dropdown")).to_be_disabled()
+    expect(no_js.locator("#edit-message")).to_have_text(EDIT_LIMIT_MESSAGE)
+    context.close()
+
+
+def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(
+    browser: Browser, world: World, dashboard: str, engine: Engine
+) -> None:
+    s = world.settings
+    batch_id = world.batches[1]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    upload(s, batch_id, world.admin, world.teachers)
+    process(s, engine)
+    expected = {u: (i % 101) for i, u in enumerate(world.teachers)}
+    rows = [
+        ProgressRow(0, batch_id, u, p, COMPLETED_AT if p == 100 else None, UPDATED_AT) for u, p in expected.items()
+    ]
+    publish_progress(s, default_codec(), rows)
+    _wait_for(f"{BIG} participants", lambda: _count(dashboard, batch_id) == BIG)
+
+    def progress_in() -> bool:
+        with engine.connect() as conn:
+            n = conn.execute(
+                text("SELECT count(*) FROM dash_progress WHERE group_id = :g AND batch_id = :b"),
+                {"g": s.dashboard_group, "b": batch_id},
+            ).scalar_one()
+        return int(n) == BIG
+
+    _wait_for("progress of every participant", progress_in)
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{dashboard}/batches/{batch_id}?mentor={world.mentor}&sort=progress&dir=desc")
+    expect(page.locator("#participant-count")).to_have_text(str(BIG))
+    expect(page.locator("#participants tbody tr")).to_have_count(50)
+    page.screenshot(path=str(SHOTS / "batch-page-10k.png"), full_page=True)
+    with page.expect_download() as info:
+        page.locator("#download-csv").click()
+    download = info.value
+    data = Path(download.path()).read_bytes()
+    page.close()
+
+    assert data.startswith(b"\xef\xbb\xbf")
+    table = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    assert len(table) == BIG
+    assert {r["user_id"]: int(r["progress"]) for r in table} == expected
+    done = [r for r in table if r["progress"] == "100"]
+    assert done and all(r["completed_at"] == "2026-09-01T10:00:00Z" for r in done)
+    assert all(r["added_via"] == "backend" and r["state_id"].startswith(world.state) for r in table)

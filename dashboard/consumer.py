@@ -79,6 +79,7 @@ class ReadModelConsumer:
         group: str | None = None,
         max_batch: int = 5000,
         poll_timeout_s: float = 0.2,
+        names_refresh_s: float = 60.0,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -91,6 +92,8 @@ class ReadModelConsumer:
         self.positions: dict[TopicPartitionKey, int | None] = {}
         self.missing_topics: set[str] = set()
         self.last_topic_check = 0.0
+        self.names_refresh_s = names_refresh_s
+        self.last_names_refresh: float | None = None
         self.stats = Stats()
 
     # ------------------------------------------------------------------------------------ assignment
@@ -138,6 +141,8 @@ class ReadModelConsumer:
         consumer = self._consumer()
         if self.missing_topics and time.monotonic() - self.last_topic_check > 10:
             self.assign()
+        if self.last_names_refresh is None or time.monotonic() - self.last_names_refresh >= self.names_refresh_s:
+            self.refresh_names()
         msgs = consumer.consume(self.max_batch, self.poll_timeout_s)
         kept: list[Message] = []
         for m in msgs:
@@ -154,6 +159,18 @@ class ReadModelConsumer:
         if kept:
             self._apply(kept)
         return len(kept)
+
+    def refresh_names(self) -> int:
+        """Brings the members' copies of names and state ids up to date with the users table."""
+        raw = self.engine.raw_connection()
+        try:
+            changed = readstore.refresh_names(raw, self.group)
+        finally:
+            raw.close()
+        self.last_names_refresh = time.monotonic()
+        if changed:
+            log.info("participant names refreshed", extra={"rows": changed})
+        return changed
 
     def _apply(self, msgs: list[Message]) -> None:
         messages: list[ModelMessage] = []

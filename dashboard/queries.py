@@ -1,4 +1,4 @@
-"""Reads for the pages: the dashboard's own dash_ tables joined with the reference tables (read-only).
+"""Reads for the pages: the dashboard's own dash_ tables and the reference tables (read-only).
 
 Never the processor's enrolments, ledger or uploads tables, and not course_batches.participant_count
 (the processor's counter): counts, membership, progress and uploads come from the read model.
@@ -134,24 +134,24 @@ def user_name(conn: Connection, user_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+# Name, user id and enrolment time orders follow an index of dash_members, so a page is an index range.
 _ORDER = {
-    "name": "u.name {d} NULLS LAST, m.user_id {d}",
+    "name": "m.name {d}, m.user_id {d}",
     "user_id": "m.user_id {d}",
-    "state_id": "u.state_id {d} NULLS LAST, m.user_id {d}",
+    "state_id": "m.state_id {d} NULLS LAST, m.user_id {d}",
     "enrolled_at": "m.enrolled_at {d}, m.user_id {d}",
-    "added_via": "m.added_via {d}, u.name {d}, m.user_id {d}",
-    "progress": "coalesce(p.progress, 0) {d}, u.name {d}, m.user_id {d}",
-    "completed_at": "p.completed_at {d} NULLS LAST, u.name {d}, m.user_id {d}",
+    "added_via": "m.added_via {d}, m.name {d}, m.user_id {d}",
+    "progress": "coalesce(p.progress, 0) {d}, m.name {d}, m.user_id {d}",
+    "completed_at": "p.completed_at {d} NULLS LAST, m.name {d}, m.user_id {d}",
 }
 
 _PARTICIPANTS = """
-SELECT m.user_id, coalesce(u.name, ''), u.state_id, m.enrolled_at, m.added_via, p.progress, p.completed_at
+SELECT m.user_id, m.name, m.state_id, m.enrolled_at, m.added_via, p.progress, p.completed_at
 FROM dash_members m
-LEFT JOIN users u ON u.user_id = m.user_id
 LEFT JOIN dash_progress p ON p.group_id = m.group_id AND p.batch_id = m.batch_id AND p.user_id = m.user_id
 WHERE m.group_id = :g AND m.batch_id = :b
 """
-_SEARCH = " AND (u.name ILIKE :q OR m.user_id ILIKE :q OR u.state_id ILIKE :q)"
+_SEARCH = " AND (m.name ILIKE :q OR m.user_id ILIKE :q OR m.state_id ILIKE :q)"
 
 
 def participants_page(
@@ -166,10 +166,7 @@ def participants_page(
         params["q"] = like_pattern(tq.q)
         total = int(
             conn.execute(
-                text(
-                    "SELECT count(*) FROM dash_members m LEFT JOIN users u ON u.user_id = m.user_id "
-                    "WHERE m.group_id = :g AND m.batch_id = :b" + _SEARCH
-                ),
+                text("SELECT count(*) FROM dash_members m WHERE m.group_id = :g AND m.batch_id = :b" + _SEARCH),
                 params,
             ).scalar_one()
         )
@@ -182,7 +179,7 @@ def stream_participants(engine: Engine, group: str, batch_id: str, chunk: int = 
     """Every participant, read through a server-side cursor ``chunk`` rows at a time (flat memory at 10k+)."""
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=chunk).execute(
-            text(_PARTICIPANTS + " ORDER BY u.name NULLS LAST, m.user_id"), {"g": group, "b": batch_id}
+            text(_PARTICIPANTS + " ORDER BY m.name, m.user_id"), {"g": group, "b": batch_id}
         )
         for r in result:
             yield Participant(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
@@ -192,9 +189,8 @@ def members(conn: Connection, group: str, batch_id: str) -> list[Person]:
     """The batch's participants for the Edit Batch drop-down (called only at or under the UI limit)."""
     rows = conn.execute(
         text(
-            "SELECT m.user_id, coalesce(u.name, ''), u.state_id FROM dash_members m "
-            "LEFT JOIN users u ON u.user_id = m.user_id WHERE m.group_id = :g AND m.batch_id = :b "
-            "ORDER BY u.name, m.user_id"
+            "SELECT m.user_id, m.name, m.state_id FROM dash_members m WHERE m.group_id = :g AND m.batch_id = :b "
+            "ORDER BY m.name, m.user_id"
         ),
         {"g": group, "b": batch_id},
     ).all()

@@ -2,7 +2,9 @@
 
 One call of :func:`apply_batch` is one transaction: the partitions' positions move with a compare-and-set
 (first, so two dashboard instances on one group serialise), then the snapshot is read, planned and written.
-Only ``dash_`` tables are read or written here; reference tables are read by the page queries, never by this.
+Only ``dash_`` tables are written.  The one reference table read here is ``users`` (read-only): a member row
+keeps a copy of the user's name and state id, the participant table's sort and search keys, so a page of a
+10k batch is an index range; :func:`refresh_names` keeps the copies current when users are re-imported.
 """
 
 from __future__ import annotations
@@ -146,12 +148,15 @@ def write_changes(cur: Any, group: str, ch: Changes) -> None:
         items = sorted(ch.members_put.items())
         cur.execute(
             """
-            INSERT INTO dash_members (group_id, batch_id, user_id, course_id, enrolled_at, added_via, event_id)
-            SELECT %s, b, u, c, t, v, e
+            INSERT INTO dash_members (group_id, batch_id, user_id, course_id, enrolled_at, added_via, event_id, name,
+                                      state_id)
+            SELECT %s, x.b, x.u, x.c, x.t, x.v, x.e, coalesce(r.name, ''), r.state_id
             FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])
                 AS x(b, u, c, t, v, e)
+            LEFT JOIN users r ON r.user_id = x.u
             ON CONFLICT (group_id, batch_id, user_id) DO UPDATE SET course_id = EXCLUDED.course_id,
-                enrolled_at = EXCLUDED.enrolled_at, added_via = EXCLUDED.added_via, event_id = EXCLUDED.event_id
+                enrolled_at = EXCLUDED.enrolled_at, added_via = EXCLUDED.added_via, event_id = EXCLUDED.event_id,
+                name = EXCLUDED.name, state_id = EXCLUDED.state_id
             """,
             (
                 group,
@@ -236,6 +241,31 @@ def write_changes(cur: Any, group: str, ch: Changes) -> None:
                 from_ms(row.first_seen_at_ms),
             ),
         )
+
+
+def refresh_names(raw: Any, group: str) -> int:
+    """Copies changed names and state ids of users into this group's member rows; returns the rows changed.
+
+    A full comparison (one join, one short transaction) rather than a watermark on users.updated_at: an import
+    that commits late can carry an updated_at older than one already seen, and a watermark would miss it.
+    """
+    try:
+        cur = raw.cursor()
+        cur.execute(
+            """
+            UPDATE dash_members m SET name = u.name, state_id = u.state_id
+            FROM users u
+            WHERE u.user_id = m.user_id AND m.group_id = %s
+              AND (m.name, m.state_id) IS DISTINCT FROM (u.name, u.state_id)
+            """,
+            (group,),
+        )
+        changed = int(cur.rowcount)
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    return changed
 
 
 def apply_batch(

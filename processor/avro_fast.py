@@ -103,12 +103,15 @@ class _Gen:
             L(f"{ind}a(_long(_ts({expr})))")
             return
         if t == "string":
-            v = self.var("s")
+            v, n = self.var("s"), self.var("n")
             L(f"{ind}{v} = {expr}.encode()")
-            L(f"{ind}a(_long(len({v})))")
+            L(f"{ind}{n} = len({v})")
+            L(f"{ind}a(_SMALL[{n}] if {n} < 64 else _long({n}))")
             L(f"{ind}a({v})")
         elif t in ("int", "long"):
-            L(f"{ind}a(_long({expr}))")
+            n = self.var("n")
+            L(f"{ind}{n} = {expr}")
+            L(f"{ind}a(_SMALL[{n}] if 0 <= {n} < 64 else _long({n}))")
         elif t == "boolean":
             L(f"{ind}a(b'\\x01' if {expr} else b'\\x00')")
         elif t == "null":

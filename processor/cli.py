@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TextIO, cast
 
+import psycopg2
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import OperationalError
 
@@ -128,77 +131,80 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
 
     id_type = args.id_type.upper() if args.id_type else None
     stream = _open_binary(args.file)
-    rows_iter = read_participants(stream, id_type)
-    # Pull the first row now: a file-level problem must stop us before anything is published.
+    report_out: TextIO | None = None
+    follower: ResultFollower | None = None
     try:
-        first = next(rows_iter, None)
-    except InputError as exc:
-        raise UserError(f"{args.file}: {exc.message} Nothing was published.") from None
-    if first is None:
-        raise UserError(f"{args.file}: the file has no participant rows. Nothing was published.")
-
-    def all_rows() -> Any:
-        assert first is not None
-        yield first
+        stream = _rereadable(stream)
+        start = stream.tell()
+        # Read the whole file once before publishing: a file-level problem (no id column, invalid UTF-8 or
+        # a broken row far down) must stop us before anything is published.
         try:
-            yield from rows_iter
+            for _row in read_participants(stream, id_type):
+                pass
         except InputError as exc:
-            raise UserError(f"{args.file}: {exc.message}") from None
+            raise UserError(f"{args.file}: {exc.message} Nothing was published.") from None
+        stream.seek(start)
+        if args.report:
+            try:
+                report_out = open(args.report, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+            except OSError as exc:
+                raise UserError(f"Cannot write the report {args.report!r}: {exc.strerror or exc}.") from None
 
-    action = "ADD" if args.action == "add" else "REMOVE"
-    request = UploadRequest(
-        batch_id=args.batch,
-        action=action,
-        requested_by=args.requester,
-        kind=args.action,
-        dry_run=args.dry_run,
-        file_name=None if args.file == "-" else Path(args.file).name,
-    )
-    codec = default_codec()
-    follower = ResultFollower(settings, codec) if args.wait else None
-    try:
-        published = publish_upload(
-            settings,
-            codec,
-            request,
-            all_rows(),
-            progress=Progress("published"),
-            keep_rows=bool(args.report),
+        action = "ADD" if args.action == "add" else "REMOVE"
+        request = UploadRequest(
+            batch_id=args.batch,
+            action=action,
+            requested_by=args.requester,
+            kind=args.action,
+            dry_run=args.dry_run,
+            file_name=None if args.file == "-" else Path(args.file).name,
         )
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc), EXIT_UNREACHABLE) from None
+        codec = default_codec()
+        try:
+            follower = ResultFollower(settings, codec) if args.wait else None
+            published = publish_upload(
+                settings,
+                codec,
+                request,
+                read_participants(stream, id_type),
+                progress=Progress("published"),
+                keep_rows=bool(args.report),
+            )
+        except BrokerUnavailable as exc:
+            raise UserError(str(exc), EXIT_UNREACHABLE) from None
+        refused = [
+            {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message}
+            for r in published.refused
+        ]
+        status = UploadStatus(
+            upload_id=published.upload_id,
+            batch_id=args.batch,
+            kind=args.action,
+            dry_run=args.dry_run,
+            published=published.published,
+            refused=refused,
+        )
+        if follower is None:
+            if args.json:
+                print(json.dumps({**status.to_json(), "complete": False}))
+            else:
+                print(
+                    f"Upload {published.upload_id}: {published.published} commands published to batch {args.batch}"
+                    f"{', ' + str(len(refused)) + ' rows refused' if refused else ''}.\n"
+                    f"Follow it with: participants status {published.upload_id}"
+                )
+            if report_out is not None:
+                write_report(report_out, {}, published.refused, published.accepted_rows)
+            return EXIT_REJECTED if refused else EXIT_OK
+        results = follower.follow(status, published.published, args.timeout, Progress("processed"))
+        if report_out is not None:
+            write_report(report_out, results, published.refused, published.accepted_rows)
     finally:
         stream.close()
-    refused = [
-        {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message}
-        for r in published.refused
-    ]
-    status = UploadStatus(
-        upload_id=published.upload_id,
-        batch_id=args.batch,
-        kind=args.action,
-        dry_run=args.dry_run,
-        published=published.published,
-        refused=refused,
-    )
-    if follower is None:
-        if args.json:
-            print(json.dumps({**status.to_json(), "complete": False}))
-        else:
-            print(
-                f"Upload {published.upload_id}: {published.published} commands published to batch {args.batch}"
-                f"{', ' + str(len(refused)) + ' rows refused' if refused else ''}.\n"
-                f"Follow it with: participants status {published.upload_id}"
-            )
-        if args.report:
-            _write_report_file(args.report, {}, published.refused, published.accepted_rows, write_report)
-        return EXIT_REJECTED if refused else EXIT_OK
-    try:
-        results = follower.follow(status, published.published, args.timeout, Progress("processed"))
-    finally:
-        follower.close()
-    if args.report:
-        _write_report_file(args.report, results, published.refused, published.accepted_rows, write_report)
+        if follower is not None:
+            follower.close()
+        if report_out is not None:
+            report_out.close()
     if args.json:
         print(json.dumps(status.to_json()))
     else:
@@ -214,9 +220,15 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     return status.exit_code()
 
 
-def _write_report_file(path: str, results: Any, refused: Any, accepted: Any, writer: Callable[..., int]) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as out:
-        writer(out, results, refused, accepted)
+def _rereadable(stream: BinaryIO) -> BinaryIO:
+    """``stream`` itself when it can seek, else (a pipe on stdin) its bytes spooled to a temporary file."""
+    if stream.seekable():
+        return stream
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
+    shutil.copyfileobj(stream, spool, 1 << 20)
+    stream.close()
+    spool.seek(0)
+    return cast(BinaryIO, spool)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -256,6 +268,126 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
         return processor.run()
     except Fatal as exc:
         raise UserError(str(exc), EXIT_UNREACHABLE) from None
+
+
+def cmd_store_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from processor.store.rebuild import StoreNotEmpty, rebuild
+
+    try:
+        report = rebuild(settings, _engine(settings), default_codec())
+    except StoreNotEmpty as exc:
+        raise UserError(str(exc)) from None
+    except (LookupError, TimeoutError) as exc:
+        raise UserError(str(exc), EXIT_UNREACHABLE) from None
+    print(
+        f"store rebuilt: {report.enrolments} enrolments from {settings.topics.enrollments}, "
+        f"{report.ledger_rows} ledger rows from {settings.topics.results}, {report.uploads} uploads, "
+        f"{report.batches_recounted} batch counts set"
+        + (f", {report.undecodable} undecodable messages skipped" if report.undecodable else "")
+    )
+    return EXIT_OK
+
+
+def cmd_store_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from processor.store.rebuild import verify
+
+    try:
+        report = verify(settings, _engine(settings), default_codec(), set(args.batch) if args.batch else None)
+    except (LookupError, TimeoutError) as exc:
+        raise UserError(str(exc), EXIT_UNREACHABLE) from None
+    if args.json:
+        print(json.dumps({**vars(report), "ok": report.ok}))
+    else:
+        print(f"compared {report.compared} enrolments with {settings.topics.enrollments}")
+        for b, u in report.missing_in_store:
+            print(f"  MISSING_IN_STORE  batch {b} user {u}")
+        for b, u in report.extra_in_store:
+            print(f"  EXTRA_IN_STORE    batch {b} user {u}")
+        for b, u, what in report.different:
+            print(f"  DIFFERENT         batch {b} user {u}: {what}")
+        for b, have, want in report.wrong_counts:
+            print(f"  WRONG_COUNT       batch {b}: participant_count {have}, enrolments {want}")
+        print("no differences" if report.ok else "differences found")
+    return EXIT_OK if report.ok else EXIT_REJECTED
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Re-drives the rules over the commands history in a group of its own; the running processor is undisturbed."""
+    import uuid
+    from datetime import datetime
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from processor.admin.topics import admin_client
+    from processor.kafka.engine import Processor, ReplayRange
+    from processor.store.step import read_positions
+
+    logs.setup(args.log_level)
+    start_ms: int | None = None
+    if args.from_time:
+        try:
+            start_ms = int(datetime.fromisoformat(args.from_time).timestamp() * 1000)
+        except ValueError:
+            raise UserError(f"--from-time {args.from_time!r} is not an ISO 8601 date-time.") from None
+    engine = _engine(settings)
+    raw = engine.raw_connection()
+    try:
+        stored = read_positions(raw.cursor(), settings.consumer_group, settings.topics.commands)
+    finally:
+        raw.close()
+    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": settings.consumer_group})
+    try:
+        md = probe.list_topics(settings.topics.commands, timeout=10)
+        parts = sorted(md.topics[settings.topics.commands].partitions)
+        committed = probe.committed([TopicPartition(settings.topics.commands, p) for p in parts], timeout=10)
+    finally:
+        probe.close()
+    ends = {}
+    for tp in committed:
+        pos = stored.get(tp.partition)
+        ends[tp.partition] = pos.next_offset if pos is not None else max(tp.offset, 0)
+    group = f"replay-{uuid.uuid4().hex[:12]}"
+    processor = Processor(
+        settings,
+        engine,
+        default_codec(),
+        group=group,
+        instance_id=group,
+        until_idle=True,
+        idle_grace_s=0.3,
+        replay=ReplayRange(end_offsets=ends, start_time_ms=start_ms, upload_id=args.upload, dry_run=args.dry_run),
+    )
+    processor.install_signal_handlers()
+    try:
+        processor.run()
+    finally:
+        raw = engine.raw_connection()
+        try:
+            raw.cursor().execute("DELETE FROM consumer_positions WHERE group_id = %s", (group,))
+            raw.commit()
+        finally:
+            raw.close()
+        admin_client(settings).delete_consumer_groups([group], request_timeout=10)
+    report = processor.report
+    summary = {
+        "group": group,
+        "dry_run": args.dry_run,
+        "range": {"from": args.from_time or "beginning", "upload": args.upload, "end_offsets": ends},
+        "already_applied": {r: n for (st, r), n in sorted(report.items()) if st == "already applied"},
+        ("would_apply" if args.dry_run else "applied_now"): {
+            r: n for (st, r), n in sorted(report.items()) if st in ("applied now", "would apply")
+        },
+        "dead_lettered": report.get(("dead-lettered", "UNDECODABLE"), 0),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"replay {'(dry run) ' if args.dry_run else ''}of {settings.topics.commands} up to {ends}")
+        for (status, reason), n in sorted(report.items()):
+            print(f"  {status:<16} {reason:<22} {n}")
+        if not report:
+            print("  nothing in range")
+    return EXIT_OK
 
 
 def cmd_demo_data(args: argparse.Namespace, settings: Settings) -> int:
@@ -315,6 +447,27 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--log-level", default="INFO")
     pr.set_defaults(func=cmd_process)
 
+    rp = sub.add_parser("replay", help="re-drive the rules over the commands history (own consumer group)")
+    where = rp.add_mutually_exclusive_group(required=True)
+    where.add_argument("--from-beginning", action="store_true")
+    where.add_argument("--from-time", metavar="ISO8601")
+    where.add_argument("--upload", metavar="UPLOAD_ID", help="only this upload's commands")
+    rp.add_argument("--dry-run", action="store_true", help="report only: write and publish nothing")
+    rp.add_argument("--json", action="store_true")
+    rp.add_argument("--log-level", default="WARNING")
+    rp.set_defaults(func=cmd_replay)
+
+    store = sub.add_parser("store", help="rebuild or verify the store against Kafka").add_subparsers(
+        dest="sub", required=True
+    )
+    store.add_parser("rebuild", help="restore an empty store from the changelog and results topics").set_defaults(
+        func=cmd_store_rebuild
+    )
+    sv = store.add_parser("verify", help="compare the store with the changelog (exit 3 on differences)")
+    sv.add_argument("--batch", action="append", help="only these batches (repeatable)")
+    sv.add_argument("--json", action="store_true")
+    sv.set_defaults(func=cmd_store_verify)
+
     dd = sub.add_parser("demo-data", help="write the demo CSVs (users, batches, a 10k upload, progress)")
     dd.add_argument("--out", default="demo-data")
     dd.add_argument("--teachers-per-state", type=int, default=None, help="default: KA 10,500 and MH 1,500")
@@ -340,6 +493,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except OperationalError as exc:
         print(f"participants: {_db_unreachable(settings, exc.orig or exc)}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except psycopg2.OperationalError as exc:  # Engine.raw_connection() raises the driver's error unwrapped
+        print(f"participants: {_db_unreachable(settings, exc)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         print("participants: interrupted", file=sys.stderr)

@@ -23,6 +23,7 @@ class Topics:
     telemetry: str
     course_progress: str
     dead_letters: str
+    enrollments: str = "participants.enrollments"
 
     @classmethod
     def from_env(cls) -> Topics:
@@ -35,6 +36,7 @@ class Topics:
             telemetry=_env("TOPIC_TELEMETRY", prefix + "telemetry"),
             course_progress=_env("TOPIC_COURSE_PROGRESS", prefix + "course-progress"),
             dead_letters=_env("TOPIC_DEAD_LETTERS", prefix + "dead-letters"),
+            enrollments=_env("TOPIC_ENROLLMENTS", prefix + "enrollments"),
         )
 
     def all(self) -> list[str]:
@@ -46,6 +48,7 @@ class Topics:
             self.telemetry,
             self.course_progress,
             self.dead_letters,
+            self.enrollments,
         ]
 
 

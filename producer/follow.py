@@ -133,20 +133,27 @@ class ResultFollower:
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 50,
+                "log_level": 0,  # librdkafka's own log lines are noise for a CLI; failures raise below
             }
         )
         topic = settings.topics.results
         try:
             md = self.consumer.list_topics(topic, timeout=10)
+            parts = md.topics[topic].partitions if topic in md.topics else {}
+            if not parts:
+                raise BrokerUnavailable(f"Kafka has no topic {topic} (run 'scripts/stack up').")
+            assignment = []
+            for p in sorted(parts):
+                _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                assignment.append(TopicPartition(topic, p, high))
         except KafkaException as exc:
-            raise BrokerUnavailable(f"Cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}") from None
-        parts = md.topics[topic].partitions if topic in md.topics else {}
-        if not parts:
-            raise BrokerUnavailable(f"Kafka has no topic {topic} (run 'scripts/stack up').")
-        assignment = []
-        for p in sorted(parts):
-            _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            assignment.append(TopicPartition(topic, p, high))
+            self.consumer.close()
+            raise BrokerUnavailable(
+                f"Cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc.args[0].str()}"
+            ) from None
+        except BrokerUnavailable:
+            self.consumer.close()
+            raise
         self.consumer.assign(assignment)
 
     def follow(

@@ -60,6 +60,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "message.max.bytes": 10485760,
         "socket.timeout.ms": 10000,
         "message.timeout.ms": 60000,
+        "log_level": 0,  # librdkafka's own log lines are noise for a CLI; failures raise BrokerUnavailable
     }
 
 

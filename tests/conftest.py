@@ -81,6 +81,7 @@ def isolated_settings(base_settings: Settings, unique: str) -> Iterator[Settings
         telemetry=prefix + "telemetry",
         course_progress=prefix + "course-progress",
         dead_letters=prefix + "dead-letters",
+        enrollments=prefix + "enrollments",
     )
     settings = replace(
         base_settings,

@@ -87,9 +87,7 @@ def make_world(
     for suffix, kind, status in batches:
         batch_id = f"batch-{token}-{suffix}"
         batch_ids.append(batch_id)
-        lines.append(
-            f"{batch_id},course-{token},Course {token},{state},{kind},{status},2026-01-01,2027-12-31,{mentor}"
-        )
+        lines.append(f"{batch_id},course-{token},Course {token},{state},{kind},{status},2026-01-01,2027-12-31,{mentor}")
     report = import_batches(engine, io.BytesIO(("\n".join(lines) + "\n").encode()))
     assert not report.errors, report.errors
     return World(settings, token, state, mentor, admin, ids, tuple(batch_ids))
@@ -120,7 +118,12 @@ def cleanup_world(engine: Engine, world: World) -> None:
 
 
 def upload(
-    settings: Settings, batch_id: str, requested_by: str, user_ids: Sequence[str], *, action: str = "ADD",
+    settings: Settings,
+    batch_id: str,
+    requested_by: str,
+    user_ids: Sequence[str],
+    *,
+    action: str = "ADD",
     source: str = "BACKEND",
 ) -> str:
     """Publishes one upload of user ids through the real producer; returns its id."""
@@ -148,7 +151,8 @@ def catch_up(settings: Settings, engine: Engine, timeout_s: float = 120.0) -> St
 def read_model_content(engine: Engine, group: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of a dashboard group's read model except positions, in a stable order (for equality checks)."""
     queries = {
-        "members": "SELECT batch_id, user_id, course_id, enrolled_at, added_via, event_id FROM dash_members",
+        "members": "SELECT batch_id, user_id, course_id, enrolled_at, added_via, event_id, name, state_id "
+        "FROM dash_members",
         "counts": "SELECT batch_id, course_id, participant_count, last_event_at FROM dash_batch_counts",
         "progress": "SELECT batch_id, user_id, progress, completed_at, updated_at FROM dash_progress",
         "uploads": "SELECT upload_id, batch_id, kind, requested_by, dry_run, file_name, parent_upload_id, "
@@ -159,7 +163,13 @@ def read_model_content(engine: Engine, group: str) -> dict[str, list[tuple[Any, 
     out: dict[str, list[tuple[Any, ...]]] = {}
     with engine.connect() as conn:
         for name, sql in queries.items():
-            rows = conn.execute(text(f"{sql} WHERE group_id = :g ORDER BY 1, 2" if name != "applied" else
-                                     f"{sql} WHERE group_id = :g ORDER BY 1"), {"g": group}).all()
+            rows = conn.execute(
+                text(
+                    f"{sql} WHERE group_id = :g ORDER BY 1, 2"
+                    if name != "applied"
+                    else f"{sql} WHERE group_id = :g ORDER BY 1"
+                ),
+                {"g": group},
+            ).all()
             out[name] = [tuple(r) for r in rows]
     return out

@@ -42,6 +42,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         ),
         TopicSpec(t.telemetry, n, {"retention.ms": str(7 * DAY_MS)}, "Sunbird telemetry v3; 7 days"),
         TopicSpec(t.course_progress, n, dict(forever), "learners' progress; kept forever (dashboard rebuild)"),
+        TopicSpec(
+            t.enrollments,
+            n,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "delete.retention.ms": str(DAY_MS)},
+            "enrolment changelog (compacted; key batch/user; tombstone on removal): the store can be rebuilt",
+        ),
         TopicSpec(t.dead_letters, 3, {"retention.ms": str(30 * DAY_MS)}, "undecodable messages with why/where headers"),
     ]
 

@@ -66,6 +66,7 @@ def result_record(r: Recorded) -> dict[str, Any]:
         "processed_at": r.processed_at_ms,
         "origin_upload_id": r.origin_upload_id,
         "origin_line": r.origin_line,
+        "requested_by": r.requested_by,
     }
 
 
@@ -84,6 +85,28 @@ def event_record(r: Recorded) -> dict[str, Any] | None:
         "upload_id": r.upload_id,
         "requested_by": r.requested_by,
         "occurred_at": r.processed_at_ms,
+    }
+
+
+def changelog_key(batch_id: str, user_id: str) -> bytes:
+    return f"{batch_id}/{user_id}".encode()
+
+
+def changelog_record(r: Recorded) -> tuple[bytes, dict[str, Any] | None] | None:
+    """The compacted-changelog message of a change: current membership, or a tombstone (None) on removal."""
+    change = r.change
+    if change is None or r.user_id is None:
+        return None
+    key = changelog_key(r.batch_id, r.user_id)
+    if change == "UNENROLLED":
+        return key, None
+    return key, {
+        "batch_id": r.batch_id,
+        "user_id": r.user_id,
+        "added_via": "ui" if r.source == "UI" else "backend",
+        "enrolled_at": r.processed_at_ms,
+        "enrolled_by": r.requested_by,
+        "command_id": r.command_id,
     }
 
 

@@ -12,6 +12,7 @@ the ledger and published before anything else.  A replayed command hits the ledg
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ from processor.domain.outputs import (
     Recorded,
     UploadInfo,
     audit_record,
+    changelog_record,
     event_record,
     log_record,
     result_record,
@@ -58,10 +60,25 @@ class Fatal(Exception):
 
 
 @dataclass
+class ReplayRange:
+    """A replay: its own group, a start, and an end per partition (where the main group has got to).
+
+    Commands at or past the end belong to the running processor and are left alone.
+    """
+
+    end_offsets: dict[int, int]
+    start_time_ms: int | None = None  # None: from the beginning
+    upload_id: str | None = None  # only this upload's commands
+    dry_run: bool = False  # evaluate and report; write and publish nothing
+
+
+@dataclass
 class Outputs:
     """Encoded messages of one batch, produced inside one Kafka transaction."""
 
-    messages: list[tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]] | None]] = field(default_factory=list)
+    messages: list[tuple[str, bytes, bytes | None, list[tuple[str, str | bytes | None]] | None]] = field(
+        default_factory=list
+    )
     counts: Counter[str] = field(default_factory=Counter)
 
 
@@ -136,6 +153,7 @@ class Processor:
         instance_id: str | None = None,
         until_idle: bool = False,
         idle_grace_s: float = 1.0,
+        replay: ReplayRange | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -153,6 +171,8 @@ class Processor:
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self.processed = Counter[str]()
+        self.replay = replay
+        self.report: Counter[tuple[str, str]] = Counter()  # (status, reason) for replays
 
     # ------------------------------------------------------------------ lifecycle
     def install_signal_handlers(self) -> None:
@@ -215,11 +235,19 @@ class Processor:
         parts = [tp.partition for tp in partitions]
         stored = self._read_positions()
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
+        starts: dict[int, int] = {}
+        if self.replay is not None and self.replay.start_time_ms is not None:
+            wanted = [TopicPartition(self.topic, tp.partition, self.replay.start_time_ms) for tp in partitions]
+            for found in consumer.offsets_for_times(wanted, timeout=30):
+                starts[found.partition] = found.offset
         for tp in partitions:
             p = tp.partition
             pos = stored.get(p)
             x = committed.get(p, -1)
-            if pos is None:
+            if pos is None and p in starts:
+                tp.offset = starts[p] if starts[p] >= 0 else self.replay.end_offsets.get(p, 0) if self.replay else 0
+                self.positions.pop(p, None)
+            elif pos is None:
                 tp.offset = x if x >= 0 else OFFSET_BEGINNING
                 self.positions.pop(p, None)
             else:
@@ -277,6 +305,8 @@ class Processor:
             return False
         pos = self.positions.get(p)
         offset = msg.offset()
+        if self.replay is not None and offset is not None and offset >= self.replay.end_offsets.get(p, 0):
+            return False
         return not (pos is not None and offset is not None and offset < pos.next_offset)
 
     def _caught_up(self) -> bool:
@@ -289,6 +319,8 @@ class Processor:
         assert self.consumer is not None
         if not self.owned:
             return False
+        if self.replay is not None:
+            return all(self._replay_done(p) for p in self.owned)
         md = self.consumer.list_topics(self.topic, timeout=10)
         everyone = sorted(md.topics[self.topic].partitions)
         others = [TopicPartition(self.topic, p) for p in everyone if p not in self.owned]
@@ -308,6 +340,16 @@ class Processor:
                 if done < high:
                     return False
         return True
+
+    def _replay_done(self, p: int) -> bool:
+        assert self.replay is not None and self.consumer is not None
+        end = self.replay.end_offsets.get(p, 0)
+        pos = self.positions.get(p)
+        if end <= 0 or (pos is not None and pos.next_offset >= end):
+            return True
+        low, _high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+        position = self.consumer.position([TopicPartition(self.topic, p)])[0].offset
+        return max(position, low) >= end if position >= 0 else low >= end
 
     # ------------------------------------------------------------------ recovery
     def _recover(self) -> None:
@@ -332,6 +374,7 @@ class Processor:
     # ------------------------------------------------------------------ the batch
     def _process(self, msgs: list[Message]) -> None:
         started = time.perf_counter()
+        replay = self.replay
         ts = now_ms()
         items: list[Positioned] = []
         seals: list[tuple[dict[str, Any], int, int]] = []
@@ -344,21 +387,35 @@ class Processor:
             last[p] = off
             try:
                 name, rec = self.codec.decode(m.value())
+                if replay is not None and replay.upload_id is not None and rec.get("upload_id") != replay.upload_id:
+                    continue  # a replay of one upload leaves the others alone
                 if name == "ParticipantCommand":
-                    items.append(Positioned(command_from_record(rec), p, off))
+                    command = command_from_record(rec)
+                    if replay is not None and replay.dry_run:
+                        command = dataclasses.replace(command, dry_run=True)
+                    items.append(Positioned(command, p, off))
                 elif name == "UploadSummary" and rec["phase"] == "PUBLISHED":
-                    seals.append((rec, p, off))
+                    if replay is None or not replay.dry_run:
+                        seals.append((rec, p, off))
                 else:
                     raise DecodeError("UNEXPECTED_SCHEMA", f"{name} is not a command")
             except DecodeError as exc:
                 letters.append(DeadLetter(self.topic, p, off, exc.reason, exc.detail, m.key(), m.value(), ts))
             except (KeyError, ValueError, TypeError) as exc:
                 letters.append(DeadLetter(self.topic, p, off, "INVALID_COMMAND", str(exc), m.key(), m.value(), ts))
+        if replay is not None:
+            # History was dead-lettered by the processor when it first came by; a replay only counts it.
+            if letters:
+                self.report[("dead-lettered", "UNDECODABLE")] += len(letters)
+            letters = []
         moves = {p: (self.positions.get(p), Position(last[p] + 1, first[p])) for p in first}
+        t_decoded = time.perf_counter()
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
-            claim_positions(cur, self.group, self.topic, moves)
+            dry = replay is not None and replay.dry_run
+            if not dry:
+                claim_positions(cur, self.group, self.topic, moves)
             step = apply_commands(cur, items, self.settings.ui_participant_limit, ts, self.topic, self.group)
             record_dead_letters(cur, letters)
             completed = [
@@ -366,7 +423,10 @@ class Processor:
                 for rec, p, off in seals
                 if (u := seal_upload(cur, rec, p, off, ts, self.topic, self.group)) is not None
             ]
-            raw.commit()
+            if dry:
+                raw.rollback()  # a dry-run replay reports what would happen and keeps nothing
+            else:
+                raw.commit()
         except PositionConflict as exc:
             raw.rollback()
             log.warning("position conflict, another owner applied these partitions", extra={"error": str(exc)})
@@ -383,10 +443,20 @@ class Processor:
         for p, (_old, new) in moves.items():
             self.positions[p] = new
         failpoint("after-db-commit")
+        t_db = time.perf_counter()
+        if replay is not None:
+            for reason in step.recorded_reasons:
+                self.report[("already applied", reason)] += 1
+            for r in step.recorded:
+                self.report[("would apply" if replay.dry_run else "applied now", r.reason)] += 1
         out = Outputs()
-        self._outputs_for(out, step.recorded, completed, letters)
-        self._publish(out, {p: new.next_offset for p, (_o, new) in moves.items()})
-        elapsed = time.perf_counter() - started
+        t_encoded = t_published = t_db
+        if not dry:
+            self._outputs_for(out, step.recorded, completed, letters)
+            t_encoded = time.perf_counter()
+            self._publish(out, {p: new.next_offset for p, (_o, new) in moves.items()})
+            t_published = time.perf_counter()
+        elapsed = t_published - started
         metrics.observe_batch(step.recorded, step.duplicates, elapsed)
         for r in step.recorded:
             self.processed[r.outcome] += 1
@@ -402,6 +472,12 @@ class Processor:
                 "batches": sorted({r.batch_id for r in step.recorded})[:20],
                 "completed_uploads": [u.upload_id for u in completed],
                 "seconds": round(elapsed, 4),
+                "phases": {
+                    "decode": round(t_decoded - started, 4),
+                    "database": round(t_db - t_decoded, 4),
+                    "encode": round(t_encoded - t_db, 4),
+                    "kafka": round(t_published - t_encoded, 4),
+                },
             },
         )
         for u in completed:
@@ -418,6 +494,7 @@ class Processor:
         result_schema = c.current["CommandResult"]
         event_schema = c.current["EnrollmentEvent"]
         telemetry_schema = c.current["TelemetryEvent"]
+        state_schema = c.current["EnrollmentState"]
         for r in recorded:
             key = r.batch_id.encode()
             out.messages.append((t.results, key, c.encode_with(result_schema, result_record(r)), None))
@@ -427,6 +504,11 @@ class Processor:
                 audit = audit_record(r)
                 if audit is not None:
                     out.messages.append((t.telemetry, key, c.encode_with(telemetry_schema, audit), None))
+                changelog = changelog_record(r)
+                if changelog is not None:
+                    ckey, state = changelog
+                    value = None if state is None else c.encode_with(state_schema, state)
+                    out.messages.append((t.enrollments, ckey, value, None))
         for u in uploads:
             key = u.batch_id.encode()
             out.messages.append((t.uploads, key, c.encode("UploadSummary", summary_record(u)), None))

@@ -75,17 +75,18 @@ def claim_positions(cur: Any, group: str, topic: str, moves: dict[int, tuple[Pos
             raise PositionConflict(f"{topic}[{partition}] moved by another owner (expected {expected})")
 
 
-def ledger_hits(cur: Any, command_ids: Sequence[str]) -> set[str]:
+def ledger_hits(cur: Any, command_ids: Sequence[str]) -> dict[str, str]:
+    """Command ids already applied, with their recorded reason."""
     if not command_ids:
-        return set()
+        return {}
     if any(SEP in c for c in command_ids):
-        cur.execute("SELECT command_id FROM command_ledger WHERE command_id = ANY(%s)", (list(command_ids),))
+        cur.execute("SELECT command_id, reason FROM command_ledger WHERE command_id = ANY(%s)", (list(command_ids),))
     else:
         cur.execute(
-            "SELECT command_id FROM command_ledger WHERE command_id = ANY(string_to_array(%s, E'\\x1f'))",
+            "SELECT command_id, reason FROM command_ledger WHERE command_id = ANY(string_to_array(%s, E'\\x1f'))",
             (SEP.join(command_ids),),
         )
-    return {r[0] for r in cur.fetchall()}
+    return {r[0]: r[1] for r in cur.fetchall()}
 
 
 _BATCHES = """
@@ -171,6 +172,7 @@ class Positioned:
 class StepResult:
     recorded: list[Recorded] = field(default_factory=list)
     duplicates: int = 0
+    recorded_reasons: list[str] = field(default_factory=list)  # of the duplicates: what the ledger says
     completed_uploads: list[UploadInfo] = field(default_factory=list)
 
 
@@ -231,6 +233,7 @@ def apply_commands(
         cid = p.command.command_id
         if cid in hits or cid in seen:
             out.duplicates += 1
+            out.recorded_reasons.append(hits.get(cid, "DUPLICATE"))
             continue
         seen.add(cid)
         fresh.append(p)

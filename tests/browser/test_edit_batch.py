@@ -173,9 +173,7 @@ def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(
     upload(s, batch_id, world.admin, world.teachers)
     process(s, engine)
     expected = {u: (i % 101) for i, u in enumerate(world.teachers)}
-    rows = [
-        ProgressRow(0, batch_id, u, p, COMPLETED_AT if p == 100 else None, UPDATED_AT) for u, p in expected.items()
-    ]
+    rows = [ProgressRow(0, batch_id, u, p, COMPLETED_AT if p == 100 else None, UPDATED_AT) for u, p in expected.items()]
     publish_progress(s, default_codec(), rows)
     _wait_for(f"{BIG} participants", lambda: _count(dashboard, batch_id) == BIG)
 

@@ -124,6 +124,7 @@ def env_for(settings: Settings) -> dict[str, str]:
             "TOPIC_TELEMETRY": t.telemetry,
             "TOPIC_COURSE_PROGRESS": t.course_progress,
             "TOPIC_DEAD_LETTERS": t.dead_letters,
+            "TOPIC_ENROLLMENTS": t.enrollments,
             "CONSUMER_GROUP": settings.consumer_group,
             "DASHBOARD_GROUP": settings.dashboard_group,
             "PROCESSOR_INSTANCE_ID": settings.instance_id,

@@ -18,12 +18,13 @@ import pytest
 from sqlalchemy import Engine, text
 
 from dashboard.app import create_app, kafka_publisher
-from dashboard.consumer import rebuild
+from dashboard.consumer import ReadModelConsumer, rebuild
 from dashboard.rules import EDIT_LIMIT_MESSAGE
 from processor import cli
 from processor.codec import default_codec
 from processor.demo_data import write_demo_data
 from processor.settings import Settings
+from processor.store.imports import import_users
 from producer.progress import ProgressRow, publish_progress
 from producer.publish import UploadRequest
 from tests.dashboard_support import World, catch_up, cleanup_world, make_world, process, read_model_content, upload
@@ -42,9 +43,7 @@ T2 = T1 + 3_600_000
 @pytest.fixture()
 def world(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator[World]:
     settings = replace(isolated_settings, ui_participant_limit=LIMIT)
-    w = make_world(
-        engine, settings, unique, 12, [("a", "invite-only", "ongoing"), ("b", "invite-only", "ongoing")]
-    )
+    w = make_world(engine, settings, unique, 12, [("a", "invite-only", "ongoing"), ("b", "invite-only", "ongoing")])
     yield w
     cleanup_world(engine, w)
 
@@ -107,6 +106,16 @@ def test_backend_upload_and_progress_reach_the_pages_api_and_csv(world: World, e
     assert upload_id in client.get("/uploads", params={"batch": batch}).text
     detail = client.get(f"/uploads/{upload_id}").text
     assert "USER_NOT_FOUND" in detail and 'data-complete="true"' in detail
+
+    # A re-imported name reaches the table (sort and search keys are copies kept current by the consumer).
+    row = f"{people[4]},{world.state}-T000005,{world.state},Zoe Renamed,PUBLIC,active"
+    import_users(engine, io.BytesIO(f"user_id,state_id,state,name,roles,status\n{row}\n".encode()))
+    consumer = ReadModelConsumer(s, engine, default_codec())
+    assert consumer.refresh_names() == 1
+    found = client.get(f"/api/batches/{batch}/participants", params={"q": "zoe", "sort": "name"}).json()
+    assert [(p["user_id"], p["name"]) for p in found["participants"]] == [(people[4], "Zoe Renamed")]
+    last = client.get(f"/api/batches/{batch}/participants", params={"sort": "name", "dir": "desc", "size": 25})
+    assert last.json()["participants"][0]["name"] == "Zoe Renamed"
 
 
 def test_edit_batch_changes_go_through_the_processor_as_ui_uploads(world: World, engine: Engine) -> None:

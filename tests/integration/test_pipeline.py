@@ -21,9 +21,7 @@ def results_of(settings: Settings, upload_id: str) -> list[dict[str, object]]:
     return [r for r in read_topic(settings, settings.topics.results) if r["upload_id"] == upload_id]
 
 
-def test_10k_add_by_state_id_again_then_remove_half(
-    isolated_settings: Settings, engine: Engine, unique: str
-) -> None:
+def test_10k_add_by_state_id_again_then_remove_half(isolated_settings: Settings, engine: Engine, unique: str) -> None:
     s = isolated_settings
     world = World(engine, unique, teachers=10_000)
     batch = world.batch("big")
@@ -119,9 +117,7 @@ def test_same_command_twice_and_full_replay_change_nothing(
     from processor.codec import default_codec
     from producer.publish import UploadRequest, publish_upload
 
-    publish_upload(
-        s, default_codec(), UploadRequest(batch, "ADD", world.admin, upload_id=up.upload_id), items[:100]
-    )
+    publish_upload(s, default_codec(), UploadRequest(batch, "ADD", world.admin, upload_id=up.upload_id), items[:100])
     process(s, engine)
     assert len(results_of(s, up.upload_id)) == 300
     events_before = read_topic(s, s.topics.enrollment_events)

@@ -168,7 +168,9 @@ def test_completed_summary_is_final_whatever_the_order() -> None:
 
 
 def test_needs_lists_every_key_once() -> None:
-    n = needs([enrol("e1", "u1"), enrol("e1", "u1"), progress("u2", 5, T0), _result("up1:2"), _summary("PUBLISHED", {})])
+    n = needs(
+        [enrol("e1", "u1"), enrol("e1", "u1"), progress("u2", 5, T0), _result("up1:2"), _summary("PUBLISHED", {})]
+    )
     assert n.message_ids == ["event:e1", "result:up1:2"]
     assert n.member_keys == [("b1", "u1")] and n.batch_ids == ["b1"]
     assert n.progress_keys == [("b1", "u2")] and n.upload_ids == ["up1"]

@@ -47,9 +47,15 @@ def upgrade() -> None:
         sa.Column("enrolled_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("added_via", sa.Text(), nullable=False),
         sa.Column("event_id", sa.Text(), nullable=False),
+        # Copies of the user's name and state id (reference data, refreshed when users change): the table's
+        # sort and search keys, so a page of a 10k batch is an index range, not a 10k-row join and sort.
+        sa.Column("name", sa.Text(), nullable=False, server_default=""),
+        sa.Column("state_id", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("group_id", "batch_id", "user_id"),
     )
     op.create_index("dash_members_enrolled_idx", "dash_members", ["group_id", "batch_id", "enrolled_at", "user_id"])
+    op.create_index("dash_members_name_idx", "dash_members", ["group_id", "batch_id", "name", "user_id"])
+    op.create_index("dash_members_user_idx", "dash_members", ["user_id"])
     op.create_table(
         "dash_batch_counts",
         sa.Column("group_id", sa.Text(), nullable=False),
@@ -104,6 +110,8 @@ def downgrade() -> None:
     op.drop_table("dash_uploads")
     op.drop_table("dash_progress")
     op.drop_table("dash_batch_counts")
+    op.drop_index("dash_members_user_idx", table_name="dash_members")
+    op.drop_index("dash_members_name_idx", table_name="dash_members")
     op.drop_index("dash_members_enrolled_idx", table_name="dash_members")
     op.drop_table("dash_members")
     op.drop_table("dash_applied_events")

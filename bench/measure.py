@@ -1,0 +1,260 @@
+"""Measuring helpers: child processes with their own peak RSS, the processor's JSON log lines, summaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+PHASES = ("decode", "database", "encode", "kafka")
+
+
+@dataclass
+class Child:
+    """A finished child process: exit code, wall time and its own peak resident set (from wait4)."""
+
+    argv: list[str]
+    returncode: int
+    wall_s: float
+    max_rss_mb: float
+    stdout: str = ""
+
+
+def _reap(proc: subprocess.Popen[bytes], started: float) -> tuple[int, float, float]:
+    """Waits for ``proc`` with wait4 (its own rusage, not the sum of all children); returns (code, wall, MB)."""
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code  # tell Popen the child is reaped
+    return code, wall, usage.ru_maxrss / 1024.0  # ru_maxrss is in KiB on Linux
+
+
+def run_child(
+    argv: Sequence[str],
+    env: dict[str, str],
+    *,
+    stdout: Path | None = None,
+    stderr: Path | None = None,
+    timeout_s: float = 900.0,
+) -> Child:
+    """Runs a child to completion (stdout/stderr to files, so no pipe can fill up); killed after ``timeout_s``."""
+    out_f = open(stdout, "wb") if stdout else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    err_f = open(stderr, "wb") if stderr else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    try:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(argv), env=env, stdout=out_f, stderr=err_f)
+        watchdog = threading.Timer(timeout_s, proc.kill)
+        watchdog.start()
+        try:
+            code, wall, rss = _reap(proc, started)
+        finally:
+            watchdog.cancel()
+    finally:
+        for f in (out_f, err_f):
+            if not isinstance(f, int):
+                f.close()
+    text = stdout.read_text(encoding="utf-8", errors="replace") if stdout else ""
+    return Child(list(argv), code, wall, rss, text)
+
+
+@dataclass
+class Timed:
+    """A child whose stdout is read as it comes: when a marker line appeared, and when the child exited."""
+
+    child: Child
+    marker_s: float | None
+
+
+def run_until_marker(
+    argv: Sequence[str], env: dict[str, str], marker: str, *, stderr: Path | None = None, timeout_s: float = 300.0
+) -> Timed:
+    """Runs a child, noting the wall time at which a stdout line starting with ``marker`` was printed."""
+    err_f = open(stderr, "ab") if stderr else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    try:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.PIPE, stderr=err_f)
+        watchdog = threading.Timer(timeout_s, proc.kill)
+        watchdog.start()
+        marker_s: float | None = None
+        lines: list[str] = []
+        try:
+            assert proc.stdout is not None
+            for raw in iter(proc.stdout.readline, b""):
+                line = raw.decode("utf-8", errors="replace")
+                lines.append(line)
+                if marker_s is None and line.startswith(marker):
+                    marker_s = time.perf_counter() - started
+            code, wall, rss = _reap(proc, started)
+        finally:
+            watchdog.cancel()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    finally:
+        if not isinstance(err_f, int):
+            err_f.close()
+    return Timed(Child(list(argv), code, wall, rss, "".join(lines)), marker_s)
+
+
+class Background:
+    """A long-running child (the processor during the latency runs); stopped with SIGTERM, reaped with wait4."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str], log: Path) -> None:
+        self.argv = list(argv)
+        self.log = log
+        self._log_f: IO[bytes] = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(self.argv, env=env, stdout=self._log_f, stderr=subprocess.STDOUT)
+
+    def wait_for_log(self, message: str, timeout_s: float = 60.0) -> float:
+        """Seconds since start until a JSON log line with ``msg == message`` appeared."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(r.get("msg") == message for r in read_log(self.log)):
+                return time.perf_counter() - self.started
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.argv[1:3]} exited with {self.proc.returncode}; see {self.log}")
+            time.sleep(0.05)
+        raise RuntimeError(f"no '{message}' in {self.log} after {timeout_s:.0f} s")
+
+    def stop(self, timeout_s: float = 30.0) -> Child:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        watchdog = threading.Timer(timeout_s, self.proc.kill)
+        watchdog.start()
+        try:
+            code, wall, rss = _reap(self.proc, self.started) if self.proc.returncode is None else (0, 0.0, 0.0)
+        finally:
+            watchdog.cancel()
+            self._log_f.close()
+        return Child(self.argv, code, wall, rss)
+
+
+# ------------------------------------------------------------------------------------------ processor logs
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a processor log (other lines, e.g. a traceback, are skipped)."""
+    out: list[dict[str, Any]] = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
+
+
+def log_time(rec: dict[str, Any]) -> float:
+    """Epoch seconds of a log record's ``ts`` (UTC, millisecond precision)."""
+    return datetime.strptime(str(rec["ts"]), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+@dataclass
+class LogSummary:
+    """What the processor's log says about a run: the active span, per-batch phases and counts."""
+
+    batches: int = 0
+    commands: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    completed_uploads: int = 0
+    assigned_at: float | None = None
+    first_batch_at: float | None = None
+    last_batch_at: float | None = None
+    busy_s: float = 0.0  # sum of each batch's "seconds"
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    batch_seconds: list[float] = field(default_factory=list)
+    batch_commands: list[int] = field(default_factory=list)
+
+    @property
+    def span_s(self) -> float | None:
+        """From the first "partitions assigned" to the last "batch applied"."""
+        if self.assigned_at is None or self.last_batch_at is None:
+            return None
+        return self.last_batch_at - self.assigned_at
+
+    def phase_shares(self) -> dict[str, float]:
+        total = sum(self.phases.values())
+        return {k: (v / total if total else 0.0) for k, v in self.phases.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "commands": self.commands,
+            "duplicates": self.duplicates,
+            "dead_letters": self.dead_letters,
+            "completed_uploads": self.completed_uploads,
+            "span_s": self.span_s,
+            "busy_s": self.busy_s,
+            "phases_s": self.phases,
+            "phase_shares": self.phase_shares(),
+            "batch_seconds_median": statistics.median(self.batch_seconds) if self.batch_seconds else None,
+            "batch_commands_median": statistics.median(self.batch_commands) if self.batch_commands else None,
+        }
+
+
+def summarise_log(records: list[dict[str, Any]], uploads: set[str] | None = None) -> LogSummary:
+    """Aggregates "batch applied" lines (only those touching ``uploads`` when given)."""
+    s = LogSummary()
+    for rec in records:
+        msg = rec.get("msg")
+        if msg == "partitions assigned" and s.assigned_at is None:
+            s.assigned_at = log_time(rec)
+        if msg != "batch applied":
+            continue
+        if uploads is not None:
+            touched = set(rec.get("uploads", [])) | set(rec.get("completed_uploads", []))
+            if not touched & uploads:
+                continue
+        at = log_time(rec)
+        s.first_batch_at = at if s.first_batch_at is None else s.first_batch_at
+        s.last_batch_at = at
+        s.batches += 1
+        s.commands += int(rec.get("commands", 0))
+        s.duplicates += int(rec.get("duplicates", 0))
+        s.dead_letters += int(rec.get("dead_letters", 0))
+        s.completed_uploads += len(rec.get("completed_uploads", []))
+        s.busy_s += float(rec.get("seconds", 0.0))
+        s.batch_seconds.append(float(rec.get("seconds", 0.0)))
+        s.batch_commands.append(int(rec.get("commands", 0)))
+        for k in PHASES:
+            s.phases[k] += float(rec.get("phases", {}).get(k, 0.0))
+    return s
+
+
+# ------------------------------------------------------------------------------------------ numbers
+def spread(samples: Sequence[float]) -> dict[str, Any]:
+    """Median, min, max and the samples themselves."""
+    if not samples:
+        return {"n": 0, "median": None, "min": None, "max": None, "samples": []}
+    return {
+        "n": len(samples),
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "samples": [round(x, 4) for x in samples],
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def load() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]

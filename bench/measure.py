@@ -26,16 +26,20 @@ class Child:
     returncode: int
     wall_s: float
     max_rss_mb: float
+    cpu_s: float = 0.0  # user + system CPU of the child itself
     stdout: str = ""
 
 
-def _reap(proc: subprocess.Popen[bytes], started: float) -> tuple[int, float, float]:
-    """Waits for ``proc`` with wait4 (its own rusage, not the sum of all children); returns (code, wall, MB)."""
+def _reap(proc: subprocess.Popen[bytes], started: float) -> tuple[int, float, float, float]:
+    """Waits for ``proc`` with wait4 (its own rusage, not the sum of all children).
+
+    Returns (exit code, wall seconds, peak RSS in MB, CPU seconds).
+    """
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code  # tell Popen the child is reaped
-    return code, wall, usage.ru_maxrss / 1024.0  # ru_maxrss is in KiB on Linux
+    return code, wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime  # ru_maxrss: KiB on Linux
 
 
 def run_child(
@@ -55,7 +59,7 @@ def run_child(
         watchdog = threading.Timer(timeout_s, proc.kill)
         watchdog.start()
         try:
-            code, wall, rss = _reap(proc, started)
+            code, wall, rss, cpu = _reap(proc, started)
         finally:
             watchdog.cancel()
     finally:
@@ -63,7 +67,7 @@ def run_child(
             if not isinstance(f, int):
                 f.close()
     text = stdout.read_text(encoding="utf-8", errors="replace") if stdout else ""
-    return Child(list(argv), code, wall, rss, text)
+    return Child(list(argv), code, wall, rss, cpu, text)
 
 
 @dataclass
@@ -93,7 +97,7 @@ def run_until_marker(
                 lines.append(line)
                 if marker_s is None and line.startswith(marker):
                     marker_s = time.perf_counter() - started
-            code, wall, rss = _reap(proc, started)
+            code, wall, rss, cpu = _reap(proc, started)
         finally:
             watchdog.cancel()
             if proc.stdout is not None:
@@ -101,7 +105,7 @@ def run_until_marker(
     finally:
         if not isinstance(err_f, int):
             err_f.close()
-    return Timed(Child(list(argv), code, wall, rss, "".join(lines)), marker_s)
+    return Timed(Child(list(argv), code, wall, rss, cpu, "".join(lines)), marker_s)
 
 
 class Background:
@@ -131,11 +135,11 @@ class Background:
         watchdog = threading.Timer(timeout_s, self.proc.kill)
         watchdog.start()
         try:
-            code, wall, rss = _reap(self.proc, self.started) if self.proc.returncode is None else (0, 0.0, 0.0)
+            reaped = _reap(self.proc, self.started) if self.proc.returncode is None else (0, 0.0, 0.0, 0.0)
         finally:
             watchdog.cancel()
             self._log_f.close()
-        return Child(self.argv, code, wall, rss)
+        return Child(self.argv, *reaped)
 
 
 # ------------------------------------------------------------------------------------------ processor logs

@@ -238,7 +238,6 @@ def create_app(settings: Settings, engine: Engine, *, publisher: Publisher | Non
 
     def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("mentor", None)
-        ctx.setdefault("mentor_name", None)
         html = env.get_template(name).render(request=request, limit=limit, **ctx)
         return HTMLResponse(html, status_code=status)
 
@@ -293,7 +292,11 @@ def create_app(settings: Settings, engine: Engine, *, publisher: Publisher | Non
             try:
                 ids.append(publish(settings, request, people))
             except BrokerUnavailable as exc:
-                raise PageError(503, f"The change could not be sent, nothing was changed: {exc}") from None
+                if ids:  # the removals went out; say so rather than pretend nothing happened
+                    raise PageError(
+                        503, f"The removals were sent (upload {ids[0]}) but the additions could not be: {exc}"
+                    ) from None
+                raise PageError(503, f"The change could not be sent, so nothing was changed: {exc}") from None
         return ids
 
     # -------------------------------------------------------------------------------- errors
@@ -303,7 +306,8 @@ def create_app(settings: Settings, engine: Engine, *, publisher: Publisher | Non
     def problem(request: Request, status: int, message: str) -> Response:
         if wants_json(request):
             return JSONResponse({"detail": message}, status_code=status)
-        return render(request, "error.html", status, message=message, code=status, mentor=None)
+        mentor = request.query_params.get("mentor") or None
+        return render(request, "error.html", status, message=message, code=status, mentor=mentor)
 
     @app.exception_handler(PageError)
     async def on_page_error(request: Request, exc: PageError) -> Response:

@@ -172,9 +172,11 @@ class _Gen:
                 L(f"{ind}if b[p] == {null_idx * 2}:")
                 L(f"{ind}    p += 1")
                 L(f"{ind}    {target} = None")
-                L(f"{ind}else:")
+                L(f"{ind}elif b[p] == {(1 - null_idx) * 2}:")
                 L(f"{ind}    p += 1")
                 self.dec(other, target, ind + "    ")
+                L(f"{ind}else:")
+                L(f"{ind}    raise ValueError('union branch index out of range')")
                 return
             raise NotImplementedError("only [null, T] unions are generated")
         t = schema if isinstance(schema, str) else schema["type"]
@@ -186,6 +188,8 @@ class _Gen:
         if t == "string":
             n = self.var("n")
             self.read_long(n, ind)
+            L(f"{ind}if {n} < 0 or p + {n} > len(b):")
+            L(f"{ind}    raise ValueError('string length out of range')")
             L(f"{ind}{target} = b[p:p + {n}].decode()")
             L(f"{ind}p += {n}")
         elif t in ("int", "long"):

@@ -12,7 +12,7 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO, cast
 
@@ -125,14 +125,11 @@ def cmd_batches_show(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---------------------------------------------------------------------------- uploads
 def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
-    from producer.follow import ResultFollower, UploadStatus, write_report
-    from producer.publish import BrokerUnavailable, Progress, UploadRequest, publish_upload
+    from producer.publish import UploadRequest
     from producer.reader import InputError, read_participants
 
     id_type = args.id_type.upper() if args.id_type else None
     stream = _open_binary(args.file)
-    report_out: TextIO | None = None
-    follower: ResultFollower | None = None
     try:
         stream = _rereadable(stream)
         start = stream.tell()
@@ -144,21 +141,38 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
         except InputError as exc:
             raise UserError(f"{args.file}: {exc.message} Nothing was published.") from None
         stream.seek(start)
-        if args.report:
-            try:
-                report_out = open(args.report, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
-            except OSError as exc:
-                raise UserError(f"Cannot write the report {args.report!r}: {exc.strerror or exc}.") from None
-
-        action = "ADD" if args.action == "add" else "REMOVE"
         request = UploadRequest(
             batch_id=args.batch,
-            action=action,
+            action="ADD" if args.action == "add" else "REMOVE",
             requested_by=args.requester,
             kind=args.action,
             dry_run=args.dry_run,
             file_name=None if args.file == "-" else Path(args.file).name,
         )
+        return _publish_and_follow(args, settings, request, read_participants(stream, id_type))
+    finally:
+        stream.close()
+
+
+def _publish_and_follow(
+    args: argparse.Namespace,
+    settings: Settings,
+    request: Any,
+    rows: Any,
+    origin: Callable[[int], tuple[str | None, int | None]] | None = None,
+) -> int:
+    """Publishes an upload, then (with --wait) follows its results; prints the summary; writes the report."""
+    from producer.follow import ResultFollower, UploadStatus, write_report
+    from producer.publish import BrokerUnavailable, Progress, publish_upload
+
+    report_out: TextIO | None = None
+    follower: ResultFollower | None = None
+    if args.report:
+        try:
+            report_out = open(args.report, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise UserError(f"Cannot write the report {args.report!r}: {exc.strerror or exc}.") from None
+    try:
         codec = default_codec()
         try:
             follower = ResultFollower(settings, codec) if args.wait else None
@@ -166,9 +180,10 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
                 settings,
                 codec,
                 request,
-                read_participants(stream, id_type),
+                rows,
                 progress=Progress("published"),
                 keep_rows=bool(args.report),
+                origin=origin,
             )
         except BrokerUnavailable as exc:
             raise UserError(str(exc), EXIT_UNREACHABLE) from None
@@ -178,9 +193,9 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
         ]
         status = UploadStatus(
             upload_id=published.upload_id,
-            batch_id=args.batch,
-            kind=args.action,
-            dry_run=args.dry_run,
+            batch_id=request.batch_id,
+            kind=request.kind,
+            dry_run=request.dry_run,
             published=published.published,
             refused=refused,
         )
@@ -189,18 +204,21 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
                 print(json.dumps({**status.to_json(), "complete": False}))
             else:
                 print(
-                    f"Upload {published.upload_id}: {published.published} commands published to batch {args.batch}"
-                    f"{', ' + str(len(refused)) + ' rows refused' if refused else ''}.\n"
+                    f"Upload {published.upload_id}: {published.published} commands published to batch "
+                    f"{request.batch_id}{', ' + str(len(refused)) + ' rows refused' if refused else ''}.\n"
                     f"Follow it with: participants status {published.upload_id}"
                 )
             if report_out is not None:
                 write_report(report_out, {}, published.refused, published.accepted_rows)
             return EXIT_REJECTED if refused else EXIT_OK
-        results = follower.follow(status, published.published, args.timeout, Progress("processed"))
+        if published.published == 0:
+            status.completed = True
+            results = {}
+        else:
+            results = follower.follow(status, published.published, args.timeout, Progress("processed"))
         if report_out is not None:
             write_report(report_out, results, published.refused, published.accepted_rows)
     finally:
-        stream.close()
         if follower is not None:
             follower.close()
         if report_out is not None:
@@ -218,6 +236,70 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     return status.exit_code()
+
+
+def cmd_derived(args: argparse.Namespace, settings: Settings) -> int:
+    """`retry` and `undo`: uploads built from an earlier upload's recorded outcomes."""
+    from producer.derived import UnknownUpload, plan_retry, plan_undo
+    from producer.publish import UploadRequest
+
+    raw = _engine(settings).raw_connection()
+    try:
+        cur = raw.cursor()
+        try:
+            if args.command == "retry":
+                reasons = {r.strip().upper() for r in args.reasons.split(",") if r.strip()} if args.reasons else None
+                plan = plan_retry(cur, args.upload_id, reasons, args.requester)
+            else:
+                plan = plan_undo(cur, args.upload_id, args.requester)
+        except UnknownUpload as exc:
+            raise UserError(str(exc)) from None
+        raw.commit()
+    finally:
+        raw.close()
+    request = UploadRequest(
+        batch_id=plan.batch_id,
+        action=plan.action,
+        requested_by=plan.requested_by,
+        kind=plan.kind,
+        dry_run=args.dry_run,
+        parent_upload_id=plan.parent_upload_id,
+    )
+    if not args.json:
+        todo = sum(1 for r in plan.rows if not hasattr(r, "reason"))
+        print(f"{plan.kind} of {plan.parent_upload_id}: {todo} rows to {plan.action.lower()}", file=sys.stderr)
+    return _publish_and_follow(args, settings, request, plan.rows, origin=plan.origin)
+
+
+def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    from producer.dead_letters import list_dead_letters, replay_dead_letters
+    from producer.publish import BrokerUnavailable
+
+    raw = _engine(settings).raw_connection()
+    try:
+        if args.sub == "list":
+            letters = list_dead_letters(raw.cursor(), include_replayed=args.all)
+            raw.commit()
+            if args.json:
+                print(json.dumps({"dead_letters": [d.to_json() for d in letters]}))
+            else:
+                for d in letters:
+                    when = f" replayed {d.replayed_at:%Y-%m-%d %H:%M}" if d.replayed_at else ""
+                    print(
+                        f"#{d.id} {d.source_topic}[{d.partition}]@{d.offset} {d.reason}: {d.detail} "
+                        f"({d.size} bytes, {d.dead_lettered_at:%Y-%m-%d %H:%M}){when}"
+                    )
+                if not letters:
+                    print("no dead letters")
+            return EXIT_OK
+        try:
+            done = replay_dead_letters(settings, raw, args.id)
+        except BrokerUnavailable as exc:
+            raise UserError(str(exc), EXIT_UNREACHABLE) from None
+        print(f"replayed {len(done)} dead letters to {settings.topics.commands}: {done}")
+        return EXIT_OK
+    finally:
+        raw.close()
 
 
 def _rereadable(stream: BinaryIO) -> BinaryIO:
@@ -433,6 +515,33 @@ def build_parser() -> argparse.ArgumentParser:
         up.add_argument("--json", action="store_true", help="print the summary as one JSON object")
         up.add_argument("--report", metavar="PATH", help="write a CSV line per input row")
         up.set_defaults(func=cmd_upload, action=action)
+
+    for name, help_text in (
+        ("retry", "republish the rows of an upload that were rejected (after fixing the data)"),
+        ("undo", "reverse exactly what an upload changed (drift is left alone and reported)"),
+    ):
+        dp = sub.add_parser(name, help=help_text)
+        dp.add_argument("upload_id")
+        if name == "retry":
+            dp.add_argument("--reasons", help="comma-separated reason codes (default: every rejected row)")
+        dp.add_argument("--as", dest="requester", metavar="ADMIN_USER_ID", help="default: the original requester")
+        dp.add_argument("--dry-run", action="store_true")
+        dp.add_argument("--wait", action="store_true")
+        dp.add_argument("--timeout", type=float, default=300.0)
+        dp.add_argument("--json", action="store_true")
+        dp.add_argument("--report", metavar="PATH")
+        dp.set_defaults(func=cmd_derived)
+
+    dl = sub.add_parser("dead-letters", help="messages the processor could not decode").add_subparsers(
+        dest="sub", required=True
+    )
+    dll = dl.add_parser("list", help="what was dead-lettered, and why")
+    dll.add_argument("--all", action="store_true", help="include those already replayed")
+    dll.add_argument("--json", action="store_true")
+    dll.set_defaults(func=cmd_dead_letters)
+    dlr = dl.add_parser("replay", help="send dead letters back to the commands topic (once the cause is fixed)")
+    dlr.add_argument("--id", type=int, action="append", help="dead letter id (repeatable; default: all not replayed)")
+    dlr.set_defaults(func=cmd_dead_letters)
 
     st = sub.add_parser("status", help="the summary of an upload so far")
     st.add_argument("upload_id")

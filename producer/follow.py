@@ -89,7 +89,7 @@ class UploadStatus:
         lines.append(f"  results so far:     {self.processed}")
         for outcome in ("APPLIED", "SKIPPED", "REJECTED"):
             parts = [
-                f"{REASON_WORDS.get(r, r)} ({r}) {n}"
+                (f"{REASON_WORDS[r]} ({r}) {n}" if r in REASON_WORDS else f"{r} {n}")
                 for r, n in sorted(self.reasons.items())
                 if _outcome_of(r) == outcome and n
             ]

@@ -111,7 +111,8 @@ def changelog_record(r: Recorded) -> tuple[bytes, dict[str, Any] | None] | None:
 
 
 def audit_record(r: Recorded) -> dict[str, Any] | None:
-    """Sunbird AUDIT event for an enrolment change (object Course, cdata CourseBatch)."""
+    """Sunbird AUDIT event for an enrolment change: the learner is the object (rolled up to the course),
+    the batch is in cdata, as in Sunbird's own course-enrolment audit events."""
     change = r.change
     if change is None or r.user_id is None:
         return None

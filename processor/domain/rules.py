@@ -1,6 +1,6 @@
 """The enrolment rules, checked in a fixed order: the first that fails decides the outcome.
 
-`BatchEvaluator` applies a sequence of commands against a snapshot of the reference data and the
+`evaluate` applies a sequence of commands against a snapshot of the reference data and the
 current membership, in order, so an add followed by a remove of the same person ends with the
 person out. Dry-run commands are evaluated the same way but change nothing, not even the snapshot.
 """

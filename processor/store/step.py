@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from processor.avro_fast import _ts_millis
 from processor.domain.model import Action, Batch, Command, Decision, IdType, Source, User
 from processor.domain.outputs import Recorded, UploadInfo
 from processor.domain.rules import Snapshot, evaluate
@@ -525,9 +526,7 @@ def command_from_record(rec: dict[str, Any]) -> Command:
         requested_by=rec["requested_by"],
         source=Source(rec.get("source", "BACKEND")),
         dry_run=bool(rec.get("dry_run", False)),
-        requested_at_ms=int(requested_at.timestamp() * 1000)
-        if isinstance(requested_at, datetime)
-        else int(requested_at),
+        requested_at_ms=_ts_millis(requested_at),
         origin_upload_id=rec.get("origin_upload_id"),
         origin_line=rec.get("origin_line"),
     )

@@ -205,3 +205,24 @@ def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(
     done = [r for r in table if r["progress"] == "100"]
     assert done and all(r["completed_at"] == "2026-09-01T10:00:00Z" for r in done)
     assert all(r["added_via"] == "backend" and r["state_id"].startswith(world.state) for r in table)
+
+
+def test_upload_page_shows_progress_live_while_the_upload_runs(
+    browser: Browser, world: World, dashboard: str, engine: Engine
+) -> None:
+    s = world.settings
+    batch_id = world.batches[1]
+    leaving = list(world.teachers[-3:])
+    upload_id = upload(s, batch_id, world.admin, leaving, action="REMOVE")
+    _wait_for("the upload record", lambda: httpx.get(f"{dashboard}/api/uploads/{upload_id}", timeout=10).is_success)
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{dashboard}/uploads/{upload_id}?mentor={world.mentor}")
+    box = page.locator(f'.upload-progress[data-upload-id="{upload_id}"]')
+    expect(box.locator('[data-field="state"]')).to_have_text("In progress")
+    expect(box.locator('[data-field="published"]')).to_have_text("3")
+    process(s, engine)  # the page is not reloaded: its script follows /api/uploads/{id}
+    expect(box.locator('[data-field="state"]')).to_have_text("Complete", timeout=60_000)
+    expect(box.locator('[data-field="applied"]')).to_have_text("3")
+    page.screenshot(path=str(SHOTS / "upload-complete.png"), full_page=True)
+    page.close()

@@ -430,6 +430,17 @@ def test_unusable_input_or_arguments_publish_nothing(
             b"user_id\n" + good_lines.encode() + b"\nbad-\xff\xfe\n",
             "not valid UTF-8",
         ),
+        (
+            "a report that cannot be written",
+            (
+                str(write(tmp_path / "fine.csv", "user_id\nsomeone\n")),
+                "--wait",
+                "--report",
+                str(tmp_path / "no-such-dir" / "r.csv"),
+            ),
+            None,
+            "Cannot write the report",
+        ),
     ]
     for name, args, stdin, expected in cases:
         done = run(s, "add", *args, *common, input_bytes=stdin)
@@ -443,6 +454,10 @@ def test_unusable_input_or_arguments_publish_nothing(
         done = run(s, *args)
         assert done.returncode == 2, err(done)
         assert "usage:" in err(done)
+
+    unknown = run(s, "status", "00000000-0000-0000-0000-000000000000")
+    assert unknown.returncode == 2 and "No upload" in err(unknown)
+    one_sentence(err(unknown))
 
     assert_nothing_published(s)
 
@@ -494,7 +509,7 @@ def test_unreachable_database(isolated_settings: Settings, tmp_path: Path) -> No
         one_sentence(err(done))
         password = creds.split(":", 1)[1] if ":" in creds else None
         if password:
-            assert password not in err(done), "the password is not shown"
+            assert f":{password}@" not in err(done) and ":***@" in err(done), "the password is not shown"
 
 
 # ------------------------------------------------------------------------------------------------ reference data

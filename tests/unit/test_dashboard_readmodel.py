@@ -182,5 +182,6 @@ def test_from_record_reads_avro_timestamps_as_datetimes() -> None:
         "CourseProgress",
         {"batch_id": "b1", "user_id": "u1", "progress": 100, "completed_at": when, "updated_at": when},
     )
-    assert msg == ProgressUpdate("b1", "u1", 100, to_ms(when), to_ms(when))
+    assert msg == ProgressUpdate("b1", "u1", 100, 1788256800000, 1788256800000)
+    assert to_ms(when) == 1788256800000 and to_ms(None) is None
     assert from_record("TelemetryEvent", {}) is None

@@ -15,6 +15,7 @@ from dashboard.rules import (
     CSV_HEADER,
     EDIT_LIMIT_MESSAGE,
     EditPlan,
+    EditState,
     csv_row,
     edit_allowed,
     edit_problem,
@@ -36,37 +37,35 @@ def test_edit_allowed_up_to_and_including_the_limit() -> None:
     assert edit_allowed(3, 3) and not edit_allowed(4, 3)
 
 
-def _state(count: int, **kw: object) -> object:
-    args: dict[str, object] = {"invite_only": True, "status": "ongoing", "mentor": "m1", "authorized": True}
-    args.update(kw)
-    return edit_state(count, LIMIT, **args)  # type: ignore[arg-type]
+def _state(
+    count: int, *, invite_only: bool = True, status: str = "ongoing", mentor: str | None = "m1", authorized: bool = True
+) -> EditState:
+    return edit_state(count, LIMIT, invite_only=invite_only, status=status, mentor=mentor, authorized=authorized)
 
 
 def test_edit_state_above_the_limit_shows_the_exact_message_whoever_asks() -> None:
-    for kw in ({}, {"mentor": None, "authorized": False}, {"authorized": False}):
-        st = _state(LIMIT + 1, **kw)
-        assert st.enabled is False and st.limit_reached is True  # type: ignore[attr-defined]
-        assert st.message == EDIT_LIMIT_MESSAGE  # type: ignore[attr-defined]
+    for st in (_state(LIMIT + 1), _state(LIMIT + 1, mentor=None, authorized=False), _state(LIMIT + 1, status="ended")):
+        assert st.enabled is False and st.limit_reached is True
+        assert st.message == EDIT_LIMIT_MESSAGE
     assert EDIT_LIMIT_MESSAGE == "Please contact your state admin to add or remove participants from this batch"
 
 
 def test_edit_state_at_the_limit_is_enabled_with_no_room_left() -> None:
     st = _state(LIMIT)
-    assert st.enabled and st.message is None and st.room == 0  # type: ignore[attr-defined]
+    assert st.enabled and st.message is None and st.room == 0
 
 
 @pytest.mark.parametrize(
-    ("kw", "words"),
+    ("st", "words"),
     [
-        ({"invite_only": False}, "open to everyone"),
-        ({"status": "ended"}, "is ended"),
-        ({"mentor": None}, "?mentor="),
-        ({"authorized": False}, "neither a mentor"),
+        (_state(1, invite_only=False), "open to everyone"),
+        (_state(1, status="ended"), "is ended"),
+        (_state(1, mentor=None), "?mentor="),
+        (_state(1, authorized=False), "neither a mentor"),
     ],
 )
-def test_edit_state_other_reasons_are_sentences(kw: dict[str, object], words: str) -> None:
-    st = _state(1, **kw)
-    assert not st.enabled and words in (st.message or "")  # type: ignore[attr-defined]
+def test_edit_state_other_reasons_are_sentences(st: EditState, words: str) -> None:
+    assert not st.enabled and not st.limit_reached and words in (st.message or "")
 
 
 def test_plan_edit_adds_selected_and_removes_only_shown_members() -> None:

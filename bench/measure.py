@@ -28,6 +28,42 @@ class Child:
     max_rss_mb: float
     cpu_s: float = 0.0  # user + system CPU of the child itself
     stdout: str = ""
+    rss_samples_mb: list[float] = field(default_factory=list)  # VmRSS every ``sample_s`` while it ran
+
+    def rss_profile(self) -> dict[str, float]:
+        """Resident set at 10/25/50/75/100 % of the run (is memory flat or growing?)."""
+        s = self.rss_samples_mb
+        if not s:
+            return {}
+        return {f"{int(q * 100)}%": round(s[min(len(s) - 1, int(q * (len(s) - 1)))], 1) for q in QUANTILES}
+
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+def _vm_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+class _Sampler(threading.Thread):
+    def __init__(self, pid: int, every_s: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every_s = pid, every_s
+        self.samples: list[float] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every_s):
+            mb = _vm_rss_mb(self.pid)
+            if mb is not None:
+                self.samples.append(mb)
 
 
 def _reap(proc: subprocess.Popen[bytes], started: float) -> tuple[int, float, float, float]:
@@ -49,8 +85,12 @@ def run_child(
     stdout: Path | None = None,
     stderr: Path | None = None,
     timeout_s: float = 900.0,
+    sample_s: float = 0.0,
 ) -> Child:
-    """Runs a child to completion (stdout/stderr to files, so no pipe can fill up); killed after ``timeout_s``."""
+    """Runs a child to completion (stdout/stderr to files, so no pipe can fill up); killed after ``timeout_s``.
+
+    With ``sample_s`` its VmRSS is also sampled while it runs (the peak itself comes from wait4).
+    """
     out_f = open(stdout, "wb") if stdout else subprocess.DEVNULL  # noqa: SIM115 - closed below
     err_f = open(stderr, "wb") if stderr else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
@@ -58,16 +98,20 @@ def run_child(
         proc = subprocess.Popen(list(argv), env=env, stdout=out_f, stderr=err_f)
         watchdog = threading.Timer(timeout_s, proc.kill)
         watchdog.start()
+        sampler = _Sampler(proc.pid, sample_s)
+        if sample_s > 0:
+            sampler.start()
         try:
             code, wall, rss, cpu = _reap(proc, started)
         finally:
             watchdog.cancel()
+            sampler.done.set()
     finally:
         for f in (out_f, err_f):
             if not isinstance(f, int):
                 f.close()
     text = stdout.read_text(encoding="utf-8", errors="replace") if stdout else ""
-    return Child(list(argv), code, wall, rss, cpu, text)
+    return Child(list(argv), code, wall, rss, cpu, text, sampler.samples)
 
 
 @dataclass

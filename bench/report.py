@@ -171,6 +171,8 @@ def render(doc: Mapping[str, Any], targets: list[Target]) -> str:
             f"   baseline, obvious loop (DictReader + schemaless_writer + plain Producer): {_n(o['median'])} s = "
             f"{pr['obvious_rows_per_s']:,.0f} rows/s, peak RSS {pr['obvious_rss_mb']:.0f} MB"
         )
+        if pr.get("rss_profile_mb"):
+            add(f"   RSS over the run (share of the run: MB): {_profile(pr['rss_profile_mb'])}")
         add(
             f"   CPU of the child: participants add {_n(_get(pr, 'cpu_s', 'median'))} s, "
             f"obvious loop {_n(_get(pr, 'obvious_cpu_s', 'median'))} s"
@@ -215,6 +217,10 @@ def render(doc: Mapping[str, Any], targets: list[Target]) -> str:
     return "\n".join(out)
 
 
+def _profile(p: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0f}" for k, v in p.items())
+
+
 def _processor_lines(add: Any, run: Mapping[str, Any]) -> None:
     log = run["log"]
     add(
@@ -230,6 +236,8 @@ def _processor_lines(add: Any, run: Mapping[str, Any]) -> None:
         f"{_n(log['batch_seconds_median'], '{:.3f}')} s; every command ENROLLED: {run['all_enrolled']}; "
         f"peak RSS {run['rss_mb']:.0f} MB"
     )
+    if run.get("rss_profile_mb"):
+        add(f"   RSS over the run (share of the run: MB): {_profile(run['rss_profile_mb'])}")
     add(
         f"   processor's own CPU {_n(run.get('cpu_s'))} s = {_n(run.get('commands_per_cpu_s'), '{:,.0f}')} commands "
         "per CPU-second (PostgreSQL's and Kafka's CPU not included)"

@@ -29,6 +29,7 @@ import argparse
 import io
 import json
 import math
+import os
 import platform
 import pstats
 import re
@@ -38,7 +39,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ class Volumes:
     ceiling_commands: int = 50_000
     ceiling_chunk: int = 5_000  # commands per transaction, like the processor's max batch
     producer_rows: int = 1_000_000
-    producer_runs: int = 2
+    producer_runs: int = 1
     memory_commands: int = 1_000_000  # 0: the throughput run's RSS stands in
     profile_commands: int = 50_000
 
@@ -83,7 +84,6 @@ QUICK = Volumes(
     naive_commands=1_000,
     ceiling_commands=20_000,
     producer_rows=100_000,
-    producer_runs=1,
     memory_commands=0,
     profile_commands=20_000,
 )
@@ -232,7 +232,7 @@ class Suite:
         say(f"{scenario}: published {total} commands in {published['publish_s']:.1f} s")
         log = self.work / f"{scenario}-processor.log"
         argv = [PARTICIPANTS, "process", "--until-idle", "--instance-id", settings.instance_id]
-        child = run_child(argv, env, stderr=log, timeout_s=1800)
+        child = run_child(argv, env, stderr=log, timeout_s=1800, sample_s=0.5)
         s = summarise_log(measure.read_log(log))
         outcomes = self.ledger_outcomes(settings.consumer_group)
         span = s.span_s
@@ -244,6 +244,7 @@ class Suite:
                 "commands_per_s": total / span if span else None,
                 "commands_per_s_wall": total / child.wall_s,
                 "rss_mb": child.max_rss_mb,
+                "rss_profile_mb": child.rss_profile(),
                 "cpu_s": child.cpu_s,  # the processor's own CPU (PostgreSQL and Kafka not included)
                 "commands_per_cpu_s": total / child.cpu_s if child.cpu_s else None,
                 "log": s.to_json(),
@@ -335,7 +336,8 @@ class Suite:
         obvious: list[measure.Child] = []
         for k in range(v.producer_runs):
             argv = [PARTICIPANTS, "add", "--batch", batch, "--as", w.admin, str(path)]
-            c = run_child(argv, env, stdout=self.work / f"producer-{k}.out", stderr=self.work / f"producer-{k}.err")
+            out, err = self.work / f"producer-{k}.out", self.work / f"producer-{k}.err"
+            c = run_child(argv, env, stdout=out, stderr=err, sample_s=0.25)
             published = re.search(r"(\d+) commands published", c.stdout)
             if c.returncode != 0 or not published or int(published.group(1)) != v.producer_rows:
                 raise RuntimeError(f"participants add failed ({c.returncode}): {c.stdout[-500:]}")
@@ -360,6 +362,7 @@ class Suite:
             "wall_s": real_s,
             "rows_per_s": v.producer_rows / real_s["median"],
             "rss_mb": max(c.max_rss_mb for c in real),
+            "rss_profile_mb": real[0].rss_profile(),
             "cpu_s": spread([c.cpu_s for c in real]),
             "obvious_wall_s": obvious_s,
             "obvious_rows_per_s": v.producer_rows / obvious_s["median"],
@@ -413,9 +416,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also run the processor under cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the bench's topics and rows")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=N", help="override a volume, e.g. memory_commands=0"
+    )
     args = parser.parse_args(argv)
 
     vol = QUICK if args.quick else FULL
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in Volumes.__dataclass_fields__:
+            parser.error(f"--set: no volume named {name!r} (one of {', '.join(Volumes.__dataclass_fields__)})")
+        vol = replace(vol, **{name: int(value)})
     wanted = [s for s in SCENARIOS if args.only is None or s in args.only]
     base = Settings.from_env()
     engine: Engine = create_engine(base.database_url)
@@ -431,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if args.quick else "full",
         "token": token,
         "host": platform.node(),
-        "cpus": __import__("os").cpu_count(),
+        "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "volumes": asdict(vol),
         "load_start": measure.load(),

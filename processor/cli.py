@@ -472,6 +472,18 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_api_token(args: argparse.Namespace, settings: Settings) -> int:
+    from dashboard.sunbird_api import create_token
+
+    try:
+        token = create_token(_engine(settings), args.user, args.label or "")
+    except LookupError as exc:
+        raise UserError(str(exc)) from None
+    print(token)
+    print(f"(a bearer token for {args.user}; only its hash is stored, keep it now)", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_demo_data(args: argparse.Namespace, settings: Settings) -> int:
     from processor.demo_data import write_demo_data
 
@@ -576,6 +588,14 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--batch", action="append", help="only these batches (repeatable)")
     sv.add_argument("--json", action="store_true")
     sv.set_defaults(func=cmd_store_verify)
+
+    tokens = sub.add_parser("api-tokens", help="bearer tokens for the Sunbird-compatible API").add_subparsers(
+        dest="sub", required=True
+    )
+    tc = tokens.add_parser("create", help="create a token for an admin user and print it")
+    tc.add_argument("--user", required=True, help="platform user id of the admin")
+    tc.add_argument("--label", help="what the token is for")
+    tc.set_defaults(func=cmd_api_token)
 
     dd = sub.add_parser("demo-data", help="write the demo CSVs (users, batches, a 10k upload, progress)")
     dd.add_argument("--out", default="demo-data")

@@ -87,7 +87,33 @@ def create_topics(settings: Settings, specs: list[TopicSpec] | None = None, time
         pending = retry
         if pending:
             time.sleep(0.5)
+    if created:
+        wait_for_leaders(settings, created, max(5.0, deadline - time.monotonic()))
     return created
+
+
+def wait_for_leaders(settings: Settings, topics: list[str], timeout: float) -> None:
+    """New topics answer "not leader" for a moment; wait until every partition serves offsets."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "topic-probe"})
+    deadline = time.monotonic() + timeout
+    try:
+        for topic in topics:
+            while True:
+                try:
+                    parts = consumer.list_topics(topic, timeout=5).topics[topic].partitions
+                    if parts and all(p.leader >= 0 for p in parts.values()):
+                        for p in parts:
+                            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                        break
+                except KafkaException:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"topic {topic} has no leader for every partition after {timeout:.0f}s")
+                time.sleep(0.2)
+    finally:
+        consumer.close()
 
 
 def delete_topics(settings: Settings, names: list[str], timeout: float = 60.0) -> None:

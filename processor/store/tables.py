@@ -183,3 +183,13 @@ dead_letters = Table(
     Column("replayed_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("source_topic", "kafka_partition", "kafka_offset", name="dead_letters_position_key"),
 )
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_sha256", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("label", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)

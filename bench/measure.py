@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import statistics
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -18,15 +21,18 @@ from typing import IO, Any
 PHASES = ("decode", "database", "encode", "kafka")
 
 
+SPAWN = Path(__file__).resolve().with_name("spawn.py")
+
+
 @dataclass
 class Child:
-    """A finished child process: exit code, wall time and its own peak resident set (from wait4)."""
+    """A finished child process: exit code, wall time, and (when launched via spawn.py) its own peak RSS and CPU."""
 
     argv: list[str]
     returncode: int
     wall_s: float
-    max_rss_mb: float
-    cpu_s: float = 0.0  # user + system CPU of the child itself
+    max_rss_mb: float | None = None  # None: not measured
+    cpu_s: float | None = None  # user + system CPU of the command itself
     stdout: str = ""
     rss_samples_mb: list[float] = field(default_factory=list)  # VmRSS every ``sample_s`` while it ran
 
@@ -52,30 +58,78 @@ def _vm_rss_mb(pid: int) -> float | None:
     return None
 
 
+def _only_child(pid: int) -> int | None:
+    """The pid of the launcher's command (its one child), from /proc."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            kids = f.read().split()
+    except OSError:
+        return None
+    return int(kids[0]) if kids else None
+
+
 class _Sampler(threading.Thread):
-    def __init__(self, pid: int, every_s: float) -> None:
+    """Samples the VmRSS of the launcher's command every ``every_s`` seconds."""
+
+    def __init__(self, launcher_pid: int, every_s: float) -> None:
         super().__init__(daemon=True)
-        self.pid, self.every_s = pid, every_s
+        self.launcher_pid, self.every_s = launcher_pid, every_s
         self.samples: list[float] = []
         self.done = threading.Event()
 
     def run(self) -> None:
+        pid: int | None = None
         while not self.done.wait(self.every_s):
-            mb = _vm_rss_mb(self.pid)
+            pid = pid or _only_child(self.launcher_pid)
+            mb = _vm_rss_mb(pid) if pid else None
             if mb is not None:
                 self.samples.append(mb)
 
 
-def _reap(proc: subprocess.Popen[bytes], started: float) -> tuple[int, float, float, float]:
-    """Waits for ``proc`` with wait4 (its own rusage, not the sum of all children).
+class Launched:
+    """A command started through spawn.py (so its rusage is its own), stdout/stderr to files or /dev/null."""
 
-    Returns (exit code, wall seconds, peak RSS in MB, CPU seconds).
-    """
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    proc.returncode = code  # tell Popen the child is reaped
-    return code, wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime  # ru_maxrss: KiB on Linux
+    def __init__(
+        self, argv: Sequence[str], env: dict[str, str], stdout: IO[bytes] | int, stderr: IO[bytes] | int
+    ) -> None:
+        self.argv = list(argv)
+        self.usage = Path(tempfile.mkstemp(prefix="bench-usage-")[1])
+        self.started = time.perf_counter()
+        launcher = [sys.executable, "-S", str(SPAWN), str(self.usage), *self.argv]
+        self.proc = subprocess.Popen(launcher, env=env, stdout=stdout, stderr=stderr)
+
+    def signal(self, signum: int) -> None:
+        """Signals the launcher, which forwards SIGTERM/SIGINT to the command."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signum)
+
+    def wait(self, timeout_s: float, samples: list[float] | None = None) -> Child:
+        watchdog = threading.Timer(timeout_s, self._kill)
+        watchdog.start()
+        try:
+            _pid, status, _usage = os.wait4(self.proc.pid, 0)
+        finally:
+            watchdog.cancel()
+        wall = time.perf_counter() - self.started
+        code = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = code  # tell Popen the child is reaped
+        rss: float | None = None
+        cpu: float | None = None
+        try:
+            fields = self.usage.read_text(encoding="ascii").split()
+            rss, cpu = int(fields[0]) / 1024.0, float(fields[1])  # ru_maxrss is in KiB on Linux
+        except (OSError, IndexError, ValueError):
+            pass
+        finally:
+            self.usage.unlink(missing_ok=True)
+        return Child(self.argv, code, wall, rss, cpu, "", samples or [])
+
+    def _kill(self) -> None:
+        pid = _only_child(self.proc.pid)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.kill()
 
 
 def run_child(
@@ -87,31 +141,27 @@ def run_child(
     timeout_s: float = 900.0,
     sample_s: float = 0.0,
 ) -> Child:
-    """Runs a child to completion (stdout/stderr to files, so no pipe can fill up); killed after ``timeout_s``.
+    """Runs a command to completion (stdout/stderr to files, so no pipe can fill up); killed after ``timeout_s``.
 
-    With ``sample_s`` its VmRSS is also sampled while it runs (the peak itself comes from wait4).
+    Its peak RSS and CPU are its own (see spawn.py); with ``sample_s`` its VmRSS is also sampled while it runs.
     """
     out_f = open(stdout, "wb") if stdout else subprocess.DEVNULL  # noqa: SIM115 - closed below
     err_f = open(stderr, "wb") if stderr else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
-        started = time.perf_counter()
-        proc = subprocess.Popen(list(argv), env=env, stdout=out_f, stderr=err_f)
-        watchdog = threading.Timer(timeout_s, proc.kill)
-        watchdog.start()
-        sampler = _Sampler(proc.pid, sample_s)
+        child = Launched(argv, env, out_f, err_f)
+        sampler = _Sampler(child.proc.pid, sample_s)
         if sample_s > 0:
             sampler.start()
         try:
-            code, wall, rss, cpu = _reap(proc, started)
+            done = child.wait(timeout_s, sampler.samples)
         finally:
-            watchdog.cancel()
             sampler.done.set()
     finally:
         for f in (out_f, err_f):
             if not isinstance(f, int):
                 f.close()
-    text = stdout.read_text(encoding="utf-8", errors="replace") if stdout else ""
-    return Child(list(argv), code, wall, rss, cpu, text, sampler.samples)
+    done.stdout = stdout.read_text(encoding="utf-8", errors="replace") if stdout else ""
+    return done
 
 
 @dataclass
@@ -141,7 +191,7 @@ def run_until_marker(
                 lines.append(line)
                 if marker_s is None and line.startswith(marker):
                     marker_s = time.perf_counter() - started
-            code, wall, rss, cpu = _reap(proc, started)
+            code = proc.wait()
         finally:
             watchdog.cancel()
             if proc.stdout is not None:
@@ -149,41 +199,34 @@ def run_until_marker(
     finally:
         if not isinstance(err_f, int):
             err_f.close()
-    return Timed(Child(list(argv), code, wall, rss, cpu, "".join(lines)), marker_s)
+    return Timed(Child(list(argv), code, time.perf_counter() - started, stdout="".join(lines)), marker_s)
 
 
 class Background:
-    """A long-running child (the processor during the latency runs); stopped with SIGTERM, reaped with wait4."""
+    """A long-running command (the processor during the latency runs); stopped with SIGTERM."""
 
     def __init__(self, argv: Sequence[str], env: dict[str, str], log: Path) -> None:
-        self.argv = list(argv)
         self.log = log
         self._log_f: IO[bytes] = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen(self.argv, env=env, stdout=self._log_f, stderr=subprocess.STDOUT)
+        self.child = Launched(argv, env, self._log_f, subprocess.STDOUT)
 
     def wait_for_log(self, message: str, timeout_s: float = 60.0) -> float:
         """Seconds since start until a JSON log line with ``msg == message`` appeared."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if any(r.get("msg") == message for r in read_log(self.log)):
-                return time.perf_counter() - self.started
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.argv[1:3]} exited with {self.proc.returncode}; see {self.log}")
+                return time.perf_counter() - self.child.started
+            if self.child.proc.poll() is not None:
+                raise RuntimeError(f"{self.child.argv[1:3]} exited with {self.child.proc.returncode}; see {self.log}")
             time.sleep(0.05)
         raise RuntimeError(f"no '{message}' in {self.log} after {timeout_s:.0f} s")
 
     def stop(self, timeout_s: float = 30.0) -> Child:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        watchdog = threading.Timer(timeout_s, self.proc.kill)
-        watchdog.start()
+        self.child.signal(signal.SIGTERM)
         try:
-            reaped = _reap(self.proc, self.started) if self.proc.returncode is None else (0, 0.0, 0.0, 0.0)
+            return self.child.wait(timeout_s)
         finally:
-            watchdog.cancel()
             self._log_f.close()
-        return Child(self.argv, *reaped)
 
 
 # ------------------------------------------------------------------------------------------ processor logs

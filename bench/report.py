@@ -135,6 +135,11 @@ def render(doc: Mapping[str, Any], targets: list[Target]) -> str:
             f"{_n(lat['marginal_10k_s'])} s; every row ENROLLED: {lat['all_enrolled']}, "
             f"ALREADY_ENROLLED on repeat: {lat['all_already_enrolled']}"
         )
+        for r in lat.get("incomplete_runs", []):
+            add(
+                f"   INCOMPLETE (not timed): {r['kind']} upload {r['upload_id']} exit {r['exit_code']} "
+                f"after {r['exit_s']:.1f} s"
+            )
 
     tp, nv, ce = r.get("throughput"), r.get("naive"), r.get("ceiling")
     if tp or nv or ce:
@@ -165,11 +170,11 @@ def render(doc: Mapping[str, Any], targets: list[Target]) -> str:
         w, o = pr["wall_s"], pr["obvious_wall_s"]
         add(
             f"   participants add:  {_n(w['median'])} s median ({w['n']} runs) = {pr['rows_per_s']:,.0f} rows/s, "
-            f"peak RSS {pr['rss_mb']:.0f} MB"
+            f"peak RSS {_n(pr['rss_mb'], '{:.0f}')} MB"
         )
         add(
             f"   baseline, obvious loop (DictReader + schemaless_writer + plain Producer): {_n(o['median'])} s = "
-            f"{pr['obvious_rows_per_s']:,.0f} rows/s, peak RSS {pr['obvious_rss_mb']:.0f} MB"
+            f"{pr['obvious_rows_per_s']:,.0f} rows/s, peak RSS {_n(pr['obvious_rss_mb'], '{:.0f}')} MB"
         )
         if pr.get("rss_profile_mb"):
             add(f"   RSS over the run (share of the run: MB): {_profile(pr['rss_profile_mb'])}")
@@ -191,14 +196,14 @@ def render(doc: Mapping[str, Any], targets: list[Target]) -> str:
             f"   baseline, processor with nothing to do: {_n(idle.get('rss_mb'), '{:.0f}')} MB "
             f"(wall {_n(idle.get('wall_s'))} s)"
         )
-        add(f"   over {tp['commands']:,} commands: {tp['rss_mb']:.0f} MB")
+        add(f"   over {tp['commands']:,} commands: {_n(tp['rss_mb'], '{:.0f}')} MB")
     if mem and "rss_mb" in mem:
-        add(f"   over {mem['commands']:,} commands: {mem['rss_mb']:.0f} MB")
+        add(f"   over {mem['commands']:,} commands: {_n(mem['rss_mb'], '{:.0f}')} MB")
         _processor_lines(add, mem)
     elif mem:
         add(f"   ({mem.get('skipped')})")
     if lat:
-        add(f"   long-running processor after the latency runs: {lat['processor_rss_mb']:.0f} MB")
+        add(f"   long-running processor after the latency runs: {_n(lat['processor_rss_mb'], '{:.0f}')} MB")
 
     add("")
     add("Targets (ratio = measured / target)")
@@ -234,7 +239,7 @@ def _processor_lines(add: Any, run: Mapping[str, Any]) -> None:
     add(
         f"   median batch {_n(log['batch_commands_median'], '{:,.0f}')} commands in "
         f"{_n(log['batch_seconds_median'], '{:.3f}')} s; every command ENROLLED: {run['all_enrolled']}; "
-        f"peak RSS {run['rss_mb']:.0f} MB"
+        f"peak RSS {_n(run['rss_mb'], '{:.0f}')} MB"
     )
     if run.get("rss_profile_mb"):
         add(f"   RSS over the run (share of the run: MB): {_profile(run['rss_profile_mb'])}")

@@ -50,7 +50,7 @@ from bench import measure
 from bench.measure import Background, ratio, run_child, run_until_marker, spread, summarise_log
 from bench.naive import run_naive
 from bench.report import Target, render, targets_from
-from bench.world import PARTICIPANTS, PYTHON, ROOT, World, chunks, env_for
+from bench.world import PARTICIPANTS, PYTHON, ROOT, World, chunks
 from processor.codec import Codec, default_codec
 from processor.domain.model import Action, Command, IdType
 from processor.settings import Settings
@@ -87,6 +87,15 @@ QUICK = Volumes(
     memory_commands=0,
     profile_commands=20_000,
 )
+
+
+def peak(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def mb(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f} MB"
 
 
 def say(msg: str) -> None:
@@ -137,7 +146,7 @@ class Suite:
     def latency(self) -> dict[str, Any]:
         v, w = self.vol, self.world
         settings = w.topics_for("latency")
-        env = env_for(settings)
+        env = w.env("latency")
         batches = w.make_batches("latency", 1 + v.latency_runs)
         one_batch = w.make_batches("latency-one", 1)[0]
         files = [
@@ -150,8 +159,9 @@ class Suite:
         say(f"latency: processor assigned after {ready_s:.2f} s")
         runs: list[dict[str, Any]] = []
 
-        def upload(batch: str, path: Path, kind: str) -> dict[str, Any]:
-            argv = [PARTICIPANTS, "add", "--batch", batch, "--as", w.admin, str(path), "--wait", "--timeout", "120"]
+        def upload(batch: str, path: Path, kind: str, timeout_s: int = 120) -> dict[str, Any]:
+            argv = [PARTICIPANTS, "add", "--batch", batch, "--as", w.admin, str(path), "--wait"]
+            argv += ["--timeout", str(timeout_s)]
             t = run_until_marker(argv, env, "  REJECTED", stderr=self.work / "latency-cli.err")
             m = re.search(r"Upload (\S+): ", t.child.stdout)
             reasons = {r: int(n) for r, n in re.findall(r"\((\w+)\) (\d+)", t.child.stdout)}
@@ -163,6 +173,7 @@ class Suite:
                 "exit_s": t.child.wall_s,
                 "exit_code": t.child.returncode,
                 "reasons": reasons,
+                "complete": t.child.returncode in (0, 3) and ", complete" in t.child.stdout,
             }
             runs.append(run)
             say(
@@ -175,7 +186,7 @@ class Suite:
         try:
             upload(batches[0], files[0], "warm-up")
             for k in range(1, 1 + v.latency_runs):
-                upload(one_batch, self.write_csv(f"one-{k}.csv", [one_ids[k]]), "one-row")
+                upload(one_batch, self.write_csv(f"one-{k}.csv", [one_ids[k]]), "one-row", timeout_s=30)
                 upload(batches[k], files[k], "fresh")
             upload(batches[1], files[1], "already-enrolled")
         finally:
@@ -186,11 +197,13 @@ class Suite:
                 s = summarise_log(records, {run["upload_id"]})
                 run["processor_busy_s"] = s.busy_s
                 run["processor_batches"] = s.batches
-        fresh = [r for r in runs if r["kind"] == "fresh"]
-        one = [r for r in runs if r["kind"] == "one-row"]
-        again = [r for r in runs if r["kind"] == "already-enrolled"]
-        fresh_ok = all(r["reasons"].get("ENROLLED") == v.latency_rows and r["exit_code"] == 0 for r in fresh)
-        again_ok = all(r["reasons"].get("ALREADY_ENROLLED") == v.latency_rows for r in again)
+        # a run that hit --timeout (exit 4) is counted, not timed: its "summary" is the timeout's
+        incomplete = [r for r in runs if not r["complete"]]
+        fresh = [r for r in runs if r["kind"] == "fresh" and r["complete"]]
+        one = [r for r in runs if r["kind"] == "one-row" and r["complete"]]
+        again = [r for r in runs if r["kind"] == "already-enrolled" and r["complete"]]
+        fresh_ok = bool(fresh) and all(r["reasons"].get("ENROLLED") == v.latency_rows for r in fresh)
+        again_ok = bool(again) and all(r["reasons"].get("ALREADY_ENROLLED") == v.latency_rows for r in again)
         summary = spread([r["summary_s"] for r in fresh if r["summary_s"] is not None])
         baseline = spread([r["summary_s"] for r in one if r["summary_s"] is not None])
         return {
@@ -206,6 +219,7 @@ class Suite:
             if summary["median"] is not None and baseline["median"] is not None
             else None,
             "all_enrolled": fresh_ok,
+            "incomplete_runs": [{k: r[k] for k in ("kind", "upload_id", "exit_code", "exit_s")} for r in incomplete],
             "all_already_enrolled": again_ok,
             "processor_ready_s": ready_s,
             "processor_rss_mb": stopped.max_rss_mb,
@@ -216,7 +230,7 @@ class Suite:
         """Publishes ``total`` commands to private topics, then times `participants process --until-idle`."""
         w = self.world
         settings = w.topics_for(scenario)
-        env = env_for(settings)
+        env = w.env(scenario)
         out: dict[str, Any] = {"commands": total}
         if idle_baseline:
             group = f"{settings.consumer_group}-idle"
@@ -224,7 +238,7 @@ class Suite:
             argv = [PARTICIPANTS, "process", "--until-idle", "--instance-id", f"{settings.instance_id}-idle"]
             idle = run_child([*argv, "--group", group], env, stderr=self.work / f"{scenario}-idle.log")
             out["idle"] = {"wall_s": idle.wall_s, "rss_mb": idle.max_rss_mb, "exit_code": idle.returncode}
-            say(f"{scenario}: idle processor {idle.wall_s:.2f} s, {idle.max_rss_mb:.0f} MB")
+            say(f"{scenario}: idle processor {idle.wall_s:.2f} s, {mb(idle.max_rss_mb)}")
         batches = w.make_batches(scenario, math.ceil(total / self.vol.batch_size))
         published = self.publish_batches(settings, batches, total, first_user)
         out["publish_s"] = published["publish_s"]
@@ -246,7 +260,7 @@ class Suite:
                 "rss_mb": child.max_rss_mb,
                 "rss_profile_mb": child.rss_profile(),
                 "cpu_s": child.cpu_s,  # the processor's own CPU (PostgreSQL and Kafka not included)
-                "commands_per_cpu_s": total / child.cpu_s if child.cpu_s else None,
+                "commands_per_cpu_s": ratio(total, child.cpu_s),
                 "log": s.to_json(),
                 "other_s": (span - s.busy_s) if span is not None else None,  # waiting in consume, idle checks
                 "ledger": outcomes,
@@ -254,7 +268,7 @@ class Suite:
             }
         )
         rate = out["commands_per_s"] or 0.0
-        say(f"{scenario}: {total} commands in {span or float('nan'):.2f} s = {rate:,.0f}/s, {child.max_rss_mb:.0f} MB")
+        say(f"{scenario}: {total} commands in {span or float('nan'):.2f} s = {rate:,.0f}/s, {mb(child.max_rss_mb)}")
         return out
 
     def throughput(self) -> dict[str, Any]:
@@ -328,7 +342,7 @@ class Suite:
     def producer(self) -> dict[str, Any]:
         v, w = self.vol, self.world
         settings = w.topics_for("producer", only=("commands", "uploads"))
-        env = env_for(settings)
+        env = w.env("producer")
         batch = f"bench-{w.token}-producer-0000"  # need not exist: nothing processes this topic
         path = self.write_csv("producer.csv", [f"PX{w.token}-{i:08d}" for i in range(v.producer_rows)])
         size_mb = path.stat().st_size / 1e6
@@ -342,14 +356,14 @@ class Suite:
             if c.returncode != 0 or not published or int(published.group(1)) != v.producer_rows:
                 raise RuntimeError(f"participants add failed ({c.returncode}): {c.stdout[-500:]}")
             real.append(c)
-            say(f"producer: participants add {v.producer_rows} rows in {c.wall_s:.2f} s, {c.max_rss_mb:.0f} MB")
+            say(f"producer: participants add {v.producer_rows} rows in {c.wall_s:.2f} s, {mb(c.max_rss_mb)}")
             argv = [PYTHON, "-m", "bench.obvious_producer", "--topic", settings.topics.commands]
             argv += ["--batch", batch, "--as", w.admin, str(path)]
             o = run_child(argv, env, stdout=self.work / f"obvious-{k}.out", stderr=self.work / f"obvious-{k}.err")
             if o.returncode != 0:
                 raise RuntimeError(f"obvious producer failed ({o.returncode})")
             obvious.append(o)
-            say(f"producer: obvious loop      {v.producer_rows} rows in {o.wall_s:.2f} s, {o.max_rss_mb:.0f} MB")
+            say(f"producer: obvious loop      {v.producer_rows} rows in {o.wall_s:.2f} s, {mb(o.max_rss_mb)}")
         started = time.perf_counter()
         with open(path, "rb") as f:
             floor_rows = sum(1 for r in read_participants(f) if isinstance(r, InputRow))
@@ -361,13 +375,13 @@ class Suite:
             "file_mb": size_mb,
             "wall_s": real_s,
             "rows_per_s": v.producer_rows / real_s["median"],
-            "rss_mb": max(c.max_rss_mb for c in real),
+            "rss_mb": peak([c.max_rss_mb for c in real]),
             "rss_profile_mb": real[0].rss_profile(),
-            "cpu_s": spread([c.cpu_s for c in real]),
+            "cpu_s": spread([c.cpu_s for c in real if c.cpu_s is not None]),
             "obvious_wall_s": obvious_s,
             "obvious_rows_per_s": v.producer_rows / obvious_s["median"],
-            "obvious_rss_mb": max(c.max_rss_mb for c in obvious),
-            "obvious_cpu_s": spread([c.cpu_s for c in obvious]),
+            "obvious_rss_mb": peak([c.max_rss_mb for c in obvious]),
+            "obvious_cpu_s": spread([c.cpu_s for c in obvious if c.cpu_s is not None]),
             "speedup_vs_obvious": ratio(obvious_s["median"], real_s["median"]),
             "reader_floor_s": floor_s,
             "reader_floor_rows": floor_rows,
@@ -385,7 +399,7 @@ class Suite:
         """The processor under cProfile on its own workload (slower than unprofiled: for shares, not rates)."""
         w = self.world
         settings = w.topics_for("profile")
-        env = env_for(settings)
+        env = w.env("profile")
         total = self.vol.profile_commands
         batches = w.make_batches("profile", math.ceil(total / self.vol.batch_size))
         self.publish_batches(settings, batches, total, 0)

@@ -12,7 +12,7 @@ import io
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -27,21 +27,27 @@ PARTICIPANTS = str(ROOT / ".venv" / "bin" / "participants")
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
 
-def env_for(settings: Settings) -> dict[str, str]:
-    """The environment that points a `participants` child at these settings (private topics and group)."""
-    t = settings.topics
+def _topic_fields() -> list[str]:
+    return [f.name for f in fields(Topics)]
+
+
+def private_topics(prefix: str) -> Topics:
+    """Every topic of the Topics dataclass under ``prefix`` (new topics are covered without a change here)."""
+    return Topics(**{name: prefix + name.replace("_", "-") for name in _topic_fields()})
+
+
+def env_for(settings: Settings, prefix: str) -> dict[str, str]:
+    """The environment that points a `participants` child at these settings (private topics and group).
+
+    TOPIC_PREFIX is set as well, so a topic this code does not know about stays private too.
+    """
     env = dict(os.environ)
+    env.update({f"TOPIC_{name.upper()}": getattr(settings.topics, name) for name in _topic_fields()})
     env.update(
         {
+            "TOPIC_PREFIX": prefix,
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "DATABASE_URL": settings.database_url,
-            "TOPIC_COMMANDS": t.commands,
-            "TOPIC_RESULTS": t.results,
-            "TOPIC_ENROLLMENT_EVENTS": t.enrollment_events,
-            "TOPIC_UPLOADS": t.uploads,
-            "TOPIC_TELEMETRY": t.telemetry,
-            "TOPIC_COURSE_PROGRESS": t.course_progress,
-            "TOPIC_DEAD_LETTERS": t.dead_letters,
             "CONSUMER_GROUP": settings.consumer_group,
             "DASHBOARD_GROUP": settings.dashboard_group,
             "PROCESSOR_INSTANCE_ID": settings.instance_id,
@@ -109,18 +115,26 @@ class World:
         return ids
 
     # -------------------------------------------------------------------------------- topics
+    @property
+    def topic_prefix(self) -> str:
+        return f"bench{self.token}."
+
+    def prefix_for(self, scenario: str) -> str:
+        return f"{self.topic_prefix}{scenario}."
+
+    def env(self, scenario: str) -> dict[str, str]:
+        return env_for(self.settings[scenario], self.prefix_for(scenario))
+
+    def _ours(self, names: list[str]) -> list[str]:
+        """Refuses any topic name outside this run's prefix (never create or delete a shared topic)."""
+        foreign = [n for n in names if not n.startswith(self.topic_prefix)]
+        if foreign:
+            raise RuntimeError(f"refusing to touch topics outside {self.topic_prefix}*: {foreign}")
+        return names
+
     def topics_for(self, scenario: str, only: tuple[str, ...] | None = None) -> Settings:
         """Settings with private topics (created now; ``only`` limits which) and a private group/instance id."""
-        prefix = f"bench{self.token}.{scenario}."
-        topics = Topics(
-            commands=prefix + "commands",
-            results=prefix + "results",
-            enrollment_events=prefix + "enrollment-events",
-            uploads=prefix + "uploads",
-            telemetry=prefix + "telemetry",
-            course_progress=prefix + "course-progress",
-            dead_letters=prefix + "dead-letters",
-        )
+        topics = private_topics(self.prefix_for(scenario))
         settings = replace(
             self.base,
             topics=topics,
@@ -133,6 +147,7 @@ class World:
         if only is not None:
             wanted = {getattr(topics, name) for name in only}
             specs = [s for s in specs if s.name in wanted]
+        self._ours([t.name for t in specs] + topics.all())
         self.settings[scenario] = settings
         create_topics(settings, specs)
         return settings
@@ -170,7 +185,7 @@ class World:
             raw.close()
         for settings in self.settings.values():
             try:
-                delete_topics(settings, settings.topics.all())
+                delete_topics(settings, self._ours(settings.topics.all()))
             except (KafkaException, RuntimeError) as exc:
                 problems.append(f"topics: {exc}")
         admin = admin_client(self.base)

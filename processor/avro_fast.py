@@ -20,9 +20,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SMALL = [bytes([(n << 1)]) for n in range(64)]  # zig-zag varints of 0..63
 
 
-def _long(n: int) -> bytes:
-    if 0 <= n < 64:
-        return _SMALL[n]
+def _varint(n: int) -> bytes:
     z = (n << 1) ^ (n >> 63)
     out = bytearray()
     while z & ~0x7F:
@@ -30,6 +28,20 @@ def _long(n: int) -> bytes:
         z >>= 7
     out.append(z)
     return bytes(out)
+
+
+_TABLE = [_varint(n) for n in range(1 << 16)]  # line numbers, counts, lengths: one lookup
+_last: list[Any] = [None, b""]  # timestamps repeat (one per upload, one per batch): remember the last
+
+
+def _long(n: int) -> bytes:
+    if 0 <= n < 65536:
+        return _TABLE[n]
+    if n == _last[0]:
+        return _last[1]  # type: ignore[no-any-return]
+    b = _varint(n)
+    _last[0], _last[1] = n, b
+    return b
 
 
 def _read_long(b: bytes, pos: int) -> tuple[int, int]:

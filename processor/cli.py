@@ -126,7 +126,7 @@ def cmd_batches_show(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------------------- uploads
 def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     from producer.publish import UploadRequest
-    from producer.reader import InputError, read_participants
+    from producer.reader import InputError, read_participants, validate_file
 
     id_type = args.id_type.upper() if args.id_type else None
     stream = _open_binary(args.file)
@@ -136,8 +136,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
         # Read the whole file once before publishing: a file-level problem (no id column, invalid UTF-8 or
         # a broken row far down) must stop us before anything is published.
         try:
-            for _row in read_participants(stream, id_type):
-                pass
+            validate_file(stream, id_type)
         except InputError as exc:
             raise UserError(f"{args.file}: {exc.message} Nothing was published.") from None
         stream.seek(start)

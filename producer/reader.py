@@ -25,7 +25,7 @@ import unicodedata
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Literal, Protocol, cast
+from typing import Any, BinaryIO, Literal, Protocol, cast
 
 IdType = Literal["USER_ID", "STATE_ID"]
 
@@ -104,10 +104,31 @@ def read_participants(stream: BinaryIO, id_type: IdType | None = None) -> Iterat
             text.detach()
 
 
-def _read(text: Iterable[str], id_type: IdType | None) -> Iterator[InputRow | RefusedRow]:
+def validate_file(stream: BinaryIO, id_type: IdType | None = None) -> None:
+    """Reads the whole file as `read_participants` would, to raise its InputError before anything is published.
+
+    Skips the duplicate check (row-level, and the costliest part), so a pre-check costs less than a real read.
+    """
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    try:
+        for _row in _read(text, id_type, dedupe=False):
+            pass
+    finally:
+        with contextlib.suppress(ValueError):
+            text.detach()
+
+
+class _NoSeen:
+    """Stands in for _SeenIds when duplicates do not matter (validate_file)."""
+
+    def add(self, id_type: IdType, identifier: str, line: int) -> int | None:
+        return None
+
+
+def _read(text: Iterable[str], id_type: IdType | None, dedupe: bool = True) -> Iterator[InputRow | RefusedRow]:
     reader = csv.reader(_checked_lines(text))
     rows = _numbered_rows(reader)
-    seen = _SeenIds()
+    seen: Any = _SeenIds() if dedupe else _NoSeen()
 
     first: tuple[int, list[str]] | None = next(rows, None)
     if first is None:

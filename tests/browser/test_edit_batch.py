@@ -82,16 +82,25 @@ def dashboard(world: World, engine: Engine) -> Iterator[str]:
         server.stop()
 
 
-def _wait_for(what: str, check: Callable[[], bool], timeout_s: float = 180.0) -> None:
+def _wait_for(what: str, check: Callable[[], object], timeout_s: float = 240.0) -> None:
+    """Polls ``check`` until it returns True; on timeout the message shows what it returned last."""
     deadline = time.monotonic() + timeout_s
-    while not check():
+    while (last := check()) is not True:
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what} (last seen: {last!r})")
         time.sleep(0.3)
 
 
 def _count(url: str, batch_id: str) -> int:
     return int(httpx.get(f"{url}/api/batches/{batch_id}", timeout=10).json()["participant_count"])
+
+
+def _count_is(url: str, batch_id: str, expected: int) -> Callable[[], object]:
+    def check() -> object:
+        n = _count(url, batch_id)
+        return True if n == expected else f"{n} participants"
+
+    return check
 
 
 def _open_edit_via_courses(page: Page, url: str, world: World, batch_id: str) -> None:
@@ -124,7 +133,7 @@ def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
 
     upload(s, batch_id, world.admin, world.teachers[:limit])
     process(s, engine)
-    _wait_for(f"{limit} participants", lambda: _count(dashboard, batch_id) == limit)
+    _wait_for(f"{limit} participants", _count_is(dashboard, batch_id, limit))
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     for name, open_edit in PATHS.items():
@@ -139,7 +148,7 @@ def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
 
     upload(s, batch_id, world.admin, [world.teachers[limit]])  # the backend has no limit
     process(s, engine)
-    _wait_for(f"{limit + 1} participants", lambda: _count(dashboard, batch_id) == limit + 1)
+    _wait_for(f"{limit + 1} participants", _count_is(dashboard, batch_id, limit + 1))
 
     for name, open_edit in PATHS.items():
         open_edit(page, dashboard, world, batch_id)
@@ -175,15 +184,15 @@ def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(
     expected = {u: (i % 101) for i, u in enumerate(world.teachers)}
     rows = [ProgressRow(0, batch_id, u, p, COMPLETED_AT if p == 100 else None, UPDATED_AT) for u, p in expected.items()]
     publish_progress(s, default_codec(), rows)
-    _wait_for(f"{BIG} participants", lambda: _count(dashboard, batch_id) == BIG)
+    _wait_for(f"{BIG} participants", _count_is(dashboard, batch_id, BIG))
 
-    def progress_in() -> bool:
+    def progress_in() -> object:
         with engine.connect() as conn:
             n = conn.execute(
                 text("SELECT count(*) FROM dash_progress WHERE group_id = :g AND batch_id = :b"),
                 {"g": s.dashboard_group, "b": batch_id},
             ).scalar_one()
-        return int(n) == BIG
+        return True if int(n) == BIG else f"{n} progress rows"
 
     _wait_for("progress of every participant", progress_in)
 

@@ -294,7 +294,20 @@ class LogSummary:
             "phase_shares": self.phase_shares(),
             "batch_seconds_median": statistics.median(self.batch_seconds) if self.batch_seconds else None,
             "batch_commands_median": statistics.median(self.batch_commands) if self.batch_commands else None,
+            "trend": self.trend(),
         }
+
+    def trend(self) -> dict[str, float | None]:
+        """Commands per busy second in the first and the last tenth of the batches (does it slow down?)."""
+        n = len(self.batch_seconds)
+        if n < 10:
+            return {}
+        k = max(1, n // 10)
+
+        def rate(sl: slice) -> float | None:
+            return ratio(float(sum(self.batch_commands[sl])), sum(self.batch_seconds[sl]))
+
+        return {"first_tenth_per_busy_s": rate(slice(0, k)), "last_tenth_per_busy_s": rate(slice(n - k, n))}
 
 
 def summarise_log(records: list[dict[str, Any]], uploads: set[str] | None = None) -> LogSummary:

@@ -157,6 +157,12 @@ def render(doc: Mapping[str, Any], targets: list[Target]) -> str:
                 f"   database ceiling (apply_commands alone, {ce['commands']:,} in chunks of {ce['chunk']:,}): "
                 f"{_n(ce['commands_per_s'], '{:,.0f}')} cmd/s ({_n(ce['seconds'])} s)"
             )
+            ns = ce.get("no_seqscan")
+            if ns:
+                add(
+                    f"   what-if, same step with SET LOCAL enable_seqscan = off: {_n(ns['commands_per_s'], '{:,.0f}')} "
+                    f"cmd/s ({_n(ratio(ns['commands_per_s'], ce['commands_per_s']))}x the step as it is)"
+                )
         t = _get(tp or {}, "commands_per_s")
         add(
             f"   processor / naive: {_n(ratio(t, _get(nv or {}, 'commands_per_s')), '{:,.1f}')}x   "
@@ -241,6 +247,12 @@ def _processor_lines(add: Any, run: Mapping[str, Any]) -> None:
         f"{_n(log['batch_seconds_median'], '{:.3f}')} s; every command ENROLLED: {run['all_enrolled']}; "
         f"peak RSS {_n(run['rss_mb'], '{:.0f}')} MB"
     )
+    tr = log.get("trend") or {}
+    if tr:
+        add(
+            f"   per busy second, first tenth of the batches {_n(tr['first_tenth_per_busy_s'], '{:,.0f}')} cmd/s, "
+            f"last tenth {_n(tr['last_tenth_per_busy_s'], '{:,.0f}')} cmd/s"
+        )
     if run.get("rss_profile_mb"):
         add(f"   RSS over the run (share of the run: MB): {_profile(run['rss_profile_mb'])}")
     add(

@@ -291,51 +291,73 @@ class Suite:
         return out
 
     def ceiling(self) -> dict[str, Any]:
+        """apply_commands alone on pre-built commands (no Kafka, no Avro), one transaction per chunk.
+
+        Also, as a what-if for the report (not the product): the same with ``SET LOCAL enable_seqscan = off``,
+        interleaved chunk by chunk on its own fresh batches, to show what the lookups' plans cost.
+        """
         v, w = self.vol, self.world
-        batches = w.make_batches("ceiling", math.ceil(v.ceiling_commands / v.batch_size))
         group, topic = f"bench-{w.token}-ceiling", f"bench{w.token}.ceiling.commands"
-        upload = f"bench-{w.token}-ceiling"
-        items: list[Positioned] = []
-        for i, (start, n) in enumerate(chunks(v.ceiling_commands, v.batch_size)):
-            for j in range(n):
-                line = start + j + 2
-                cmd = Command(
-                    command_id=f"{upload}:{line}",
-                    upload_id=f"{upload}-{i}",
-                    batch_id=batches[i],
-                    action=Action.ADD,
-                    identifier=w.state_id(3 * v.batch_size + start + j),
-                    id_type=IdType.STATE_ID,
-                    line=line,
-                    requested_by=w.admin,
-                    requested_at_ms=int(time.time() * 1000),
-                )
-                items.append(Positioned(cmd, i % w.partitions, start + j))
-        seconds: list[float] = []
-        enrolled = 0
-        for start, n in chunks(len(items), v.ceiling_chunk):
-            raw = w.engine.raw_connection()
-            try:
-                t0 = time.perf_counter()
-                cur = raw.cursor()
-                step = apply_commands(
-                    cur, items[start : start + n], w.base.ui_participant_limit, int(time.time() * 1000), topic, group
-                )
-                raw.commit()
-                seconds.append(time.perf_counter() - t0)
-                enrolled += sum(1 for r in step.recorded if r.reason == "ENROLLED")
-            finally:
-                raw.close()
-        total = sum(seconds)
+
+        def commands(variant: str, first_user: int) -> list[Positioned]:
+            batches = w.make_batches(f"ceiling-{variant}", math.ceil(v.ceiling_commands / v.batch_size))
+            upload = f"bench-{w.token}-ceiling-{variant}"
+            items: list[Positioned] = []
+            for i, (start, n) in enumerate(chunks(v.ceiling_commands, v.batch_size)):
+                for j in range(n):
+                    line = start + j + 2
+                    cmd = Command(
+                        command_id=f"{upload}:{line}",
+                        upload_id=f"{upload}-{i}",
+                        batch_id=batches[i],
+                        action=Action.ADD,
+                        identifier=w.state_id(first_user + start + j),
+                        id_type=IdType.STATE_ID,
+                        line=line,
+                        requested_by=w.admin,
+                        requested_at_ms=int(time.time() * 1000),
+                    )
+                    items.append(Positioned(cmd, i % w.partitions, start + j))
+            return items
+
+        variants = {"as-is": commands("plain", 3 * v.batch_size), "no-seqscan": commands("noseq", 5 * v.batch_size)}
+        seconds: dict[str, list[float]] = {k: [] for k in variants}
+        enrolled = dict.fromkeys(variants, 0)
+        for start, n in chunks(v.ceiling_commands, v.ceiling_chunk):
+            for variant, items in variants.items():
+                raw = w.engine.raw_connection()
+                try:
+                    t0 = time.perf_counter()
+                    cur = raw.cursor()
+                    if variant == "no-seqscan":
+                        cur.execute("SET LOCAL enable_seqscan = off")
+                    now = int(time.time() * 1000)
+                    step = apply_commands(cur, items[start : start + n], w.base.ui_participant_limit, now, topic, group)
+                    raw.commit()
+                    seconds[variant].append(time.perf_counter() - t0)
+                    enrolled[variant] += sum(1 for r in step.recorded if r.reason == "ENROLLED")
+                finally:
+                    raw.close()
+        total = sum(seconds["as-is"])
+        what_if = sum(seconds["no-seqscan"])
         out = {
             "commands": v.ceiling_commands,
             "chunk": v.ceiling_chunk,
             "seconds": total,
-            "chunk_s": spread(seconds),
+            "chunk_s": spread(seconds["as-is"]),
             "commands_per_s": v.ceiling_commands / total,
-            "all_enrolled": enrolled == v.ceiling_commands,
+            "all_enrolled": enrolled["as-is"] == v.ceiling_commands,
+            "no_seqscan": {
+                "seconds": what_if,
+                "chunk_s": spread(seconds["no-seqscan"]),
+                "commands_per_s": v.ceiling_commands / what_if,
+                "all_enrolled": enrolled["no-seqscan"] == v.ceiling_commands,
+            },
         }
-        say(f"ceiling: {v.ceiling_commands} commands in {total:.2f} s = {out['commands_per_s']:,.0f}/s")
+        say(
+            f"ceiling: {v.ceiling_commands} commands in {total:.2f} s = {out['commands_per_s']:,.0f}/s "
+            f"(what-if without seq scans: {v.ceiling_commands / what_if:,.0f}/s)"
+        )
         return out
 
     # ------------------------------------------------------------------------------------- 3. producer

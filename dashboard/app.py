@@ -44,6 +44,7 @@ from dashboard.models import (
     UploadOut,
 )
 from dashboard.readmodel import UploadRow, from_ms
+from dashboard.sunbird_api import sunbird_router
 from processor.codec import default_codec
 from processor.csvsafe import BOM
 from processor.domain.rules import is_authorized
@@ -235,6 +236,7 @@ def create_app(settings: Settings, engine: Engine, *, publisher: Publisher | Non
     app.state.engine = engine
     app.add_middleware(ServerTiming)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(sunbird_router(settings, engine))  # POST /v1/course/batch/users/add|remove
 
     def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("mentor", None)

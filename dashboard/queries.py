@@ -234,9 +234,9 @@ def existing_users(conn: Connection, state: str, user_ids: list[str]) -> set[str
 _UPLOADS = f"SELECT {UPLOAD_COLUMNS_MS} FROM dash_uploads WHERE group_id = :g"
 
 
-def uploads(conn: Connection, group: str, batch_id: str | None, limit: int = 100) -> list[UploadRow]:
+def uploads(conn: Connection, group: str, batch_id: str | None, max_rows: int = 100) -> list[UploadRow]:
     sql = _UPLOADS + (" AND batch_id = :b" if batch_id else "") + " ORDER BY first_seen_at DESC, upload_id LIMIT :lim"
-    rows = conn.execute(text(sql), {"g": group, "b": batch_id, "lim": limit}).all()
+    rows = conn.execute(text(sql), {"g": group, "b": batch_id, "lim": max_rows}).all()
     return [upload_row(r) for r in rows]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -42,16 +42,8 @@ class World:
 @contextmanager
 def private_topics(base: Settings, token: str, **overrides: Any) -> Iterator[Settings]:
     """Settings with topics and groups of their own (like the isolated_settings fixture, for any scope)."""
-    prefix = f"t{token}."
-    topics = Topics(
-        commands=prefix + "commands",
-        results=prefix + "results",
-        enrollment_events=prefix + "enrollment-events",
-        uploads=prefix + "uploads",
-        telemetry=prefix + "telemetry",
-        course_progress=prefix + "course-progress",
-        dead_letters=prefix + "dead-letters",
-    )
+    # Every topic the settings name gets the private prefix, including any added later to Topics.
+    topics = Topics(**{f.name: f"t{token}.{f.name.replace('_', '-')}" for f in fields(Topics)})
     settings = replace(
         base,
         topics=topics,

@@ -221,7 +221,7 @@ def test_refused_and_rejected_rows_with_report(
     upload_id = match.group(1)
     assert "complete" in shown
     assert "added (ENROLLED) 3" in shown
-    assert re.search(r"REJECTED +2 .*USER_INACTIVE\)? 1", shown) and "USER_NOT_FOUND) 1" in shown, shown
+    assert re.search(r"REJECTED +2 .*USER_INACTIVE 1", shown) and "USER_NOT_FOUND 1" in shown, shown
     assert "refused before publishing: 3" in shown
     assert "line 5: EMPTY_ID" in shown and "line 6: DUPLICATE_IN_FILE" in shown
     assert f"report: {report}" in shown

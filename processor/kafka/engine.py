@@ -117,7 +117,8 @@ def consumer_config(settings: Settings, group: str, instance_id: str | None) -> 
         "heartbeat.interval.ms": 1000,
         "max.poll.interval.ms": 300000,
         "fetch.wait.max.ms": 100,
-        "queued.max.messages.kbytes": 65536,
+        "queued.max.messages.kbytes": 16384,
+        "fetch.max.bytes": 16777216,
     }
     if instance_id:
         cfg["group.instance.id"] = instance_id

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from processor.store.imports import BATCH_COLUMNS, USER_COLUMNS
+
 __all__ = ["DEFAULT_SEED", "STATES", "UPLOAD_ROWS", "DemoFiles", "main", "write_demo_data"]
 
 DEFAULT_SEED = 20240917
@@ -80,18 +82,8 @@ LAST_NAMES: tuple[str, ...] = (
     "Shinde",
 )
 
-USER_HEADER = ("user_id", "state_id", "state", "name", "roles", "status")
-BATCH_HEADER = (
-    "batch_id",
-    "course_id",
-    "course_name",
-    "state",
-    "enrollment_type",
-    "status",
-    "start_date",
-    "end_date",
-    "mentors",
-)
+USER_HEADER = USER_COLUMNS
+BATCH_HEADER = BATCH_COLUMNS
 PROGRESS_HEADER = ("batch_id", "user_id", "progress", "completed_at")
 
 # (batch_id, course_id, course_name, state, enrollment_type, status, start_date, end_date, mentors)

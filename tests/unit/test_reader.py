@@ -306,14 +306,20 @@ def test_open_input_directory(tmp_path: Path) -> None:
     assert "directory" in info.value.message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
-def test_open_input_permission_denied(tmp_path: Path) -> None:
+def test_open_input_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "secret.csv"
     path.write_bytes(b"user_id\nu-1\n")
     path.chmod(0)
+
+    def denied(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    if os.geteuid() == 0:  # root reads any file: make open() answer as it would for anyone else
+        monkeypatch.setattr("builtins.open", denied)
     with pytest.raises(InputError) as info:
         open_input(str(path))
     assert info.value.reason == "UNREADABLE_FILE"
+    assert "permission denied" in info.value.message
 
 
 # --- streaming -----------------------------------------------------------------------------------------------

@@ -105,6 +105,12 @@ def render(doc: Mapping[str, Any], targets: list[Target]) -> str:
         f"{meta['seconds'] / 60:.1f} min"
     )
     add(f"   load average (1/5/15 min): start {meta['load_start']}, end {meta['load_end']}")
+    code = meta.get("code", {})
+    if code:
+        add(
+            f"   code measured: sha256 {code['sha256']} of {code['files']} files, "
+            f"newest {code['newest']} {code['newest_mtime']}"
+        )
     for name, info in meta["scenario_load"].items():
         add(f"     {name:<11} {info['s']:6.1f} s   load before {info['before'][0]:.2f}, after {info['after'][0]:.2f}")
 

@@ -26,6 +26,7 @@ missed with the ratio value/target.  --quick scales the volumes down (about 1–
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -436,6 +437,24 @@ class Suite:
         return {"commands": total, "wall_s": child.wall_s, "file": str(prof.relative_to(ROOT)), "top_tottime": top}
 
 
+def code_fingerprint() -> dict[str, Any]:
+    """Which code was measured (no git here): a hash of processor/, producer/ and schemas/, and the newest file."""
+    files = sorted(
+        p for d in ("processor", "producer", "schemas") for p in (ROOT / d).rglob("*") if p.suffix in (".py", ".avsc")
+    )
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(str(p.relative_to(ROOT)).encode())
+        digest.update(p.read_bytes())
+    newest = max(files, key=lambda p: p.stat().st_mtime)
+    return {
+        "sha256": digest.hexdigest()[:16],
+        "files": len(files),
+        "newest": str(newest.relative_to(ROOT)),
+        "newest_mtime": datetime.fromtimestamp(newest.stat().st_mtime, UTC).isoformat(timespec="seconds"),
+    }
+
+
 def keep_logs(work: Path, dest: Path) -> None:
     """Copies the run's logs (processor JSON logs, CLI output) to bench/results/logs/ for a closer look."""
     shutil.rmtree(dest, ignore_errors=True)
@@ -481,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "volumes": asdict(vol),
+        "code": code_fingerprint(),
         "load_start": measure.load(),
         "scenario_load": {},
     }

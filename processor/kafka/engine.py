@@ -118,6 +118,7 @@ def consumer_config(settings: Settings, group: str, instance_id: str | None) -> 
         "max.poll.interval.ms": 300000,
         "fetch.wait.max.ms": 100,
         "queued.max.messages.kbytes": 16384,
+        "queued.min.messages": 5000,
         "fetch.max.bytes": 16777216,
     }
     if instance_id:

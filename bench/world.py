@@ -7,7 +7,6 @@ Everything is named after one token (``bench<timestamp>``) so a run never touche
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import time
@@ -73,7 +72,7 @@ class World:
 
     @property
     def state(self) -> str:
-        return f"BENCH{self.token}"
+        return f"BENCH{self.token}".upper()  # the import upper-cases state codes
 
     @property
     def admin(self) -> str:
@@ -188,13 +187,31 @@ class World:
                 delete_topics(settings, self._ours(settings.topics.all()))
             except (KafkaException, RuntimeError) as exc:
                 problems.append(f"topics: {exc}")
-        admin = admin_client(self.base)
-        with contextlib.suppress(KafkaException, ValueError):
-            futures = admin.delete_consumer_groups(self.groups(), request_timeout=10)
-            for fut in futures.values():
-                with contextlib.suppress(KafkaException):
-                    fut.result()
+        left = self.delete_groups(self.groups())
+        if left:
+            problems.append(f"consumer groups not deleted: {left}")
         return problems
+
+    def delete_groups(self, groups: list[str], timeout_s: float = 20.0) -> list[str]:
+        """Deletes consumer groups; a static member stays in its group for session.timeout.ms after it stops,
+        so a NON_EMPTY_GROUP is retried for a while.  Returns the groups still there."""
+        admin = admin_client(self.base)
+        pending = [g for g in groups if g.startswith(f"bench-{self.token}")]
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            futures = admin.delete_consumer_groups(pending, request_timeout=10)
+            retry: list[str] = []
+            for group, fut in futures.items():
+                try:
+                    fut.result()
+                except KafkaException as exc:
+                    if exc.args[0].name() == "NON_EMPTY_GROUP":
+                        retry.append(group)
+            pending = retry
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        return pending
 
 
 def chunks(n: int, size: int) -> Iterator[tuple[int, int]]:

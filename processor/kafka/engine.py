@@ -117,9 +117,11 @@ def consumer_config(settings: Settings, group: str, instance_id: str | None) -> 
         "heartbeat.interval.ms": 1000,
         "max.poll.interval.ms": 300000,
         "fetch.wait.max.ms": 100,
-        "queued.max.messages.kbytes": 16384,
-        "queued.min.messages": 5000,
-        "fetch.max.bytes": 16777216,
+        # Read ahead little: over a 1M-command backlog this keeps the processor near 150 MB instead of ~460 MB
+        # (measured in bench/), at about the same speed.
+        "queued.max.messages.kbytes": 4096,
+        "queued.min.messages": 10000,
+        "fetch.max.bytes": 1048576,
     }
     if instance_id:
         cfg["group.instance.id"] = instance_id

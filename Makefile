@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint test-deps stack-up stack-down stack-reset bench
+.PHONY: install demo test lint test-deps stack-up stack-down stack-reset bench bench-quick
 
 $(BIN)/participants: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,5 +43,10 @@ test: stack-up lint test-deps
 	$(BIN)/pytest -q -p no:cacheprovider tests; rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# Benchmarks (medians and ratios against baselines measured in the same run); `make bench-quick` for a smoke run.
 bench: stack-up
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.dashboard_bench
+
+bench-quick: stack-up
+	$(BIN)/python -m bench.run --quick

@@ -25,7 +25,7 @@ from processor.domain.model import Batch, Command, Decision, IdType, Reason, Use
 from processor.domain.outputs import Recorded, result_record
 from processor.domain.rules import Snapshot, decide
 from processor.settings import Settings
-from processor.store.step import command_from_record
+from processor.store.step import Positioned, command_from_record, recorded_from
 
 _LEDGER_INSERT = """
 INSERT INTO command_ledger (command_id, upload_id, batch_id, kafka_topic, group_id, kafka_partition, kafka_offset,
@@ -167,31 +167,8 @@ def apply_one(cur: Any, cmd: Command, partition: int, offset: int, topic: str, g
 
 
 def recorded(d: Decision, partition: int, offset: int, state: str | None, now_ms: int) -> Recorded:
-    c = d.command
-    return Recorded(
-        command_id=c.command_id,
-        upload_id=c.upload_id,
-        batch_id=c.batch_id,
-        kafka_partition=partition,
-        kafka_offset=offset,
-        line=c.line,
-        identifier=c.identifier,
-        id_type=c.id_type.value,
-        action=c.action.value,
-        outcome=d.outcome.value,
-        reason=d.reason.value,
-        message=d.message,
-        user_id=d.user_id,
-        course_id=d.course_id,
-        state=state,
-        participant_count=d.participant_count,
-        dry_run=c.dry_run,
-        source=c.source.value,
-        requested_by=c.requested_by,
-        processed_at_ms=now_ms,
-        origin_upload_id=c.origin_upload_id,
-        origin_line=c.origin_line,
-    )
+    """The same ledger row as the real processor's."""
+    return recorded_from(d, Positioned(d.command, partition, offset), state, now_ms)
 
 
 def run_naive(settings: Settings, engine: Engine, codec: Codec, total: int, timeout_s: float = 600.0) -> NaiveStats:

@@ -184,7 +184,8 @@ _LEDGER_COLUMNS = (
 )
 
 
-def _recorded(d: Decision, p: Positioned, state: str | None, now_ms: int) -> Recorded:
+def recorded_from(d: Decision, p: Positioned, state: str | None, now_ms: int) -> Recorded:
+    """The ledger row of a decision (also what its outputs are built from)."""
     c = d.command
     return Recorded(
         command_id=c.command_id,
@@ -255,7 +256,7 @@ def apply_commands(
     last_enrol: dict[tuple[str, str], Recorded] = {}
     for d, p in zip(decisions, fresh, strict=True):
         batch = snapshot.batches.get(d.command.batch_id)
-        rec = _recorded(d, p, batch.state if batch else None, now_ms)
+        rec = recorded_from(d, p, batch.state if batch else None, now_ms)
         out.recorded.append(rec)
         write(
             f"{_t(rec.command_id)}\t{_t(rec.upload_id)}\t{_t(rec.batch_id)}\t{topic_cell}\t{group_cell}\t"

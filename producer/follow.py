@@ -132,6 +132,8 @@ class ResultFollower:
                 "group.id": f"follow-{uuid.uuid4()}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
+                # Start offsets are explicit; should one ever be out of range, re-read rather than skip.
+                "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": 50,
                 "log_level": 0,  # librdkafka's own log lines are noise for a CLI; failures raise below
             }

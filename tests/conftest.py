@@ -94,3 +94,16 @@ def isolated_settings(base_settings: Settings, unique: str) -> Iterator[Settings
     create_topics(settings, topic_specs(settings))
     yield settings
     delete_topics(settings, topics.all())
+
+
+@pytest.fixture(autouse=True)
+def _reap_processors() -> Iterator[None]:
+    """No processor started by a test outlives it (a failed assertion must not leave one running)."""
+    yield
+    from tests.integration.helpers import STARTED
+
+    for proc in STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    STARTED.clear()

@@ -23,6 +23,7 @@ from producer.reader import InputRow, RefusedRow
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTICIPANTS = str(ROOT / ".venv" / "bin" / "participants")
+STARTED: list[subprocess.Popen[bytes]] = []  # reaped after each test, even one that failed half-way
 
 
 class World:
@@ -140,7 +141,9 @@ def start_processor(
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child process
     full_env = env_for(settings)
     full_env.update(env or {})
-    return subprocess.Popen([PARTICIPANTS, "process", *extra], env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([PARTICIPANTS, "process", *extra], env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    STARTED.append(proc)
+    return proc
 
 
 def cli(settings: Settings, *args: str, input_bytes: bytes | None = None, timeout: float = 300) -> Any:

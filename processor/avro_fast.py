@@ -13,6 +13,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+
+class UnsupportedSchema(ValueError):
+    """A schema construct the generator does not handle (refused when the codec is built, never at run time)."""
+
+
 Encoder = Callable[[dict[str, Any]], bytes]
 Decoder = Callable[[bytes, int], tuple[dict[str, Any], int]]
 
@@ -109,7 +114,7 @@ class _Gen:
                 L(f"{ind}    a({_SMALL[1 - null_idx]!r})")
                 self.enc(other, v, ind + "    ")
                 return
-            raise NotImplementedError("only [null, T] unions are generated")
+            raise UnsupportedSchema("only [null, T] unions are generated")
         t = schema if isinstance(schema, str) else schema["type"]
         if isinstance(schema, dict) and schema.get("logicalType") == "timestamp-millis":
             L(f"{ind}a(_long(_ts({expr})))")
@@ -159,7 +164,7 @@ class _Gen:
             self.enc(schema["values"], item, ind + "        ")
             L(f"{ind}a(b'\\x00')")
         else:
-            raise NotImplementedError(f"type {t!r}")
+            raise UnsupportedSchema(f"type {t!r}")
 
     # -------------------------------------------------------------- decoding
     def read_long(self, target: str, ind: str) -> None:
@@ -190,7 +195,7 @@ class _Gen:
                 L(f"{ind}else:")
                 L(f"{ind}    raise ValueError('union branch index out of range')")
                 return
-            raise NotImplementedError("only [null, T] unions are generated")
+            raise UnsupportedSchema("only [null, T] unions are generated")
         t = schema if isinstance(schema, str) else schema["type"]
         if isinstance(schema, dict) and schema.get("logicalType") == "timestamp-millis":
             n = self.var("n")
@@ -248,7 +253,7 @@ class _Gen:
                 L(f"{ind}        {out}[{k}] = {tmp}")
             L(f"{ind}{target} = {out}")
         else:
-            raise NotImplementedError(f"type {t!r}")
+            raise UnsupportedSchema(f"type {t!r}")
 
 
 def compile_encoder(parsed: Any) -> Encoder:

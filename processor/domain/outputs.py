@@ -110,6 +110,19 @@ def changelog_record(r: Recorded) -> tuple[bytes, dict[str, Any] | None] | None:
     }
 
 
+def _context(state: str | None, cdata: list[dict[str, str]], rollup: dict[str, str]) -> dict[str, Any]:
+    """The telemetry v3 context of our events: the state is the channel, the module is Course."""
+    return {
+        "channel": state or "",
+        "pdata": dict(PDATA),
+        "env": "Course",
+        "sid": None,
+        "did": None,
+        "cdata": cdata,
+        "rollup": rollup,
+    }
+
+
 def audit_record(r: Recorded) -> dict[str, Any] | None:
     """Sunbird AUDIT event for an enrolment change: the learner is the object (rolled up to the course),
     the batch is in cdata, as in Sunbird's own course-enrolment audit events."""
@@ -123,19 +136,15 @@ def audit_record(r: Recorded) -> dict[str, Any] | None:
         "ver": "3.0",
         "mid": f"AUDIT:{r.command_id}",
         "actor": {"id": r.requested_by, "type": "User"},
-        "context": {
-            "channel": r.state or "",
-            "pdata": dict(PDATA),
-            "env": "Course",
-            "sid": None,
-            "did": None,
-            "cdata": [
+        "context": _context(
+            r.state,
+            [
                 {"id": r.batch_id, "type": "CourseBatch"},
                 {"id": r.upload_id, "type": "Upload"},
                 {"id": r.source, "type": "Source"},
             ],
-            "rollup": {"l1": r.course_id or ""},
-        },
+            {"l1": r.course_id or ""},
+        ),
         "object": {"id": r.user_id, "type": "User", "ver": None, "rollup": {"l1": r.course_id or ""}},
         "edata": {
             "type": "course-enroll" if enrolled else "course-unenroll",
@@ -207,15 +216,9 @@ def log_record(u: UploadInfo) -> dict[str, Any]:
         "ver": "3.0",
         "mid": f"LOG:{u.upload_id}",
         "actor": {"id": u.requested_by, "type": "User"},
-        "context": {
-            "channel": u.state or "",
-            "pdata": dict(PDATA),
-            "env": "Course",
-            "sid": None,
-            "did": None,
-            "cdata": [{"id": u.batch_id, "type": "CourseBatch"}, {"id": u.upload_id, "type": "Upload"}],
-            "rollup": {},
-        },
+        "context": _context(
+            u.state, [{"id": u.batch_id, "type": "CourseBatch"}, {"id": u.upload_id, "type": "Upload"}], {}
+        ),
         "object": {"id": u.batch_id, "type": "CourseBatch", "ver": None, "rollup": {}},
         "edata": {
             "type": "upload-summary",

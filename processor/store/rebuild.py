@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from processor.codec import Codec, DecodeError
 from processor.kafka.topic_reader import read_all
 from processor.settings import Settings
-from processor.store.step import _t
+from processor.store.step import copy_cell
 
 
 class StoreNotEmpty(Exception):
@@ -105,8 +105,8 @@ def rebuild(settings: Settings, engine: Engine, codec: Codec) -> RebuildReport:
             if rec is None:
                 continue
             buf.write(
-                f"{_t(rec['batch_id'])}\t{_t(rec['user_id'])}\t{_t(rec['added_via'])}\t{_iso(rec['enrolled_at'])}\t"
-                f"{_t(rec['enrolled_by'])}\t{_t(rec['command_id'])}\n"
+                f"{copy_cell(rec['batch_id'])}\t{copy_cell(rec['user_id'])}\t{copy_cell(rec['added_via'])}\t{_iso(rec['enrolled_at'])}\t"
+                f"{copy_cell(rec['enrolled_by'])}\t{copy_cell(rec['command_id'])}\n"
             )
             report.enrolments += 1
         buf.seek(0)
@@ -124,7 +124,7 @@ def rebuild(settings: Settings, engine: Engine, codec: Codec) -> RebuildReport:
         for r in _decoded(read_all(settings, settings.topics.results), codec, "CommandResult", report):
             buf.write(
                 "\t".join(
-                    _t(v)
+                    copy_cell(v)
                     for v in (
                         r["command_id"],
                         r["upload_id"],

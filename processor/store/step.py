@@ -30,7 +30,7 @@ SEP = "\x1f"
 _ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _t(value: object) -> str:
+def copy_cell(value: object) -> str:
     """COPY text-format cell."""
     if value is None:
         return "\\N"
@@ -250,7 +250,7 @@ def apply_commands(
 
     ledger = io.StringIO()
     write = ledger.write
-    topic_cell, group_cell = _t(topic), _t(group)
+    topic_cell, group_cell = copy_cell(topic), copy_cell(group)
     processed_at = _iso(now_ms)
     removed: set[tuple[str, str]] = set()
     last_enrol: dict[tuple[str, str], Recorded] = {}
@@ -259,12 +259,12 @@ def apply_commands(
         rec = recorded_from(d, p, batch.state if batch else None, now_ms)
         out.recorded.append(rec)
         write(
-            f"{_t(rec.command_id)}\t{_t(rec.upload_id)}\t{_t(rec.batch_id)}\t{topic_cell}\t{group_cell}\t"
+            f"{copy_cell(rec.command_id)}\t{copy_cell(rec.upload_id)}\t{copy_cell(rec.batch_id)}\t{topic_cell}\t{group_cell}\t"
             f"{rec.kafka_partition}\t"
-            f"{rec.kafka_offset}\t{rec.line}\t{_t(rec.identifier)}\t{rec.id_type}\t{rec.action}\t{rec.outcome}\t"
-            f"{rec.reason}\t{_t(rec.message)}\t{_t(rec.user_id)}\t{_t(rec.course_id)}\t{_t(rec.participant_count)}\t"
-            f"{'t' if rec.dry_run else 'f'}\t{rec.source}\t{_t(rec.requested_by)}\t{processed_at}\t"
-            f"{_t(rec.origin_upload_id)}\t{_t(rec.origin_line)}\n"
+            f"{rec.kafka_offset}\t{rec.line}\t{copy_cell(rec.identifier)}\t{rec.id_type}\t{rec.action}\t{rec.outcome}\t"
+            f"{rec.reason}\t{copy_cell(rec.message)}\t{copy_cell(rec.user_id)}\t{copy_cell(rec.course_id)}\t{copy_cell(rec.participant_count)}\t"
+            f"{'t' if rec.dry_run else 'f'}\t{rec.source}\t{copy_cell(rec.requested_by)}\t{processed_at}\t"
+            f"{copy_cell(rec.origin_upload_id)}\t{copy_cell(rec.origin_line)}\n"
         )
         if rec.change == "UNENROLLED" and rec.user_id is not None:
             removed.add((rec.batch_id, rec.user_id))
@@ -286,8 +286,8 @@ def apply_commands(
         buf = io.StringIO()
         for rec in inserts:
             buf.write(
-                f"{_t(rec.batch_id)}\t{_t(rec.user_id)}\t{'ui' if rec.source == 'UI' else 'backend'}\t"
-                f"{_iso(now_ms)}\t{_t(rec.requested_by)}\t{_t(rec.command_id)}\n"
+                f"{copy_cell(rec.batch_id)}\t{copy_cell(rec.user_id)}\t{'ui' if rec.source == 'UI' else 'backend'}\t"
+                f"{_iso(now_ms)}\t{copy_cell(rec.requested_by)}\t{copy_cell(rec.command_id)}\n"
             )
         buf.seek(0)
         cur.copy_expert(

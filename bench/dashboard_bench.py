@@ -37,9 +37,9 @@ from dashboard.app import create_app
 from dashboard.readmodel import MembershipEvent, ProgressUpdate
 from dashboard.readstore import apply_batch, clear
 from dashboard.rules import CSV_HEADER, csv_row
-from processor.csvsafe import BOM
-from processor.settings import Settings
-from processor.store.imports import import_batches, import_users
+from enrolment.csvsafe import BOM
+from enrolment.settings import Settings
+from processor.imports import import_batches, import_users
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -4,7 +4,7 @@ What a first implementation usually looks like: for every message, decode it, ru
 (ledger check; batch, mentors, requester, user and membership looked up with single-row queries; insert the
 ledger row; insert or delete the enrolment; update the count; COMMIT), produce its result with a plain
 idempotent producer, then commit the consumer offset of that one message synchronously.  The rules are the
-same (``processor.domain.rules.decide`` on a Snapshot built from those lookups) and so is the result record;
+same (``enrolment.domain.rules.decide`` on a Snapshot built from those lookups) and so is the result record;
 it emits only the result (not the enrolment event and telemetry the real processor also publishes), which
 favours the baseline.  Seals are skipped (offset committed, nothing else).
 """
@@ -20,12 +20,12 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from sqlalchemy import Engine
 
-from processor.codec import Codec
-from processor.domain.model import Batch, Command, Decision, IdType, Reason, User
-from processor.domain.outputs import Recorded, result_record
-from processor.domain.rules import Snapshot, decide
-from processor.settings import Settings
-from processor.store.step import Positioned, command_from_record, recorded_from
+from enrolment.domain.model import Batch, Command, Decision, IdType, Reason, User
+from enrolment.domain.outputs import Recorded, result_record
+from enrolment.domain.rules import Snapshot, decide
+from enrolment.messages.codec import Codec
+from enrolment.settings import Settings
+from enrolment.store.step import Positioned, command_from_record, recorded_from
 
 _LEDGER_INSERT = """
 INSERT INTO command_ledger (command_id, upload_id, batch_id, kafka_topic, group_id, kafka_partition, kafka_offset,

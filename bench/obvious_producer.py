@@ -22,7 +22,7 @@ import uuid
 import fastavro
 from confluent_kafka import KafkaError, Message, Producer
 
-from processor.codec import MARKER, default_codec
+from enrolment.messages.codec import MARKER, default_codec
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ partitions), consumer groups, state, users and batches, and removes all of them 
 2. throughput  commands published up front (4k per batch), then `participants process --until-idle`: the span
                from the first "partitions assigned" to the last "batch applied" log line, and the sum of each
                batch's phases.  Baseline: the naive processor (bench/naive.py) on its own sample; and the
-               database ceiling: processor.store.step.apply_commands alone on pre-built commands.
+               database ceiling: enrolment.store.step.apply_commands alone on pre-built commands.
 3. producer    `participants add ... FILE` (no --wait) of a large CSV: wall time to acknowledged publish and
                peak RSS.  Baseline: bench/obvious_producer.py (csv.DictReader + fastavro.schemaless_writer + a
                plain Producer) on the same file, also a child process; the reader alone is shown as the floor.
@@ -54,12 +54,12 @@ from bench.measure import Background, ratio, run_child, run_until_marker, spread
 from bench.naive import run_naive
 from bench.report import Target, render, targets_from
 from bench.world import PARTICIPANTS, PYTHON, ROOT, World, chunks
-from processor.codec import Codec, default_codec
-from processor.domain.model import Action, Command, IdType
-from processor.settings import Settings
-from processor.store.step import Positioned, apply_commands
+from enrolment.domain.model import Action, Command, IdType
+from enrolment.files import InputRow, RefusedRow, read_participants
+from enrolment.messages.codec import Codec, default_codec
+from enrolment.settings import Settings
+from enrolment.store.step import Positioned, apply_commands
 from producer.publish import UploadRequest, publish_upload
-from producer.reader import InputRow, RefusedRow, read_participants
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCENARIOS = ("latency", "throughput", "naive", "ceiling", "producer", "memory")

@@ -17,9 +17,9 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from sqlalchemy import Engine
 
-from processor.admin.topics import admin_client, create_topics, delete_topics, topic_specs
-from processor.settings import Settings, Topics
-from processor.store.imports import import_batches, import_users
+from enrolment.kafka.admin import admin_client, create_topics, delete_topics, topic_specs
+from enrolment.settings import Settings, Topics
+from processor.imports import import_batches, import_users
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTICIPANTS = str(ROOT / ".venv" / "bin" / "participants")

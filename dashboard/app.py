@@ -45,13 +45,13 @@ from dashboard.models import (
 )
 from dashboard.readmodel import UploadRow, from_ms
 from dashboard.sunbird_api import sunbird_router
-from processor.codec import default_codec
-from processor.csvsafe import BOM
-from processor.domain.rules import is_authorized
-from processor.settings import Settings
+from enrolment.csvsafe import BOM
+from enrolment.domain.rules import is_authorized
+from enrolment.files import InputRow
+from enrolment.messages.codec import default_codec
+from enrolment.settings import Settings
 from producer.follow import UploadStatus
 from producer.publish import BrokerUnavailable, UploadRequest, publish_upload
-from producer.reader import InputRow
 
 log = logging.getLogger("dashboard.app")
 

@@ -41,7 +41,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def _require_read_model(engine: Any) -> None:
     from dashboard.queries import read_model_ready
-    from processor.cli import EXIT_INPUT, UserError
+    from participants.cli import EXIT_INPUT, UserError
 
     with engine.connect() as conn:
         if not read_model_ready(conn):
@@ -50,8 +50,8 @@ def _require_read_model(engine: Any) -> None:
 
 def cmd_dashboard(args: argparse.Namespace, settings: Any) -> int:
     from dashboard.server import DashboardServer
-    from processor import logs
-    from processor.cli import EXIT_INPUT, EXIT_OK, UserError, _engine
+    from enrolment import logs
+    from participants.cli import EXIT_INPUT, EXIT_OK, UserError, _engine
 
     logs.setup(args.log_level)
     engine = _engine(settings)
@@ -72,9 +72,9 @@ def cmd_dashboard(args: argparse.Namespace, settings: Any) -> int:
 
 def cmd_dashboard_rebuild(args: argparse.Namespace, settings: Any) -> int:
     from dashboard.consumer import NotCaughtUp, rebuild
-    from processor import logs
-    from processor.cli import EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, UserError, _engine
-    from processor.codec import default_codec
+    from enrolment import logs
+    from enrolment.messages.codec import default_codec
+    from participants.cli import EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, UserError, _engine
 
     logs.setup(args.log_level)
     engine = _engine(settings)
@@ -108,8 +108,8 @@ def cmd_dashboard_rebuild(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_progress_publish(args: argparse.Namespace, settings: Any) -> int:
-    from processor.cli import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, UserError, _open_binary
-    from processor.codec import default_codec
+    from enrolment.messages.codec import default_codec
+    from participants.cli import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, UserError, _open_binary
     from producer.progress import ProgressFileError, format_report, publish_progress, read_progress
     from producer.publish import BrokerUnavailable
 

@@ -22,8 +22,8 @@ from sqlalchemy import Engine
 from dashboard import readstore
 from dashboard.readmodel import Message as ModelMessage
 from dashboard.readmodel import from_record
-from processor.codec import Codec, DecodeError
-from processor.settings import Settings
+from enrolment.messages.codec import Codec, DecodeError
+from enrolment.settings import Settings
 
 log = logging.getLogger("dashboard.consumer")
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, text
 from dashboard.readmodel import UploadRow
 from dashboard.readstore import UPLOAD_COLUMNS_MS, upload_row
 from dashboard.rules import TableQuery, like_pattern
-from processor.domain.model import Batch, User
+from enrolment.domain.model import Batch, User
 
 
 @dataclass(frozen=True, slots=True)

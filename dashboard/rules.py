@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from processor.csvsafe import cell
+from enrolment.csvsafe import cell
 
 EDIT_LIMIT_MESSAGE = "Please contact your state admin to add or remove participants from this batch"
 OPEN_STATUSES = frozenset({"upcoming", "ongoing"})

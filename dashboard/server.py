@@ -15,8 +15,8 @@ from sqlalchemy import Engine
 
 from dashboard.app import Publisher, create_app
 from dashboard.consumer import ReadModelConsumer
-from processor.codec import default_codec
-from processor.settings import Settings
+from enrolment.messages.codec import default_codec
+from enrolment.settings import Settings
 
 log = logging.getLogger("dashboard.server")
 

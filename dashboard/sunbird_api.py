@@ -17,14 +17,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
-from processor.codec import default_codec
-from processor.domain.model import Batch, User
-from processor.domain.rules import is_authorized
-from processor.domain.sunbird import BadRequest, envelope, parse_request, user_result
-from processor.settings import Settings
+from enrolment.domain.model import Batch, User
+from enrolment.domain.rules import is_authorized
+from enrolment.domain.sunbird import BadRequest, envelope, parse_request, user_result
+from enrolment.files import InputRow
+from enrolment.messages.codec import default_codec
+from enrolment.settings import Settings
 from producer.follow import ResultFollower, UploadStatus
 from producer.publish import BrokerUnavailable, UploadRequest, publish_upload
-from producer.reader import InputRow
 
 API_IDS = {"add": "api.course.batch.users.add", "remove": "api.course.batch.users.remove"}
 OPENAPI = {

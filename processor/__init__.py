@@ -1,1 +1,1 @@
-"""Bulk enrolment stream processor: domain rules, store, Kafka adapters and the CLI."""
+"""The processor app: a consumer group applying commands exactly once; recovery, replay, rebuild, imports."""

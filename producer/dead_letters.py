@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from processor.settings import Settings
+from enrolment.settings import Settings
 from producer.publish import BrokerUnavailable, check_broker, producer_config
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from producer.reader import IdType, InputRow, RefusedRow
+from enrolment.files import IdType, InputRow, RefusedRow
 
 UNDO_DRIFT = "CHANGED_SINCE"
 

@@ -11,11 +11,11 @@ from typing import Any, TextIO
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from processor.codec import Codec, DecodeError
-from processor.csvsafe import BOM, cell
-from processor.settings import Settings
+from enrolment.csvsafe import BOM, cell
+from enrolment.files import RefusedRow
+from enrolment.messages.codec import Codec, DecodeError
+from enrolment.settings import Settings
 from producer.publish import BrokerUnavailable, Progress
-from producer.reader import RefusedRow
 
 REASON_WORDS = {
     "ENROLLED": "added",

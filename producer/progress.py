@@ -22,8 +22,8 @@ from typing import Any, BinaryIO
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from processor.codec import Codec
-from processor.settings import Settings
+from enrolment.messages.codec import Codec
+from enrolment.settings import Settings
 from producer.publish import BrokerUnavailable, producer_config
 
 REQUIRED = ("batch_id", "user_id", "progress", "completed_at")

@@ -16,9 +16,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from processor.codec import Codec
-from processor.settings import Settings
-from producer.reader import InputRow, RefusedRow
+from enrolment.files import InputRow, RefusedRow
+from enrolment.messages.codec import Codec
+from enrolment.settings import Settings
 
 
 class BrokerUnavailable(Exception):

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from processor.admin.topics import create_topics, delete_topics, topic_specs
-from processor.settings import Settings, Topics
-from processor.store import migrate
+from enrolment.kafka.admin import create_topics, delete_topics, topic_specs
+from enrolment.settings import Settings, Topics
+from enrolment.store import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 

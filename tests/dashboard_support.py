@@ -16,13 +16,13 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from dashboard.consumer import ReadModelConsumer, Stats
-from processor.admin.topics import create_topics, delete_topics, topic_specs
-from processor.codec import default_codec
-from processor.kafka.engine import Processor
-from processor.settings import Settings, Topics
-from processor.store.imports import import_batches, import_users
+from enrolment.files import InputRow
+from enrolment.kafka.admin import create_topics, delete_topics, topic_specs
+from enrolment.messages.codec import default_codec
+from enrolment.settings import Settings, Topics
+from processor.engine import Processor
+from processor.imports import import_batches, import_users
 from producer.publish import UploadRequest, publish_upload
-from producer.reader import InputRow
 
 
 @dataclass(frozen=True)

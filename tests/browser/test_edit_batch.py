@@ -22,8 +22,8 @@ from sqlalchemy import Engine, text
 
 from dashboard.rules import EDIT_LIMIT_MESSAGE
 from dashboard.server import DashboardServer
-from processor.codec import default_codec
-from processor.settings import Settings
+from enrolment.messages.codec import default_codec
+from enrolment.settings import Settings
 from producer.progress import ProgressRow, publish_progress
 from tests.dashboard_support import World, cleanup_world, make_world, private_topics, process, upload
 

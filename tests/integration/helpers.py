@@ -14,12 +14,12 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, text
 
-from processor.codec import default_codec
-from processor.kafka.engine import Processor
-from processor.settings import Settings
-from processor.store.imports import import_batches, import_users
+from enrolment.files import InputRow, RefusedRow
+from enrolment.messages.codec import default_codec
+from enrolment.settings import Settings
+from processor.engine import Processor
+from processor.imports import import_batches, import_users
 from producer.publish import Published, UploadRequest, publish_upload
-from producer.reader import InputRow, RefusedRow
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTICIPANTS = str(ROOT / ".venv" / "bin" / "participants")

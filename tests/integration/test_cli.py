@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from processor.settings import Settings
+from enrolment.settings import Settings
 from tests.integration.helpers import PARTICIPANTS, World, cli, env_for, read_topic, start_processor
 
 pytestmark = pytest.mark.integration

@@ -20,11 +20,11 @@ from sqlalchemy import Engine, text
 from dashboard.app import create_app, kafka_publisher
 from dashboard.consumer import ReadModelConsumer, rebuild
 from dashboard.rules import EDIT_LIMIT_MESSAGE
-from processor import cli
-from processor.codec import default_codec
-from processor.demo_data import write_demo_data
-from processor.settings import Settings
-from processor.store.imports import import_users
+from enrolment.messages.codec import default_codec
+from enrolment.settings import Settings
+from participants import cli
+from participants.demo_data import write_demo_data
+from processor.imports import import_users
 from producer.progress import ProgressRow, publish_progress
 from producer.publish import UploadRequest
 from tests.dashboard_support import World, catch_up, cleanup_world, make_world, process, read_model_content, upload

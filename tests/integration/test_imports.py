@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Connection, Engine, text
 
-from processor.store.imports import (
+from processor.imports import (
     ImportFileError,
     ImportReport,
     RowError,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from processor.settings import Settings
-from producer.reader import InputRow, RefusedRow
+from enrolment.files import InputRow, RefusedRow
+from enrolment.settings import Settings
 from tests.integration.helpers import World, process, publish, read_topic, rows, start_processor
 
 pytestmark = pytest.mark.integration
@@ -114,7 +114,7 @@ def test_same_command_twice_and_full_replay_change_nothing(
     items: list[InputRow | RefusedRow] = rows([world.state_id(n) for n in range(300)])
     up = publish(s, batch, world.admin, items)
     # The same upload id and lines again: the same command ids delivered a second time.
-    from processor.codec import default_codec
+    from enrolment.messages.codec import default_codec
     from producer.publish import UploadRequest, publish_upload
 
     publish_upload(s, default_codec(), UploadRequest(batch, "ADD", world.admin, upload_id=up.upload_id), items[:100])

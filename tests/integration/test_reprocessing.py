@@ -13,11 +13,11 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import Engine, create_engine, text
 
-from processor.codec import Codec, default_codec
-from processor.kafka.engine import Processor
-from processor.settings import Settings
-from processor.store import migrate
-from processor.store.imports import import_users
+from enrolment.messages.codec import Codec, default_codec
+from enrolment.settings import Settings
+from enrolment.store import migrate
+from processor.engine import Processor
+from processor.imports import import_users
 from tests.integration.helpers import ROOT, World, cli, process, publish, read_topic, rows, start_processor
 
 pytestmark = pytest.mark.integration
@@ -253,6 +253,6 @@ def test_dead_letter_replayed_after_fix_is_applied_once(
 
 
 def read_topic_raw_headers(s: Settings) -> list[dict[str, str]]:
-    from processor.kafka.topic_reader import read_all
+    from enrolment.kafka.topic_reader import read_all
 
     return [{k: v.decode() for k, v in (m.headers() or [])} for m in read_all(s, s.topics.dead_letters)]

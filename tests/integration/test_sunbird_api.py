@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from dashboard.sunbird_api import create_token, sunbird_router
-from processor.settings import Settings
+from enrolment.settings import Settings
 from tests.integration.helpers import World, start_processor
 
 pytestmark = pytest.mark.integration

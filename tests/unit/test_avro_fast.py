@@ -1,4 +1,4 @@
-"""The generated Avro encoders/decoders (processor.avro_fast) against fastavro, the reference.
+"""The generated Avro encoders/decoders (enrolment.messages.avro_fast) against fastavro, the reference.
 
 Encoders must be byte-identical to fastavro.schemaless_writer and decoders must return what
 fastavro.schemaless_reader returns, for every schema in schemas/ over many generated records.
@@ -16,8 +16,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from processor.avro_fast import UnsupportedSchema, _long, _read_long, compile_decoder, compile_encoder
-from processor.codec import SCHEMA_DIR
+from enrolment.messages.avro_fast import UnsupportedSchema, _long, _read_long, compile_decoder, compile_encoder
+from enrolment.messages.codec import SCHEMA_DIR
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SCHEMA_PATHS = sorted(SCHEMA_DIR.glob("*.avsc"))

@@ -1,4 +1,4 @@
-"""Avro single-object encoding (processor.codec): header, round trips, schema evolution, corrupt input."""
+"""Avro single-object encoding (enrolment.messages.codec): header, round trips, schema evolution, corrupt input."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from processor.avro_fast import _long
-from processor.codec import HEADER_LEN, MARKER, SCHEMA_DIR, Codec, DecodeError, crc64_avro, default_codec
-from processor.domain.model import Action, Command, IdType, Source
-from processor.store.step import command_from_record
+from enrolment.domain.model import Action, Command, IdType, Source
+from enrolment.messages.avro_fast import _long
+from enrolment.messages.codec import HEADER_LEN, MARKER, SCHEMA_DIR, Codec, DecodeError, crc64_avro, default_codec
+from enrolment.store.step import command_from_record
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T0 = 1_717_171_717_171  # 2024-05-31T16:08:37.171Z

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from processor.settings import Settings
+from enrolment.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""CSV cells safe to open in a spreadsheet (processor.csvsafe): formulas are neutralised."""
+"""CSV cells safe to open in a spreadsheet (enrolment.csvsafe): formulas are neutralised."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from processor.csvsafe import BOM, cell
+from enrolment.csvsafe import BOM, cell
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from processor.demo_data import write_demo_data
+from participants.demo_data import write_demo_data
 from producer.progress import (
     ProgressFileError,
     ProgressRow,

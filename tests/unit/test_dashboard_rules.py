@@ -25,7 +25,7 @@ from dashboard.rules import (
     plan_edit,
     table_query,
 )
-from processor.settings import Settings
+from enrolment.settings import Settings
 
 LIMIT = Settings.from_env().ui_participant_limit
 

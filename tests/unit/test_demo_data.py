@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from processor.demo_data import DemoFiles, main, write_demo_data
+from participants.demo_data import DemoFiles, main, write_demo_data
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

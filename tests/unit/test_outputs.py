@@ -1,4 +1,4 @@
-"""Output records (processor.domain.outputs) built from recorded outcomes and completed uploads."""
+"""Output records (enrolment.domain.outputs) built from recorded outcomes and completed uploads."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from fastavro.validation import validate
 
-from processor.codec import default_codec
-from processor.domain import outputs
-from processor.domain.outputs import (
+from enrolment.domain import outputs
+from enrolment.domain.outputs import (
     Recorded,
     UploadInfo,
     audit_record,
@@ -20,6 +19,7 @@ from processor.domain.outputs import (
     result_record,
     summary_record,
 )
+from enrolment.messages.codec import default_codec
 
 T0 = 1_717_171_717_171
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Unit tests for producer.reader: participant files as states really send them."""
+"""Unit tests for enrolment.files: participant files as states really send them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.reader import (
+from enrolment.files import (
     MAX_ID_LENGTH,
     IdType,
     InputError,

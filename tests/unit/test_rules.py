@@ -1,4 +1,4 @@
-"""The enrolment rules (processor.domain.rules): checked in a fixed order, the first failing one decides."""
+"""The enrolment rules (enrolment.domain.rules): checked in a fixed order, the first failing one decides."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from processor.domain.model import (
+from enrolment.domain.model import (
     ORG_ADMIN,
     Action,
     Batch,
@@ -19,7 +19,7 @@ from processor.domain.model import (
     Source,
     User,
 )
-from processor.domain.rules import Snapshot, decide, evaluate, is_authorized
+from enrolment.domain.rules import Snapshot, decide, evaluate, is_authorized
 
 STATE = "KA"
 OTHER_STATE = "MH"

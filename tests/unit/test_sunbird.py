@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from processor.domain.sunbird import BadRequest, envelope, parse_request, user_result
+from enrolment.domain.sunbird import BadRequest, envelope, parse_request, user_result
 
 
 def test_parse_user_ids_and_msgid() -> None:

@@ -16,11 +16,11 @@ from typing import Any
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-from processor.avro_fast import Decoder, Encoder, compile_decoder, compile_encoder
+from enrolment.messages.avro_fast import Decoder, Encoder, compile_decoder, compile_encoder
 
 MARKER = b"\xc3\x01"
 HEADER_LEN = 10
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 _EMPTY = 0xC15D213AA4D7A795
 _TABLE: list[int] = []

@@ -10,7 +10,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from processor.settings import Settings
+from enrolment.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from processor.settings import Settings
+from enrolment.settings import Settings
 
 
 def read_all(settings: Settings, topic: str, timeout: float = 120.0, batch: int = 10000) -> Iterator[Message]:

@@ -18,10 +18,10 @@ from typing import Any
 from confluent_kafka import Message
 from sqlalchemy import Engine
 
-from processor.codec import Codec, DecodeError
-from processor.kafka.topic_reader import read_all
-from processor.settings import Settings
-from processor.store.step import copy_cell
+from enrolment.kafka.topic_reader import read_all
+from enrolment.messages.codec import Codec, DecodeError
+from enrolment.settings import Settings
+from enrolment.store.step import copy_cell
 
 
 class StoreNotEmpty(Exception):

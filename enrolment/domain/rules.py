@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from processor.domain.model import (
+from enrolment.domain.model import (
     ORG_ADMIN,
     Action,
     Batch,

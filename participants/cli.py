@@ -20,9 +20,9 @@ import psycopg2
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import OperationalError
 
-from processor import logs
-from processor.codec import default_codec
-from processor.settings import Settings
+from enrolment import logs
+from enrolment.messages.codec import default_codec
+from enrolment.settings import Settings
 
 EXIT_OK, EXIT_UNREACHABLE, EXIT_INPUT, EXIT_REJECTED, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 
@@ -54,7 +54,7 @@ def _redact(url: str) -> str:
 
 # ---------------------------------------------------------------------------- db / imports
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from processor.store import migrate
+    from enrolment.store import migrate
 
     migrate.upgrade(settings.database_url)
     print("database is at the latest schema")
@@ -62,7 +62,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _import(args: argparse.Namespace, settings: Settings, kind: str) -> int:
-    from processor.store.imports import ImportFileError, format_report, import_batches, import_users
+    from processor.imports import ImportFileError, format_report, import_batches, import_users
 
     fn = import_users if kind == "users" else import_batches
     try:
@@ -75,7 +75,7 @@ def _import(args: argparse.Namespace, settings: Settings, kind: str) -> int:
 
 
 def _open_binary(path: str) -> Any:
-    from producer.reader import InputError, open_input
+    from enrolment.files import InputError, open_input
 
     try:
         return open_input(path)
@@ -125,8 +125,8 @@ def cmd_batches_show(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---------------------------------------------------------------------------- uploads
 def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
+    from enrolment.files import InputError, read_participants, validate_file
     from producer.publish import UploadRequest
-    from producer.reader import InputError, read_participants, validate_file
 
     id_type = args.id_type.upper() if args.id_type else None
     stream = _open_binary(args.file)
@@ -330,8 +330,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---------------------------------------------------------------------------- processor
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
-    from processor.kafka import metrics
-    from processor.kafka.engine import Fatal, Processor
+    from processor import metrics
+    from processor.engine import Fatal, Processor
 
     logs.setup(args.log_level)
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
@@ -352,7 +352,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_store_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from processor.store.rebuild import StoreNotEmpty, rebuild
+    from processor.rebuild import StoreNotEmpty, rebuild
 
     try:
         report = rebuild(settings, _engine(settings), default_codec())
@@ -370,7 +370,7 @@ def cmd_store_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_store_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from processor.store.rebuild import verify
+    from processor.rebuild import verify
 
     try:
         report = verify(settings, _engine(settings), default_codec(), set(args.batch) if args.batch else None)
@@ -399,9 +399,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     from confluent_kafka import Consumer, TopicPartition
 
-    from processor.admin.topics import admin_client
-    from processor.kafka.engine import Processor, ReplayRange
-    from processor.store.step import read_positions
+    from enrolment.kafka.admin import admin_client
+    from enrolment.store.step import read_positions
+    from processor.engine import Processor, ReplayRange
 
     logs.setup(args.log_level)
     start_ms: int | None = None
@@ -484,7 +484,7 @@ def cmd_api_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace, settings: Settings) -> int:
-    from processor.demo_data import write_demo_data
+    from participants.demo_data import write_demo_data
 
     files = write_demo_data(Path(args.out), args.teachers_per_state)
     for name, path in vars(files).items():

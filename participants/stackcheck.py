@@ -9,9 +9,9 @@ import time
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import create_engine, text
 
-from processor.admin.topics import create_topics, delete_groups, delete_topics, topic_specs
-from processor.settings import Settings
-from processor.store import migrate
+from enrolment.kafka.admin import create_topics, delete_groups, delete_topics, topic_specs
+from enrolment.settings import Settings
+from enrolment.store import migrate
 
 
 def wait_kafka(settings: Settings, timeout: float) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from processor.settings import Settings
-from processor.store.tables import metadata
+from enrolment.settings import Settings
+from enrolment.store.tables import metadata
 
 config = context.config
 url = config.attributes.get("database_url") or Settings.from_env().database_url

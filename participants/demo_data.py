@@ -1,6 +1,6 @@
 """Deterministic demo data: reference CSVs for the imports, a state's upload file and course progress.
 
-``python -m processor.demo_data --out demo-data`` writes:
+``python -m participants.demo_data --out demo-data`` writes:
 
 * ``users.csv`` — teachers of states KA and MH (``u-ka-000001`` / ``KA-T000001``, ~2% inactive, role PUBLIC),
   per state one ORG_ADMIN (``admin-ka``, ``admin-mh``) and the mentors ``mentor-ka-1``, ``mentor-ka-2``,
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from processor.store.imports import BATCH_COLUMNS, USER_COLUMNS
+from processor.imports import BATCH_COLUMNS, USER_COLUMNS
 
 __all__ = ["DEFAULT_SEED", "STATES", "UPLOAD_ROWS", "DemoFiles", "main", "write_demo_data"]
 

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from processor.domain.outputs import Recorded
-from processor.store.step import Position
+from enrolment.domain.outputs import Recorded
+from enrolment.store.step import Position
 
 COMMANDS = Counter("participants_commands_total", "Commands processed, by outcome", ["outcome"])
 DUPLICATES = Counter("participants_duplicate_commands_total", "Commands skipped because already in the ledger")

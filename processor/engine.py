@@ -25,8 +25,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from sqlalchemy import Engine
 
-from processor.codec import Codec, DecodeError
-from processor.domain.outputs import (
+from enrolment.domain.outputs import (
     Recorded,
     UploadInfo,
     audit_record,
@@ -36,9 +35,9 @@ from processor.domain.outputs import (
     result_record,
     summary_record,
 )
-from processor.kafka import metrics
-from processor.settings import Settings
-from processor.store.step import (
+from enrolment.messages.codec import Codec, DecodeError
+from enrolment.settings import Settings
+from enrolment.store.step import (
     DeadLetter,
     Position,
     PositionConflict,
@@ -51,6 +50,7 @@ from processor.store.step import (
     record_dead_letters,
     seal_upload,
 )
+from processor import metrics
 
 log = logging.getLogger("processor")
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from processor.avro_fast import _ts_millis
-from processor.domain.model import Action, Batch, Command, Decision, IdType, Source, User
-from processor.domain.outputs import Recorded, UploadInfo
-from processor.domain.rules import Snapshot, evaluate
+from enrolment.domain.model import Action, Batch, Command, Decision, IdType, Source, User
+from enrolment.domain.outputs import Recorded, UploadInfo
+from enrolment.domain.rules import Snapshot, evaluate
+from enrolment.messages.avro_fast import _ts_millis
 
 
 class PositionConflict(Exception):

@@ -3,7 +3,7 @@
 Why: fastavro's per-call set-up costs ~15 µs per small record, which dominates a processor that
 handles tens of thousands of commands a second.  Code generated for one schema has no dispatch
 left and runs several times faster.  Only the binary body is produced/consumed here; the
-single-object header is added by `processor.codec`.  Output is byte-identical to fastavro (tested);
+single-object header is added by `enrolment.messages.codec`.  Output is byte-identical to fastavro (tested);
 schema *resolution* (writer ≠ reader) still goes through fastavro.
 """
 

@@ -1,0 +1,1 @@
+"""Kafka, wrapped once: client configs built from the settings, topic administration, reading topics."""

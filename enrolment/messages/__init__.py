@@ -1,0 +1,1 @@
+"""Avro messages: single-object encoding, generated per-schema codecs, record <-> domain conversion."""

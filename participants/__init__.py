@@ -1,0 +1,1 @@
+"""The `participants` shell: assembles the apps' sub-commands into one command line."""

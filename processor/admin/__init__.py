@@ -1,1 +1,0 @@
-"""Operational helpers: health checks, topic administration, migrations."""

@@ -1,1 +1,0 @@
-"""Kafka adapters: the processor loop, the command publisher, result followers."""

@@ -17,7 +17,8 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from sqlalchemy import Engine
 
-from enrolment.kafka.admin import admin_client, create_topics, delete_topics, topic_specs
+from enrolment.kafka.admin import create_topics, delete_topics, topic_specs
+from enrolment.kafka.clients import admin_client
 from enrolment.settings import Settings, Topics
 from processor.imports import import_batches, import_users
 

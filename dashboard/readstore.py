@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from dashboard.readmodel import Changes, Member, Message, ProgressState, Snapshot, UploadRow, from_ms, needs, plan
+from enrolment.store import positions
+from enrolment.store.positions import DASHBOARD_POSITIONS, Position, TopicPartitionKey
 
 DASH_TABLES = (
     "dash_applied_events",
@@ -24,35 +26,20 @@ DASH_TABLES = (
     "dash_positions",
 )
 
-TopicPartitionKey = tuple[str, int]
-
-
-class PositionConflict(Exception):
-    """Another instance of this dashboard group moved a partition first: re-read positions and seek."""
-
 
 def read_positions(cur: Any, group: str) -> dict[TopicPartitionKey, int]:
-    cur.execute("SELECT topic, kafka_partition, next_offset FROM dash_positions WHERE group_id = %s", (group,))
-    return {(str(t), int(p)): int(n) for t, p, n in cur.fetchall()}
+    """This group's stored next offset per (topic, partition)."""
+    return {key: pos.next_offset for key, pos in positions.read(cur, DASHBOARD_POSITIONS, group).items()}
 
 
 def claim_positions(cur: Any, group: str, moves: dict[TopicPartitionKey, tuple[int | None, int]]) -> None:
     """Compare-and-set of each partition's next offset; raises PositionConflict if one moved meanwhile."""
-    for (topic, partition), (expected, new) in sorted(moves.items()):
-        if expected is None:
-            cur.execute(
-                "INSERT INTO dash_positions (group_id, topic, kafka_partition, next_offset) VALUES (%s,%s,%s,%s) "
-                "ON CONFLICT DO NOTHING RETURNING 1",
-                (group, topic, partition, new),
-            )
-        else:
-            cur.execute(
-                "UPDATE dash_positions SET next_offset = %s, updated_at = now() "
-                "WHERE group_id = %s AND topic = %s AND kafka_partition = %s AND next_offset = %s RETURNING 1",
-                (new, group, topic, partition, expected),
-            )
-        if cur.fetchone() is None:
-            raise PositionConflict(f"{topic}[{partition}] was moved by another instance of group {group}")
+    positions.claim(
+        cur,
+        DASHBOARD_POSITIONS,
+        group,
+        {key: (None if old is None else Position(old, old), Position(new, new)) for key, (old, new) in moves.items()},
+    )
 
 
 def load_snapshot(cur: Any, group: str, messages: Sequence[Message]) -> Snapshot:

@@ -394,14 +394,9 @@ def cmd_store_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Re-drives the rules over the commands history in a group of its own; the running processor is undisturbed."""
-    import uuid
     from datetime import datetime
 
-    from confluent_kafka import Consumer, TopicPartition
-
-    from enrolment.kafka.admin import admin_client
-    from enrolment.store.step import read_positions
-    from processor.engine import Processor, ReplayRange
+    from processor.replay import replay
 
     logs.setup(args.log_level)
     start_ms: int | None = None
@@ -410,46 +405,16 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             start_ms = int(datetime.fromisoformat(args.from_time).timestamp() * 1000)
         except ValueError:
             raise UserError(f"--from-time {args.from_time!r} is not an ISO 8601 date-time.") from None
-    engine = _engine(settings)
-    raw = engine.raw_connection()
-    try:
-        stored = read_positions(raw.cursor(), settings.consumer_group, settings.topics.commands)
-    finally:
-        raw.close()
-    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": settings.consumer_group})
-    try:
-        md = probe.list_topics(settings.topics.commands, timeout=10)
-        parts = sorted(md.topics[settings.topics.commands].partitions)
-        committed = probe.committed([TopicPartition(settings.topics.commands, p) for p in parts], timeout=10)
-    finally:
-        probe.close()
-    ends = {}
-    for tp in committed:
-        pos = stored.get(tp.partition)
-        ends[tp.partition] = pos.next_offset if pos is not None else max(tp.offset, 0)
-    group = f"replay-{uuid.uuid4().hex[:12]}"
-    processor = Processor(
+    outcome = replay(
         settings,
-        engine,
+        _engine(settings),
         default_codec(),
-        group=group,
-        instance_id=group,
-        until_idle=True,
-        idle_grace_s=0.3,
-        replay=ReplayRange(end_offsets=ends, start_time_ms=start_ms, upload_id=args.upload, dry_run=args.dry_run),
+        start_time_ms=start_ms,
+        upload_id=args.upload,
+        dry_run=args.dry_run,
     )
-    processor.install_signal_handlers()
-    try:
-        processor.run()
-    finally:
-        raw = engine.raw_connection()
-        try:
-            raw.cursor().execute("DELETE FROM consumer_positions WHERE group_id = %s", (group,))
-            raw.commit()
-        finally:
-            raw.close()
-        admin_client(settings).delete_consumer_groups([group], request_timeout=10)
-    report = processor.report
+    group, ends = outcome.group, outcome.end_offsets
+    report = outcome.report
     summary = {
         "group": group,
         "dry_run": args.dry_run,

@@ -8,7 +8,7 @@ from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from enrolment.domain.outputs import Recorded
-from enrolment.store.step import Position
+from enrolment.kafka.checkpoint import Checkpoint
 
 COMMANDS = Counter("participants_commands_total", "Commands processed, by outcome", ["outcome"])
 DUPLICATES = Counter("participants_duplicate_commands_total", "Commands skipped because already in the ledger")
@@ -32,8 +32,7 @@ def observe_batch(recorded: Iterable[Recorded], duplicates: int, seconds: float)
     BATCH_SECONDS.observe(seconds)
 
 
-def update_lag(consumer: Consumer, topic: str, owned: set[int], positions: dict[int, Position]) -> None:
+def update_lag(consumer: Consumer, topic: str, owned: set[int], checkpoint: Checkpoint) -> None:
     for p in owned:
         _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5, cached=True)
-        pos = positions.get(p)
-        LAG.labels(str(p)).set(max(0, high - (pos.next_offset if pos else 0)))
+        LAG.labels(str(p)).set(max(0, high - (checkpoint.next_offset((topic, p)) or 0)))

@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import Message
 from sqlalchemy import Engine
 
-from enrolment.kafka.topic_reader import read_all
+from enrolment.kafka.clients import read_all
 from enrolment.messages.codec import Codec, DecodeError
 from enrolment.settings import Settings
 from enrolment.store.step import copy_cell

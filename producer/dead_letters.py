@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
-
+from enrolment.kafka import clients
 from enrolment.settings import Settings
-from producer.publish import BrokerUnavailable, check_broker, producer_config
 
 
 @dataclass(frozen=True)
@@ -67,23 +65,18 @@ def replay_dead_letters(settings: Settings, raw: Any, ids: list[int] | None) -> 
     rows = cur.fetchall()
     if not rows:
         return []
-    producer = Producer(producer_config(settings))
-    check_broker(producer, settings)
-    errors: list[KafkaError] = []
-
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            errors.append(err)
-
+    producer = clients.bulk_producer(settings)
+    clients.check_topic(producer, settings, settings.topics.commands)
+    on_delivery = clients.Deliveries()
     for _id, key, value in rows:
-        producer.produce(
+        clients.produce(
+            producer,
             settings.topics.commands,
             bytes(value) if value is not None else None,
             bytes(key) if key is not None else None,
             on_delivery=on_delivery,
         )
-    if producer.flush(60) or errors:
-        raise BrokerUnavailable(f"Kafka did not acknowledge the replayed dead letters: {errors[:1]}")
+    on_delivery.flush(producer, "the replayed dead letters", 60)
     done = [int(r[0]) for r in rows]
     cur.execute("UPDATE dead_letters SET replayed_at = now() WHERE id = ANY(%s)", (done,))
     raw.commit()

@@ -9,10 +9,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from enrolment.csvsafe import BOM, cell
 from enrolment.files import RefusedRow
+from enrolment.kafka import clients
 from enrolment.messages.codec import Codec, DecodeError
 from enrolment.settings import Settings
 from producer.publish import BrokerUnavailable, Progress
@@ -126,18 +127,8 @@ class ResultFollower:
     def __init__(self, settings: Settings, codec: Codec) -> None:
         self.settings = settings
         self.codec = codec
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "group.id": f"follow-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                # Start offsets are explicit; should one ever be out of range, re-read rather than skip.
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 50,
-                "log_level": 0,  # librdkafka's own log lines are noise for a CLI; failures raise below
-            }
-        )
+        # librdkafka's own log lines are noise for a CLI; failures raise below.
+        self.consumer = clients.reader(settings, f"follow-{uuid.uuid4()}", log_level=0)
         topic = settings.topics.results
         try:
             md = self.consumer.list_topics(topic, timeout=10)

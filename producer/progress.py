@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-
+from enrolment.kafka import clients
 from enrolment.messages.codec import Codec
+from enrolment.messages.millis import now_ms as clock_ms
 from enrolment.settings import Settings
-from producer.publish import BrokerUnavailable, producer_config
 
 REQUIRED = ("batch_id", "user_id", "progress", "completed_at")
 OPTIONAL = ("updated_at",)
@@ -155,45 +154,24 @@ def publish_progress(
     started = time.perf_counter()
     topic = settings.topics.course_progress
     report = ProgressReport(topic=topic)
-    producer = Producer(producer_config(settings))
-    try:
-        md = producer.list_topics(timeout=10)
-    except KafkaException as exc:
-        raise BrokerUnavailable(
-            f"Cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc.args[0].str()}"
-        ) from None
-    if topic not in md.topics:
-        raise BrokerUnavailable(
-            f"Kafka at {settings.kafka_bootstrap_servers} has no topic {topic} (run 'scripts/stack up')."
-        )
-    errors: list[KafkaError] = []
-
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            errors.append(err)
+    producer = clients.bulk_producer(settings)
+    clients.check_topic(producer, settings, topic)
+    on_delivery = clients.Deliveries()
 
     schema = codec.current["CourseProgress"]
-    stamp = now_ms if now_ms is not None else int(time.time() * 1000)
+    stamp = now_ms if now_ms is not None else clock_ms()
     try:
         for row in rows:
             if isinstance(row, RefusedProgress):
                 report.refused.append(row)
                 continue
             value = codec.encode_with(schema, progress_record(row, stamp))
-            while True:
-                try:
-                    producer.produce(topic, value, row.batch_id.encode(), on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            clients.produce(producer, topic, value, row.batch_id.encode(), on_delivery=on_delivery)
             report.published += 1
             if report.published % 5000 == 0:
                 producer.poll(0)
     finally:
-        remaining = producer.flush(120)
-    if remaining or errors:
-        first = errors[0].str() if errors else f"{remaining} messages still queued"
-        raise BrokerUnavailable(f"Kafka did not acknowledge the progress updates: {first}")
+        on_delivery.flush(producer, "the progress updates", 120)
     report.seconds = time.perf_counter() - started
     return report
 

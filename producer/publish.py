@@ -14,15 +14,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-
 from enrolment.files import InputRow, RefusedRow
+from enrolment.kafka import clients
+from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.messages.codec import Codec
+from enrolment.messages.millis import now_ms
 from enrolment.settings import Settings
 
-
-class BrokerUnavailable(Exception):
-    """Kafka could not be reached or refused the messages (exit code 1)."""
+__all__ = ["BrokerUnavailable", "Progress", "Published", "UploadRequest", "publish_upload"]
 
 
 @dataclass
@@ -45,37 +44,6 @@ class Published:
     refused: list[RefusedRow]
     accepted_rows: dict[int, tuple[str, str]]  # line -> (identifier, id type), for the report
     seconds: float
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "enable.idempotence": True,
-        "acks": "all",
-        "partitioner": "murmur2_random",
-        "linger.ms": 20,
-        "batch.size": 1_000_000,
-        "compression.type": "lz4",
-        "queue.buffering.max.messages": 500_000,
-        "message.max.bytes": 10485760,
-        "socket.timeout.ms": 10000,
-        "message.timeout.ms": 60000,
-        "log_level": 0,  # librdkafka's own log lines are noise for a CLI; failures raise BrokerUnavailable
-    }
-
-
-def check_broker(producer: Producer, settings: Settings) -> None:
-    try:
-        md = producer.list_topics(timeout=10)
-    except KafkaException as exc:
-        raise BrokerUnavailable(
-            f"Cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc.args[0].str()}"
-        ) from None
-    if settings.topics.commands not in md.topics:
-        raise BrokerUnavailable(
-            f"Kafka at {settings.kafka_bootstrap_servers} has no topic {settings.topics.commands} "
-            "(run 'scripts/stack up' to create the topics)."
-        )
 
 
 class Progress:
@@ -113,21 +81,16 @@ def publish_upload(
 ) -> Published:
     """Publishes the commands of one upload and its seal; returns what was published and refused."""
     started = time.perf_counter()
-    producer = Producer(producer_config(settings))
-    check_broker(producer, settings)
-    errors: list[KafkaError] = []
-
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            errors.append(err)
-
+    producer = clients.bulk_producer(settings)
+    clients.check_topic(producer, settings, settings.topics.commands)
+    on_delivery = clients.Deliveries()
     schema = codec.current["ParticipantCommand"]
     topic = settings.topics.commands
     key = request.batch_id.encode()
     upload_id = request.upload_id
     refused: list[RefusedRow] = []
     accepted: dict[int, tuple[str, str]] = {}
-    now = int(time.time() * 1000)
+    now = now_ms()
     record: dict[str, Any] = {
         "command_id": "",
         "upload_id": upload_id,
@@ -156,12 +119,10 @@ def publish_upload(
         if origin is not None:
             record["origin_upload_id"], record["origin_line"] = origin(row.line)
         value = codec.encode_with(schema, record)
-        while True:
-            try:
-                produce(topic, value, key, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        try:
+            produce(topic, value, key, on_delivery=on_delivery)
+        except BufferError:
+            clients.produce(producer, topic, value, key, on_delivery=on_delivery)  # waits for room
         n += 1
         if keep_rows:
             accepted[row.line] = (row.identifier, row.id_type)
@@ -169,10 +130,7 @@ def publish_upload(
             producer.poll(0)
             if progress:
                 progress.update(n)
-    remaining = producer.flush(120)
-    if remaining or errors:
-        first = errors[0].str() if errors else f"{remaining} messages still queued"
-        raise BrokerUnavailable(f"Kafka did not acknowledge the commands of upload {upload_id}: {first}")
+    on_delivery.flush(producer, f"the commands of upload {upload_id}", 120)
     seal = {
         "upload_id": upload_id,
         "batch_id": request.batch_id,
@@ -192,12 +150,9 @@ def publish_upload(
         "completed_at": None,
     }
     sealed = codec.encode("UploadSummary", seal)
-    produce(topic, sealed, key, on_delivery=on_delivery)
-    produce(settings.topics.uploads, sealed, key, on_delivery=on_delivery)
-    remaining = producer.flush(60)
-    if remaining or errors:
-        first = errors[0].str() if errors else f"{remaining} messages still queued"
-        raise BrokerUnavailable(f"Kafka did not acknowledge the upload record of {upload_id}: {first}")
+    clients.produce(producer, topic, sealed, key, on_delivery=on_delivery)
+    clients.produce(producer, settings.topics.uploads, sealed, key, on_delivery=on_delivery)
+    on_delivery.flush(producer, f"the upload record of {upload_id}", 60)
     if progress:
         progress.update(n, force=True)
         progress.done()

@@ -6,10 +6,11 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from enrolment.kafka.clients import admin_client, reader
 from enrolment.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
@@ -52,10 +53,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 10000})
-
-
 def existing_topics(admin: AdminClient, timeout: float = 10.0) -> set[str]:
     return set(admin.list_topics(timeout=timeout).topics)
 
@@ -94,9 +91,7 @@ def create_topics(settings: Settings, specs: list[TopicSpec] | None = None, time
 
 def wait_for_leaders(settings: Settings, topics: list[str], timeout: float) -> None:
     """New topics answer "not leader" for a moment; wait until every partition serves offsets."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "topic-probe"})
+    consumer = reader(settings, "topic-probe")
     deadline = time.monotonic() + timeout
     try:
         for topic in topics:

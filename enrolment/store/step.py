@@ -19,11 +19,6 @@ from enrolment.domain.outputs import Recorded, UploadInfo
 from enrolment.domain.rules import Snapshot, evaluate
 from enrolment.messages.avro_fast import _ts_millis
 
-
-class PositionConflict(Exception):
-    """Another owner moved a partition's stored position: this instance is a zombie for it."""
-
-
 # Ids travel to PostgreSQL as one delimited string per column (much cheaper than adapting a list per
 # element); the separator is a control character, which the producer never lets into an id.
 SEP = "\x1f"
@@ -41,39 +36,6 @@ def copy_cell(value: object) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
     return str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    next_offset: int
-    batch_start: int
-
-
-def read_positions(cur: Any, group: str, topic: str) -> dict[int, Position]:
-    cur.execute(
-        "SELECT kafka_partition, next_offset, batch_start FROM consumer_positions WHERE group_id=%s AND topic=%s",
-        (group, topic),
-    )
-    return {int(p): Position(int(n), int(s)) for p, n, s in cur.fetchall()}
-
-
-def claim_positions(cur: Any, group: str, topic: str, moves: dict[int, tuple[Position | None, Position]]) -> None:
-    """Compare-and-set each partition's position (first statement of the transaction: it takes the row lock)."""
-    for partition, (expected, new) in sorted(moves.items()):
-        if expected is None:
-            cur.execute(
-                "INSERT INTO consumer_positions (group_id, topic, kafka_partition, next_offset, batch_start) "
-                "VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING 1",
-                (group, topic, partition, new.next_offset, new.batch_start),
-            )
-        else:
-            cur.execute(
-                "UPDATE consumer_positions SET next_offset=%s, batch_start=%s, updated_at=now() "
-                "WHERE group_id=%s AND topic=%s AND kafka_partition=%s AND next_offset=%s RETURNING 1",
-                (new.next_offset, new.batch_start, group, topic, partition, expected.next_offset),
-            )
-        if cur.fetchone() is None:
-            raise PositionConflict(f"{topic}[{partition}] moved by another owner (expected {expected})")
 
 
 def ledger_hits(cur: Any, command_ids: Sequence[str]) -> dict[str, str]:

@@ -253,6 +253,6 @@ def test_dead_letter_replayed_after_fix_is_applied_once(
 
 
 def read_topic_raw_headers(s: Settings) -> list[dict[str, str]]:
-    from enrolment.kafka.topic_reader import read_all
+    from enrolment.kafka.clients import read_all
 
     return [{k: v.decode() for k, v in (m.headers() or [])} for m in read_all(s, s.topics.dead_letters)]

@@ -1,0 +1,161 @@
+"""Checkpointing as its own unit: positions in PostgreSQL moved with the effects, and an optional Kafka outbox.
+
+A consumer's truth about where it has got is the stored position (``enrolment.store.positions``), moved by
+compare-and-set in the same database transaction as the effects of a batch. `Checkpoint` keeps the owned
+partitions' positions in memory between batches: which messages are already applied (skip them), where to
+seek after an assignment, and the moves a batch makes. `Outbox` is the second half for a consumer whose
+effects also go to Kafka (the processor): the batch's outputs and the consumer offsets in one Kafka
+transaction. Between the two commits only the last batch can be unpublished; its owner re-publishes it
+from the database on the next assignment (``processor.recovery``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from sqlalchemy import Engine
+
+from enrolment.kafka.clients import Headers, produce
+from enrolment.store import positions
+from enrolment.store.positions import Moves, Position, PositionTable, TopicPartitionKey
+
+log = logging.getLogger("enrolment.kafka")
+
+
+class Fatal(Exception):
+    """The instance must stop (fenced by a newer instance with the same id, or a broken configuration)."""
+
+
+class Checkpoint:
+    """The stored positions of the partitions one consumer owns, and the moves of the batch in hand."""
+
+    def __init__(self, engine: Engine, table: PositionTable, group: str) -> None:
+        self.engine = engine
+        self.table = table
+        self.group = group
+        self.positions: dict[TopicPartitionKey, Position] = {}
+
+    def load(self, topics: Sequence[str] | None = None) -> dict[TopicPartitionKey, Position]:
+        """Reads the stored positions (in a transaction of its own); does not change what is held."""
+        raw = self.engine.raw_connection()
+        try:
+            stored = positions.read(raw.cursor(), self.table, self.group, topics)
+            raw.commit()
+            return stored
+        finally:
+            raw.close()
+
+    def hold(self, key: TopicPartitionKey, position: Position | None) -> None:
+        """Owns a partition from a stored position (None: nothing stored yet)."""
+        if position is None:
+            self.positions.pop(key, None)
+        else:
+            self.positions[key] = position
+
+    def release(self, keys: Iterable[TopicPartitionKey]) -> None:
+        for key in keys:
+            self.positions.pop(key, None)
+
+    def next_offset(self, key: TopicPartitionKey) -> int | None:
+        pos = self.positions.get(key)
+        return None if pos is None else pos.next_offset
+
+    def is_new(self, topic: str, partition: int, offset: int) -> bool:
+        """False for a message at or before the stored position: it was applied already."""
+        pos = self.positions.get((topic, partition))
+        return pos is None or offset >= pos.next_offset
+
+    def moves(self, msgs: Sequence[Message]) -> dict[TopicPartitionKey, tuple[Position | None, Position]]:
+        """Each partition of a batch: from the held position to just past its last message (first kept too)."""
+        first: dict[TopicPartitionKey, int] = {}
+        last: dict[TopicPartitionKey, int] = {}
+        for m in msgs:
+            key = (str(m.topic()), int(m.partition() or 0))
+            off = int(m.offset() or 0)
+            first.setdefault(key, off)
+            last[key] = off
+        return {key: (self.positions.get(key), Position(last[key] + 1, first[key])) for key in first}
+
+    def claim(self, cur: Any, moves: Moves) -> None:
+        """The compare-and-set, inside the caller's transaction: call it first (it takes the row locks)."""
+        positions.claim(cur, self.table, self.group, moves)
+
+    def advance(self, moves: Moves) -> None:
+        """After the caller's transaction committed: the moves are now the held positions."""
+        for key, (_old, new) in moves.items():
+            self.positions[key] = new
+
+    def forget_group(self) -> int:
+        """Deletes this group's stored positions (a finished replay group)."""
+        raw = self.engine.raw_connection()
+        try:
+            n = positions.forget(raw.cursor(), self.table, self.group)
+            raw.commit()
+            return n
+        finally:
+            raw.close()
+
+
+# (topic, key, value, headers): plain tuples, as the processor builds four per enrolment.
+OutMessage = tuple[str, bytes | None, bytes | None, Headers | None]
+
+
+class Outbox:
+    """A batch's outputs and the consumer offsets in one Kafka transaction (the relay's position is the offset)."""
+
+    def __init__(self, producer: Producer, transactional_id: str) -> None:
+        self.producer = producer
+        self.transactional_id = transactional_id
+
+    def init(self, timeout_s: float = 30.0) -> None:
+        """Fences any earlier producer with the same transactional id (aborting what it left open)."""
+        try:
+            self.producer.init_transactions(timeout_s)
+        except KafkaException as exc:
+            raise Fatal(f"cannot initialise transactions for {self.transactional_id}: {exc.args[0].str()}") from None
+
+    def publish(
+        self, consumer: Consumer, messages: Iterable[OutMessage], offsets: Mapping[TopicPartitionKey, int]
+    ) -> bool:
+        """True when committed; False when aborted (the caller rewinds and re-publishes); Fatal when fenced."""
+        producer = self.producer
+        try:
+            producer.begin_transaction()
+            for topic, key, value, headers in messages:
+                try:
+                    if headers is None:
+                        producer.produce(topic, value, key)
+                    else:
+                        producer.produce(topic, value, key, headers=headers)
+                except BufferError:
+                    produce(producer, topic, value, key, headers)  # waits for room
+            producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
+                consumer.consumer_group_metadata(),
+                30,
+            )
+            producer.commit_transaction(60)
+            return True
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.fatal():
+                raise Fatal(f"Kafka transaction failed fatally: {err.str()}") from None
+            log.warning(
+                "Kafka transaction aborted; outputs will be re-published from the ledger",
+                extra={"error": err.str(), "partitions": sorted(offsets)},
+            )
+            self._abort()
+            return False
+
+    def _abort(self) -> None:
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise Fatal(f"abort failed fatally: {exc.args[0].str()}") from None
+
+    def close(self) -> None:
+        self.producer.flush(10)

@@ -1,0 +1,274 @@
+"""Partition assignment and crash recovery, with fake consumer/producer objects (no Kafka, no database).
+
+The kill-the-process integration tests reach these branches only by chance; here each one is driven directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from enrolment.domain.outputs import Recorded
+from enrolment.kafka.checkpoint import OutMessage
+from enrolment.messages.codec import default_codec
+from enrolment.settings import Settings
+from enrolment.store.positions import Position, TopicPartitionKey
+from enrolment.store.step import InDoubt
+from processor import handler as handler_module
+from processor.assignment import Assignments, plan
+from processor.handler import CommandHandler
+
+TOPIC = "t.commands"
+
+
+# ---------------------------------------------------------------------------------------------- plan (pure)
+def test_nothing_stored_resumes_at_the_committed_offset_or_the_beginning() -> None:
+    decided = plan([0, 1], stored={}, committed={0: 42, 1: -1001})
+    assert decided.seek == {0: 42, 1: OFFSET_BEGINNING}
+    assert decided.held == {0: None, 1: None}
+    assert decided.recover == {} and decided.moved_by_hand == []
+
+
+def test_published_batch_resumes_at_the_stored_position_without_recovery() -> None:
+    decided = plan([3], stored={3: Position(100, 60)}, committed={3: 100})
+    assert decided.seek == {3: 100}
+    assert decided.recover == {}
+    assert decided.moved_by_hand == []
+
+
+def test_committed_at_the_start_of_the_last_batch_means_it_is_in_doubt() -> None:
+    decided = plan([3], stored={3: Position(100, 60)}, committed={3: 60})
+    assert decided.seek == {3: 100}
+    assert decided.recover == {3: (60, 100)}
+
+
+def test_an_empty_last_batch_is_never_in_doubt() -> None:
+    decided = plan([3], stored={3: Position(60, 60)}, committed={3: 60})
+    assert decided.recover == {}
+    assert decided.moved_by_hand == []
+
+
+def test_offsets_moved_by_hand_resume_at_the_stored_position_without_republishing() -> None:
+    decided = plan([3], stored={3: Position(100, 60)}, committed={3: 7})
+    assert decided.seek == {3: 100}
+    assert decided.recover == {}
+    assert decided.moved_by_hand == [(3, 7, 100)]
+
+
+def test_a_replay_starts_at_its_time_offset_or_at_its_end_when_nothing_is_that_recent() -> None:
+    decided = plan([0, 1], stored={}, committed={}, replay_starts={0: 5, 1: -1}, replay_ends={0: 9, 1: 30})
+    assert decided.seek == {0: 5, 1: 30}
+
+
+def test_a_replay_partition_with_a_stored_position_resumes_there() -> None:
+    decided = plan([0], stored={0: Position(8, 4)}, committed={0: 8}, replay_starts={0: 2}, replay_ends={0: 9})
+    assert decided.seek == {0: 8}
+
+
+# ---------------------------------------------------------------------------------------------- fakes
+class FakeCheckpoint:
+    group = "g"
+
+    def __init__(self, stored: dict[TopicPartitionKey, Position]) -> None:
+        self.stored = stored
+        self.positions: dict[TopicPartitionKey, Position] = {}
+
+    def load(self, topics: Sequence[str] | None = None) -> dict[TopicPartitionKey, Position]:
+        return dict(self.stored)
+
+    def hold(self, key: TopicPartitionKey, position: Position | None) -> None:
+        if position is None:
+            self.positions.pop(key, None)
+        else:
+            self.positions[key] = position
+
+    def release(self, keys: Iterable[TopicPartitionKey]) -> None:
+        for key in keys:
+            self.positions.pop(key, None)
+
+    def next_offset(self, key: TopicPartitionKey) -> int | None:
+        pos = self.positions.get(key)
+        return None if pos is None else pos.next_offset
+
+
+class FakeConsumer:
+    def __init__(self, committed: dict[int, int]) -> None:
+        self.committed_offsets = committed
+        self.assigned: list[tuple[int, int]] | None = None
+        self.unassigned = 0
+
+    def committed(self, partitions: list[TopicPartition], timeout: float = 0) -> list[TopicPartition]:
+        return [
+            TopicPartition(TOPIC, tp.partition, self.committed_offsets.get(tp.partition, -1001)) for tp in partitions
+        ]
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned = sorted((tp.partition, tp.offset) for tp in partitions)
+
+    def unassign(self) -> None:
+        self.unassigned += 1
+
+    def consumer_group_metadata(self) -> str:
+        return "group-metadata"
+
+
+class FakeOutbox:
+    def __init__(self, commits: bool = True) -> None:
+        self.commits = commits
+        self.published: list[tuple[list[OutMessage], dict[TopicPartitionKey, int]]] = []
+
+    def publish(self, consumer: Any, messages: list[OutMessage], offsets: dict[TopicPartitionKey, int]) -> bool:
+        self.published.append((list(messages), dict(offsets)))
+        return self.commits
+
+
+class FakeRaw:
+    def cursor(self) -> object:
+        return object()
+
+    def commit(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class FakeEngine:
+    def raw_connection(self) -> FakeRaw:
+        return FakeRaw()
+
+
+def _assignments(stored: dict[int, Position]) -> tuple[Assignments, FakeCheckpoint]:
+    checkpoint = FakeCheckpoint({(TOPIC, p): pos for p, pos in stored.items()})
+    return Assignments(TOPIC, checkpoint), checkpoint  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- Assignments
+def test_on_assign_seeks_holds_positions_and_queues_the_in_doubt_batch() -> None:
+    assignments, checkpoint = _assignments({0: Position(100, 60), 1: Position(50, 40)})
+    consumer = FakeConsumer({0: 60, 1: 50, 2: 7})
+    assignments.on_assign(consumer, [TopicPartition(TOPIC, p) for p in (0, 1, 2)])  # type: ignore[arg-type]
+    assert consumer.assigned == [(0, 100), (1, 50), (2, 7)]
+    assert assignments.owned == {0, 1, 2}
+    assert assignments.pending_recovery == {0: (60, 100)}
+    assert checkpoint.positions == {(TOPIC, 0): Position(100, 60), (TOPIC, 1): Position(50, 40)}
+
+
+def test_on_revoke_forgets_positions_and_pending_recovery() -> None:
+    assignments, checkpoint = _assignments({0: Position(100, 60)})
+    consumer = FakeConsumer({0: 60})
+    assignments.on_assign(consumer, [TopicPartition(TOPIC, 0)])  # type: ignore[arg-type]
+    assignments.on_revoke(consumer, [TopicPartition(TOPIC, 0)])  # type: ignore[arg-type]
+    assert assignments.owned == set()
+    assert assignments.pending_recovery == {}
+    assert checkpoint.positions == {}
+    assert consumer.unassigned == 1
+
+
+def test_reassign_after_a_failure_rereads_the_store_and_finds_the_batch_in_doubt() -> None:
+    assignments, checkpoint = _assignments({0: Position(10, 0)})
+    consumer = FakeConsumer({0: 10})
+    assignments.on_assign(consumer, [TopicPartition(TOPIC, 0)])  # type: ignore[arg-type]
+    assert assignments.pending_recovery == {}
+    # The next batch was committed to PostgreSQL, then its Kafka transaction aborted.
+    checkpoint.stored = {(TOPIC, 0): Position(25, 10)}
+    assignments.reassign_if_needed(consumer)  # type: ignore[arg-type]
+    assert assignments.pending_recovery == {}, "nothing happens unless a failure asked for it"
+    assignments.needs_reassign = True
+    assignments.reassign_if_needed(consumer)  # type: ignore[arg-type]
+    assert consumer.unassigned == 1
+    assert consumer.assigned == [(0, 25)]
+    assert assignments.pending_recovery == {0: (10, 25)}
+    assert not assignments.needs_reassign
+
+
+# ---------------------------------------------------------------------------------------------- recovery
+def _recorded(line: int) -> Recorded:
+    return Recorded(
+        command_id=f"u1:{line}",
+        upload_id="u1",
+        batch_id="b1",
+        kafka_partition=0,
+        kafka_offset=60 + line,
+        line=line,
+        identifier=f"user-{line}",
+        id_type="USER_ID",
+        action="ADD",
+        outcome="APPLIED",
+        reason="ENROLLED",
+        message="added",
+        user_id=f"user-{line}",
+        course_id="c1",
+        participant_count=line,
+        dry_run=False,
+        source="BACKEND",
+        requested_by="admin",
+        processed_at_ms=1_717_171_717_171,
+        origin_upload_id=None,
+        origin_line=None,
+        state="KA",
+    )
+
+
+def _handler(
+    outbox: FakeOutbox, stored: dict[int, Position], committed: dict[int, int]
+) -> tuple[CommandHandler, FakeConsumer]:
+    base = Settings.from_env()
+    settings = dataclasses.replace(base, topics=dataclasses.replace(base.topics, commands=TOPIC))
+    assignments, checkpoint = _assignments(stored)
+    handler = CommandHandler(
+        settings,
+        FakeEngine(),  # type: ignore[arg-type]
+        default_codec(),
+        checkpoint,  # type: ignore[arg-type]
+        assignments,
+        outbox,  # type: ignore[arg-type]
+    )
+    consumer = FakeConsumer(committed)
+    assignments.on_assign(consumer, [TopicPartition(TOPIC, p) for p in sorted(stored)])  # type: ignore[arg-type]
+    return handler, consumer
+
+
+def test_prepare_republishes_the_in_doubt_batch_from_the_ledger_with_its_end_offset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, str, int, int, int]] = []
+
+    def load_in_doubt(cur: Any, group: str, topic: str, partition: int, start: int, end: int) -> InDoubt:
+        calls.append((group, topic, partition, start, end))
+        return InDoubt([_recorded(1), _recorded(2)], [], [])
+
+    monkeypatch.setattr(handler_module, "load_in_doubt", load_in_doubt)
+    outbox = FakeOutbox()
+    handler, consumer = _handler(outbox, {0: Position(100, 60)}, {0: 60})
+    handler.prepare(consumer)  # type: ignore[arg-type]
+    assert calls == [("g", TOPIC, 0, 60, 100)]
+    assert len(outbox.published) == 1
+    messages, offsets = outbox.published[0]
+    assert offsets == {(TOPIC, 0): 100}
+    topics = [m[0] for m in messages]
+    settings = handler.settings.topics
+    # Two enrolments: a result, an event, an AUDIT and a changelog entry each.
+    assert topics.count(settings.results) == 2
+    assert topics.count(settings.enrollment_events) == 2
+    assert topics.count(settings.telemetry) == 2
+    assert topics.count(settings.enrollments) == 2
+    handler.prepare(consumer)  # type: ignore[arg-type]
+    assert len(outbox.published) == 1, "a recovered batch is re-published once"
+
+
+def test_an_aborted_recovery_asks_for_a_reassignment_and_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handler_module, "load_in_doubt", lambda *a: InDoubt([_recorded(1)], [], []))
+    outbox = FakeOutbox(commits=False)
+    handler, consumer = _handler(outbox, {0: Position(100, 60)}, {0: 60})
+    handler.prepare(consumer)  # type: ignore[arg-type]
+    assert handler.assignments.needs_reassign
+    outbox.commits = True
+    handler.prepare(consumer)  # the reassignment finds the same batch in doubt (committed is still 60)
+    assert len(outbox.published) == 2
+    assert outbox.published[1][1] == {(TOPIC, 0): 100}
+    assert not handler.assignments.needs_reassign

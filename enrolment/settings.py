@@ -68,6 +68,8 @@ class Settings:
     ui_participant_limit: int
     metrics_port: int
     transaction_timeout_ms: int
+    sunbird_api_wait_s: float = 30.0
+    failpoint: str = ""  # tests only: NAME:N crashes the processor at the N-th pass of NAME
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -87,4 +89,6 @@ class Settings:
             ui_participant_limit=int(_env("UI_PARTICIPANT_LIMIT", "100")),
             metrics_port=int(_env("METRICS_PORT", "0")),
             transaction_timeout_ms=int(_env("TRANSACTION_TIMEOUT_MS", "30000")),
+            sunbird_api_wait_s=float(_env("SUNBIRD_API_WAIT_S", "30")),
+            failpoint=_env("PARTICIPANTS_FAILPOINT", ""),
         )

@@ -26,9 +26,9 @@ from enrolment.settings import Settings
 from enrolment.store.positions import PROCESSOR_POSITIONS
 from processor.assignment import Assignments
 from processor.batch import ReplayRange
-from processor.handler import CommandHandler, failpoint
+from processor.handler import CommandHandler
 
-__all__ = ["Fatal", "Processor", "ReplayRange", "failpoint"]
+__all__ = ["Fatal", "Processor", "ReplayRange"]
 
 log = logging.getLogger("processor")
 

@@ -32,22 +32,24 @@ from processor.emit import outputs_for
 
 log = logging.getLogger("processor")
 
-_FAILPOINT = os.environ.get("PARTICIPANTS_FAILPOINT", "")
-_failpoint_hits: Counter[str] = Counter()
-
-
-def failpoint(name: str) -> None:
+class Failpoint:
     """Test hook: PARTICIPANTS_FAILPOINT=NAME:N kills the process (like SIGKILL) at the N-th pass of NAME.
 
     Lets tests crash deterministically between the database commit and the Kafka commit.
     """
-    if not _FAILPOINT:
-        return
-    target, _, nth = _FAILPOINT.partition(":")
-    if target == name:
-        _failpoint_hits[name] += 1
-        if _failpoint_hits[name] >= int(nth or "1"):
-            log.warning("failpoint reached, exiting abruptly", extra={"failpoint": _FAILPOINT})
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.target, _, nth = spec.partition(":")
+        self.nth = int(nth or "1")
+        self.hits = 0
+
+    def __call__(self, name: str) -> None:
+        if not self.spec or name != self.target:
+            return
+        self.hits += 1
+        if self.hits >= self.nth:
+            log.warning("failpoint reached, exiting abruptly", extra={"failpoint": self.spec})
             os._exit(137)
 
 
@@ -85,6 +87,7 @@ class CommandHandler:
         self.group = checkpoint.group
         self.processed = Counter[str]()
         self.report: Counter[tuple[str, str]] = Counter()  # (status, reason) for replays
+        self.failpoint = Failpoint(settings.failpoint)
 
     # ------------------------------------------------------------------ the sink contract
     def prepare(self, consumer: Consumer) -> None:
@@ -111,7 +114,7 @@ class CommandHandler:
         applied.timings["decode"] = t_decoded - started
         applied.timings["database"] = time.perf_counter() - t_decoded
         self.checkpoint.advance(applied.moves)
-        failpoint("after-db-commit")
+        self.failpoint("after-db-commit")
         self._count_replay(applied.step)
         self._publish(consumer, applied, decoded)
         self._observe(applied, decoded, msgs, time.perf_counter() - started)

@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from dashboard.sunbird_api import create_token, sunbird_router
+from dashboard.web.sunbird import sunbird_router
 from enrolment.settings import Settings
+from enrolment.store.tokens import create_token
 from tests.integration.helpers import World, start_processor
 
 pytestmark = pytest.mark.integration

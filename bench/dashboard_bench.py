@@ -33,10 +33,10 @@ from jinja2 import Environment
 from sqlalchemy import Engine, ForeignKey, and_, create_engine, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from dashboard.app import create_app
 from dashboard.readmodel import MembershipEvent, ProgressUpdate
 from dashboard.readstore import apply_batch, clear
 from dashboard.rules import CSV_HEADER, csv_row
+from dashboard.web.app import create_app
 from enrolment.csvsafe import BOM
 from enrolment.settings import Settings
 from processor.imports import import_batches, import_users

@@ -2,5 +2,6 @@
 
 Modules: ``readmodel`` (pure decisions of the read model), ``rules`` (pure page rules: the Edit Batch limit,
 CSV rows, table paging), ``readstore`` (applying to PostgreSQL), ``consumer`` (the Kafka consumer thread),
-``queries`` (page reads), ``app`` (FastAPI) and ``server`` (uvicorn plus the consumer in one process).
+``queries`` (page reads), ``models`` (the JSON shapes), ``web`` (the FastAPI app and its routers) and
+``server`` (uvicorn plus the consumer in one process).
 """

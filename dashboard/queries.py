@@ -7,6 +7,7 @@ Never the processor's enrolments, ledger or uploads tables, and not course_batch
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from dashboard.readmodel import UploadRow
 from dashboard.readstore import UPLOAD_COLUMNS_MS, upload_row
 from dashboard.rules import TableQuery, like_pattern
 from enrolment.domain.model import Batch, User
+from enrolment.store import reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,60 +75,66 @@ class Person:
     state_id: str | None
 
 
-_BATCHES = """
-SELECT b.batch_id, b.course_id, b.course_name, b.state, b.enrollment_type, b.status, b.start_date, b.end_date,
-       coalesce((SELECT array_agg(m.user_id ORDER BY m.user_id) FROM batch_mentors m WHERE m.batch_id = b.batch_id),
-                '{}'),
-       coalesce(c.participant_count, 0)
+# The read model's count, in the order a page lists batches; the rest of a batch comes from the reference tables.
+_COUNTS = """
+SELECT b.batch_id, coalesce(c.participant_count, 0)
 FROM course_batches b
 LEFT JOIN dash_batch_counts c ON c.group_id = :g AND c.batch_id = b.batch_id
 """
+_NEWEST_FIRST = """CASE b.status WHEN 'ongoing' THEN 0 WHEN 'upcoming' THEN 1 ELSE 2 END,
+    b.start_date DESC NULLS LAST, b.batch_id"""
 
 
-def _batch(r: Any) -> BatchInfo:
-    return BatchInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8]), int(r[9]))
+def cursor(conn: Connection) -> closing[Any]:
+    """A DB-API cursor in ``conn``'s transaction, for the store's cursor-based reads (enrolment.store)."""
+    return closing(conn.connection.cursor())
+
+
+def _batches(conn: Connection, where_order: str, params: dict[str, Any]) -> list[BatchInfo]:
+    rows = conn.execute(text(_COUNTS + where_order), params).all()
+    with cursor(conn) as cur:
+        details = reference.batch_details(cur, [r[0] for r in rows])
+    return [_batch_info(details[b], int(n)) for b, n in rows if b in details]
+
+
+def _batch_info(d: reference.BatchDetails, count: int) -> BatchInfo:
+    b = d.batch
+    return BatchInfo(
+        b.batch_id,
+        b.course_id,
+        d.course_name,
+        b.state,
+        b.enrollment_type,
+        b.status,
+        d.start_date,
+        d.end_date,
+        d.mentors,
+        count,
+    )
 
 
 def batch(conn: Connection, group: str, batch_id: str) -> BatchInfo | None:
-    row = conn.execute(text(_BATCHES + " WHERE b.batch_id = :b"), {"g": group, "b": batch_id}).first()
-    return None if row is None else _batch(row)
+    found = _batches(conn, " WHERE b.batch_id = :b", {"g": group, "b": batch_id})
+    return found[0] if found else None
 
 
 def courses(conn: Connection, group: str) -> list[Course]:
     """Every course with its batches (ongoing first, then upcoming, then the rest; newest start first)."""
-    rows = conn.execute(
-        text(
-            _BATCHES
-            + """ ORDER BY b.course_name, b.course_id,
-                CASE b.status WHEN 'ongoing' THEN 0 WHEN 'upcoming' THEN 1 ELSE 2 END,
-                b.start_date DESC NULLS LAST, b.batch_id"""
-        ),
-        {"g": group},
-    ).all()
+    order = " ORDER BY b.course_name, b.course_id, " + _NEWEST_FIRST
     grouped: dict[str, list[BatchInfo]] = {}
-    for r in rows:
-        grouped.setdefault(r[1], []).append(_batch(r))
+    for b in _batches(conn, order, {"g": group}):
+        grouped.setdefault(b.course_id, []).append(b)
     return [Course(bs[0].course_id, bs[0].course_name or bs[0].course_id, tuple(bs)) for bs in grouped.values()]
 
 
 def mentor_batches(conn: Connection, group: str, mentor: str) -> list[BatchInfo]:
-    rows = conn.execute(
-        text(
-            _BATCHES
-            + """ WHERE b.batch_id IN (SELECT batch_id FROM batch_mentors WHERE user_id = :m)
-                ORDER BY CASE b.status WHEN 'ongoing' THEN 0 WHEN 'upcoming' THEN 1 ELSE 2 END,
-                b.start_date DESC NULLS LAST, b.batch_id"""
-        ),
-        {"g": group, "m": mentor},
-    ).all()
-    return [_batch(r) for r in rows]
+    where = " WHERE b.batch_id IN (SELECT batch_id FROM batch_mentors WHERE user_id = :m) ORDER BY " + _NEWEST_FIRST
+    return _batches(conn, where, {"g": group, "m": mentor})
 
 
 def user(conn: Connection, user_id: str) -> User | None:
-    row = conn.execute(
-        text("SELECT user_id, state, status, roles, state_id FROM users WHERE user_id = :u"), {"u": user_id}
-    ).first()
-    return None if row is None else User(row[0], row[1], row[2], frozenset(row[3]), row[4])
+    with cursor(conn) as cur:
+        return reference.user(cur, user_id)
 
 
 def user_name(conn: Connection, user_id: str) -> str | None:

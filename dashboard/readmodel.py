@@ -16,31 +16,17 @@ Idempotence, by message type:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
+
+from enrolment.messages.millis import to_ms
 
 MemberKey = tuple[str, str]  # (batch id, user id)
 
 ENROLLED = "ENROLLED"
 UNENROLLED = "UNENROLLED"
 COMPLETED = "COMPLETED"
-
-
-def to_ms(value: datetime | int | None) -> int | None:
-    """fastavro gives timestamp-millis as aware datetimes; the model keeps epoch milliseconds."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return int(value.timestamp() * 1000)
-    return int(value)
-
-
-def from_ms(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
 
 
 # ------------------------------------------------------------------------------------------------ messages
@@ -291,122 +277,166 @@ def count_result(row: UploadRow | None, result: ResultSeen) -> UploadRow:
     )
 
 
+@dataclass
+class _Planner:
+    """The working state of :func:`plan`: the rows as the batch's earlier messages left them."""
+
+    snapshot: Snapshot
+    ch: Changes = field(default_factory=Changes)
+    seen: set[str] = field(default_factory=set)
+    members: dict[MemberKey, Member | None] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    batch_info: dict[str, tuple[str, int]] = field(default_factory=dict)  # batch -> (course id, last event)
+    progress: dict[MemberKey, ProgressState] = field(default_factory=dict)
+    uploads: dict[str, UploadRow] = field(default_factory=dict)
+
+    def first_time(self, message_id: str) -> bool:
+        """Records a message id as applied; False (and counted as a replay) when it was applied before."""
+        if message_id in self.snapshot.applied or message_id in self.seen:
+            self.ch.ignored["replayed"] += 1
+            return False
+        self.seen.add(message_id)
+        self.ch.applied.append(message_id)
+        return True
+
+    def membership(self, m: MembershipEvent) -> None:
+        if not self.first_time(m.message_id):
+            return
+        key = (m.batch_id, m.user_id)
+        current = self.members[key] if key in self.members else self.snapshot.members.get(key)
+        count = self.counts.get(m.batch_id, self.snapshot.counts.get(m.batch_id, 0))
+        if m.change == ENROLLED and current is None:
+            via = "ui" if m.source == "UI" else "backend"
+            self.members[key] = Member(m.course_id, m.occurred_at_ms, via, m.event_id)
+            self.counts[m.batch_id] = count + 1
+        elif m.change == UNENROLLED and current is not None:
+            self.members[key] = None
+            self.counts[m.batch_id] = max(count - 1, 0)
+        else:
+            self.ch.ignored["no_change"] += 1
+            return
+        course, last = self.batch_info.get(m.batch_id, ("", 0))
+        self.batch_info[m.batch_id] = (m.course_id or course, max(last, m.occurred_at_ms))
+
+    def progress_update(self, m: ProgressUpdate) -> None:
+        if not progress_is_valid(m):
+            self.ch.ignored["invalid"] += 1
+            return
+        key = (m.batch_id, m.user_id)
+        if not newer(m, self.progress.get(key) or self.snapshot.progress.get(key)):
+            self.ch.ignored["stale"] += 1
+            return
+        self.progress[key] = ProgressState(m.progress, m.completed_at_ms, m.updated_at_ms)
+
+    def upload_row(self, upload_id: str) -> UploadRow | None:
+        return self.uploads.get(upload_id) or self.snapshot.uploads.get(upload_id)
+
+    def result(self, m: ResultSeen) -> None:
+        if self.first_time(m.message_id):
+            self.uploads[m.upload_id] = count_result(self.upload_row(m.upload_id), m)
+
+    def upload(self, m: UploadRecord) -> None:
+        self.uploads[m.upload_id] = merge_upload(self.upload_row(m.upload_id), m)
+
+    def changes(self) -> Changes:
+        """The rows that differ from the snapshot once every message is planned."""
+        ch = self.ch
+        for key, member in self.members.items():
+            before = self.snapshot.members.get(key)
+            if member is None:
+                if before is not None:
+                    ch.members_deleted.add(key)
+            elif member != before:
+                ch.members_put[key] = member
+        for batch_id, (course_id, last) in self.batch_info.items():
+            ch.batches[batch_id] = BatchTouched(course_id, self.counts[batch_id], last)
+        ch.progress_put = self.progress
+        ch.uploads_put = {k: v for k, v in self.uploads.items() if v != self.snapshot.uploads.get(k)}
+        return ch
+
+
 def plan(messages: Iterable[Message], snapshot: Snapshot) -> Changes:
     """Decides, in message order, what changes; ``snapshot`` must hold the rows named by :func:`needs`."""
-    ch = Changes()
-    seen: set[str] = set()
-    members: dict[MemberKey, Member | None] = {}
-    counts: dict[str, int] = {}
-    batch_info: dict[str, tuple[str, int]] = {}
-    progress: dict[MemberKey, ProgressState] = {}
-    uploads: dict[str, UploadRow] = {}
-
+    planner = _Planner(snapshot)
     for m in messages:
         if isinstance(m, MembershipEvent):
-            mid = m.message_id
-            if mid in snapshot.applied or mid in seen:
-                ch.ignored["replayed"] += 1
-                continue
-            seen.add(mid)
-            ch.applied.append(mid)
-            key = (m.batch_id, m.user_id)
-            current = members[key] if key in members else snapshot.members.get(key)
-            count = counts.get(m.batch_id, snapshot.counts.get(m.batch_id, 0))
-            if m.change == ENROLLED and current is None:
-                via = "ui" if m.source == "UI" else "backend"
-                members[key] = Member(m.course_id, m.occurred_at_ms, via, m.event_id)
-                counts[m.batch_id] = count + 1
-            elif m.change == UNENROLLED and current is not None:
-                members[key] = None
-                counts[m.batch_id] = max(count - 1, 0)
-            else:
-                ch.ignored["no_change"] += 1
-                continue
-            course, last = batch_info.get(m.batch_id, ("", 0))
-            batch_info[m.batch_id] = (m.course_id or course, max(last, m.occurred_at_ms))
+            planner.membership(m)
         elif isinstance(m, ProgressUpdate):
-            if not progress_is_valid(m):
-                ch.ignored["invalid"] += 1
-                continue
-            key = (m.batch_id, m.user_id)
-            if not newer(m, progress.get(key) or snapshot.progress.get(key)):
-                ch.ignored["stale"] += 1
-                continue
-            progress[key] = ProgressState(m.progress, m.completed_at_ms, m.updated_at_ms)
+            planner.progress_update(m)
         elif isinstance(m, ResultSeen):
-            mid = m.message_id
-            if mid in snapshot.applied or mid in seen:
-                ch.ignored["replayed"] += 1
-                continue
-            seen.add(mid)
-            ch.applied.append(mid)
-            uploads[m.upload_id] = count_result(uploads.get(m.upload_id) or snapshot.uploads.get(m.upload_id), m)
+            planner.result(m)
         else:
-            uploads[m.upload_id] = merge_upload(uploads.get(m.upload_id) or snapshot.uploads.get(m.upload_id), m)
-
-    for key, member in members.items():
-        before = snapshot.members.get(key)
-        if member is None:
-            if before is not None:
-                ch.members_deleted.add(key)
-        elif member != before:
-            ch.members_put[key] = member
-    for batch_id, (course_id, last) in batch_info.items():
-        ch.batches[batch_id] = BatchTouched(course_id, counts[batch_id], last)
-    ch.progress_put = progress
-    ch.uploads_put = {k: v for k, v in uploads.items() if v != snapshot.uploads.get(k)}
-    return ch
+            planner.upload(m)
+    return planner.changes()
 
 
 # ---------------------------------------------------------------------------------------- record mapping
 
 
+def _membership(rec: Mapping[str, Any]) -> MembershipEvent:
+    return MembershipEvent(
+        event_id=str(rec["event_id"]),
+        batch_id=str(rec["batch_id"]),
+        course_id=str(rec.get("course_id") or ""),
+        user_id=str(rec["user_id"]),
+        change=str(rec["change"]),
+        source=str(rec.get("source") or "BACKEND"),
+        occurred_at_ms=to_ms(rec["occurred_at"]),
+    )
+
+
+def _progress(rec: Mapping[str, Any]) -> ProgressUpdate:
+    completed = rec.get("completed_at")
+    return ProgressUpdate(
+        batch_id=str(rec["batch_id"]),
+        user_id=str(rec["user_id"]),
+        progress=int(rec["progress"]),
+        completed_at_ms=None if completed is None else to_ms(completed),
+        updated_at_ms=to_ms(rec["updated_at"]),
+    )
+
+
+def _result(rec: Mapping[str, Any]) -> ResultSeen:
+    return ResultSeen(
+        command_id=str(rec["command_id"]),
+        upload_id=str(rec["upload_id"]),
+        batch_id=str(rec["batch_id"]),
+        outcome=str(rec["outcome"]),
+        reason=str(rec["reason"]),
+        dry_run=bool(rec.get("dry_run")),
+        processed_at_ms=to_ms(rec["processed_at"]),
+    )
+
+
+def _upload(rec: Mapping[str, Any]) -> UploadRecord:
+    completed = rec.get("completed_at")
+    return UploadRecord(
+        upload_id=str(rec["upload_id"]),
+        batch_id=str(rec["batch_id"]),
+        phase=str(rec["phase"]),
+        kind=str(rec.get("kind") or "add"),
+        requested_by=str(rec.get("requested_by") or ""),
+        dry_run=bool(rec.get("dry_run")),
+        file_name=rec.get("file_name"),
+        parent_upload_id=rec.get("parent_upload_id"),
+        commands_published=int(rec.get("commands_published") or 0),
+        refused=tuple(dict(r) for r in rec.get("refused") or ()),
+        outcomes={str(k): int(v) for k, v in (rec.get("outcomes") or {}).items()},
+        reasons={str(k): int(v) for k, v in (rec.get("reasons") or {}).items()},
+        created_at_ms=to_ms(rec["created_at"]),
+        completed_at_ms=None if completed is None else to_ms(completed),
+    )
+
+
+_FROM_RECORD: dict[str, Callable[[Mapping[str, Any]], Message]] = {
+    "EnrollmentEvent": _membership,
+    "CourseProgress": _progress,
+    "CommandResult": _result,
+    "UploadSummary": _upload,
+}
+
+
 def from_record(name: str, rec: Mapping[str, Any]) -> Message | None:
     """Maps a decoded Avro record to a message; None for record types the read model does not use."""
-    if name == "EnrollmentEvent":
-        return MembershipEvent(
-            event_id=str(rec["event_id"]),
-            batch_id=str(rec["batch_id"]),
-            course_id=str(rec.get("course_id") or ""),
-            user_id=str(rec["user_id"]),
-            change=str(rec["change"]),
-            source=str(rec.get("source") or "BACKEND"),
-            occurred_at_ms=to_ms(rec["occurred_at"]) or 0,
-        )
-    if name == "CourseProgress":
-        return ProgressUpdate(
-            batch_id=str(rec["batch_id"]),
-            user_id=str(rec["user_id"]),
-            progress=int(rec["progress"]),
-            completed_at_ms=to_ms(rec.get("completed_at")),
-            updated_at_ms=to_ms(rec["updated_at"]) or 0,
-        )
-    if name == "CommandResult":
-        return ResultSeen(
-            command_id=str(rec["command_id"]),
-            upload_id=str(rec["upload_id"]),
-            batch_id=str(rec["batch_id"]),
-            outcome=str(rec["outcome"]),
-            reason=str(rec["reason"]),
-            dry_run=bool(rec.get("dry_run")),
-            processed_at_ms=to_ms(rec["processed_at"]) or 0,
-        )
-    if name == "UploadSummary":
-        created = to_ms(rec["created_at"]) or 0
-        return UploadRecord(
-            upload_id=str(rec["upload_id"]),
-            batch_id=str(rec["batch_id"]),
-            phase=str(rec["phase"]),
-            kind=str(rec.get("kind") or "add"),
-            requested_by=str(rec.get("requested_by") or ""),
-            dry_run=bool(rec.get("dry_run")),
-            file_name=rec.get("file_name"),
-            parent_upload_id=rec.get("parent_upload_id"),
-            commands_published=int(rec.get("commands_published") or 0),
-            refused=tuple(dict(r) for r in rec.get("refused") or ()),
-            outcomes={str(k): int(v) for k, v in (rec.get("outcomes") or {}).items()},
-            reasons={str(k): int(v) for k, v in (rec.get("reasons") or {}).items()},
-            created_at_ms=created,
-            completed_at_ms=to_ms(rec.get("completed_at")),
-        )
-    return None
+    build = _FROM_RECORD.get(name)
+    return None if build is None else build(rec)

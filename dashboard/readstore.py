@@ -13,7 +13,19 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from dashboard.readmodel import Changes, Member, Message, ProgressState, Snapshot, UploadRow, from_ms, needs, plan
+from dashboard.readmodel import (
+    BatchTouched,
+    Changes,
+    Member,
+    MemberKey,
+    Message,
+    ProgressState,
+    Snapshot,
+    UploadRow,
+    needs,
+    plan,
+)
+from enrolment.messages.millis import from_ms
 from enrolment.store import positions
 from enrolment.store.positions import DASHBOARD_POSITIONS, Position, TopicPartitionKey
 
@@ -125,109 +137,130 @@ def write_changes(cur: Any, group: str, ch: Changes) -> None:
             (group, ch.applied),
         )
     if ch.members_deleted:
-        keys = sorted(ch.members_deleted)
-        cur.execute(
-            "DELETE FROM dash_members m USING unnest(%s::text[], %s::text[]) AS d(b, u) "
-            "WHERE m.group_id = %s AND m.batch_id = d.b AND m.user_id = d.u",
-            ([k[0] for k in keys], [k[1] for k in keys], group),
-        )
+        delete_members(cur, group, sorted(ch.members_deleted))
     if ch.members_put:
-        items = sorted(ch.members_put.items())
-        cur.execute(
-            """
-            INSERT INTO dash_members (group_id, batch_id, user_id, course_id, enrolled_at, added_via, event_id, name,
-                                      state_id)
-            SELECT %s, x.b, x.u, x.c, x.t, x.v, x.e, coalesce(r.name, ''), r.state_id
-            FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])
-                AS x(b, u, c, t, v, e)
-            LEFT JOIN users r ON r.user_id = x.u
-            ON CONFLICT (group_id, batch_id, user_id) DO UPDATE SET course_id = EXCLUDED.course_id,
-                enrolled_at = EXCLUDED.enrolled_at, added_via = EXCLUDED.added_via, event_id = EXCLUDED.event_id,
-                name = EXCLUDED.name, state_id = EXCLUDED.state_id
-            """,
-            (
-                group,
-                [k[0] for k, _ in items],
-                [k[1] for k, _ in items],
-                [m.course_id for _, m in items],
-                [from_ms(m.enrolled_at_ms) for _, m in items],
-                [m.added_via for _, m in items],
-                [m.event_id for _, m in items],
-            ),
-        )
+        put_members(cur, group, sorted(ch.members_put.items()))
     if ch.batches:
-        batches = sorted(ch.batches.items())
-        cur.execute(
-            """
-            INSERT INTO dash_batch_counts AS d (group_id, batch_id, course_id, participant_count, last_event_at)
-            SELECT %s, b, c, n, t FROM unnest(%s::text[], %s::text[], %s::int[], %s::timestamptz[]) AS x(b, c, n, t)
-            ON CONFLICT (group_id, batch_id) DO UPDATE SET participant_count = EXCLUDED.participant_count,
-                course_id = CASE WHEN EXCLUDED.course_id <> '' THEN EXCLUDED.course_id ELSE d.course_id END,
-                last_event_at = greatest(d.last_event_at, EXCLUDED.last_event_at)
-            """,
-            (
-                group,
-                [b for b, _ in batches],
-                [t.course_id for _, t in batches],
-                [t.participant_count for _, t in batches],
-                [from_ms(t.last_event_at_ms) for _, t in batches],
-            ),
-        )
+        put_batch_counts(cur, group, sorted(ch.batches.items()))
     if ch.progress_put:
-        items_p = sorted(ch.progress_put.items())
-        # The WHERE repeats the last-writer-wins rule in SQL, so even a stale snapshot cannot go backwards.
-        cur.execute(
-            """
-            INSERT INTO dash_progress AS d (group_id, batch_id, user_id, progress, completed_at, updated_at)
-            SELECT %s, b, u, p, c, t
-            FROM unnest(%s::text[], %s::text[], %s::smallint[], %s::timestamptz[], %s::timestamptz[])
-                AS x(b, u, p, c, t)
-            ON CONFLICT (group_id, batch_id, user_id) DO UPDATE SET progress = EXCLUDED.progress,
-                completed_at = EXCLUDED.completed_at, updated_at = EXCLUDED.updated_at
-            WHERE d.updated_at < EXCLUDED.updated_at
-            """,
-            (
-                group,
-                [k[0] for k, _ in items_p],
-                [k[1] for k, _ in items_p],
-                [s.progress for _, s in items_p],
-                [from_ms(s.completed_at_ms) for _, s in items_p],
-                [from_ms(s.updated_at_ms) for _, s in items_p],
-            ),
-        )
+        put_progress(cur, group, sorted(ch.progress_put.items()))
     for row in sorted(ch.uploads_put.values(), key=lambda r: r.upload_id):
-        cur.execute(
-            """
-            INSERT INTO dash_uploads (group_id, upload_id, batch_id, kind, requested_by, dry_run, file_name,
-                parent_upload_id, commands_published, refused, processed, outcomes, reasons, created_at, completed_at,
-                first_seen_at)
-            VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s::jsonb,%s,%s,%s)
-            ON CONFLICT (group_id, upload_id) DO UPDATE SET batch_id = EXCLUDED.batch_id, kind = EXCLUDED.kind,
-                requested_by = EXCLUDED.requested_by, dry_run = EXCLUDED.dry_run, file_name = EXCLUDED.file_name,
-                parent_upload_id = EXCLUDED.parent_upload_id, commands_published = EXCLUDED.commands_published,
-                refused = EXCLUDED.refused, processed = EXCLUDED.processed, outcomes = EXCLUDED.outcomes,
-                reasons = EXCLUDED.reasons, created_at = EXCLUDED.created_at, completed_at = EXCLUDED.completed_at,
-                first_seen_at = EXCLUDED.first_seen_at
-            """,
-            (
-                group,
-                row.upload_id,
-                row.batch_id,
-                row.kind,
-                row.requested_by,
-                row.dry_run,
-                row.file_name,
-                row.parent_upload_id,
-                row.commands_published,
-                json.dumps([dict(r) for r in row.refused]),
-                row.processed,
-                json.dumps(dict(sorted(row.outcomes.items()))),
-                json.dumps(dict(sorted(row.reasons.items()))),
-                from_ms(row.created_at_ms),
-                from_ms(row.completed_at_ms),
-                from_ms(row.first_seen_at_ms),
-            ),
-        )
+        put_upload(cur, group, row)
+
+
+def delete_members(cur: Any, group: str, keys: list[MemberKey]) -> None:
+    cur.execute(
+        "DELETE FROM dash_members m USING unnest(%s::text[], %s::text[]) AS d(b, u) "
+        "WHERE m.group_id = %s AND m.batch_id = d.b AND m.user_id = d.u",
+        ([k[0] for k in keys], [k[1] for k in keys], group),
+    )
+
+
+def put_members(cur: Any, group: str, items: list[tuple[MemberKey, Member]]) -> None:
+    """Upserts members with a copy of the user's name and state id (the table's sort and search keys)."""
+    cur.execute(
+        """
+        INSERT INTO dash_members (group_id, batch_id, user_id, course_id, enrolled_at, added_via, event_id, name,
+                                  state_id)
+        SELECT %s, x.b, x.u, x.c, x.t, x.v, x.e, coalesce(r.name, ''), r.state_id
+        FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])
+            AS x(b, u, c, t, v, e)
+        LEFT JOIN users r ON r.user_id = x.u
+        ON CONFLICT (group_id, batch_id, user_id) DO UPDATE SET course_id = EXCLUDED.course_id,
+            enrolled_at = EXCLUDED.enrolled_at, added_via = EXCLUDED.added_via, event_id = EXCLUDED.event_id,
+            name = EXCLUDED.name, state_id = EXCLUDED.state_id
+        """,
+        (
+            group,
+            [k[0] for k, _ in items],
+            [k[1] for k, _ in items],
+            [m.course_id for _, m in items],
+            [from_ms(m.enrolled_at_ms) for _, m in items],
+            [m.added_via for _, m in items],
+            [m.event_id for _, m in items],
+        ),
+    )
+
+
+def put_batch_counts(cur: Any, group: str, batches: list[tuple[str, BatchTouched]]) -> None:
+    cur.execute(
+        """
+        INSERT INTO dash_batch_counts AS d (group_id, batch_id, course_id, participant_count, last_event_at)
+        SELECT %s, b, c, n, t FROM unnest(%s::text[], %s::text[], %s::int[], %s::timestamptz[]) AS x(b, c, n, t)
+        ON CONFLICT (group_id, batch_id) DO UPDATE SET participant_count = EXCLUDED.participant_count,
+            course_id = CASE WHEN EXCLUDED.course_id <> '' THEN EXCLUDED.course_id ELSE d.course_id END,
+            last_event_at = greatest(d.last_event_at, EXCLUDED.last_event_at)
+        """,
+        (
+            group,
+            [b for b, _ in batches],
+            [t.course_id for _, t in batches],
+            [t.participant_count for _, t in batches],
+            [from_ms(t.last_event_at_ms) for _, t in batches],
+        ),
+    )
+
+
+def put_progress(cur: Any, group: str, items: list[tuple[MemberKey, ProgressState]]) -> None:
+    # The WHERE repeats the last-writer-wins rule in SQL, so even a stale snapshot cannot go backwards.
+    cur.execute(
+        """
+        INSERT INTO dash_progress AS d (group_id, batch_id, user_id, progress, completed_at, updated_at)
+        SELECT %s, b, u, p, c, t
+        FROM unnest(%s::text[], %s::text[], %s::smallint[], %s::timestamptz[], %s::timestamptz[])
+            AS x(b, u, p, c, t)
+        ON CONFLICT (group_id, batch_id, user_id) DO UPDATE SET progress = EXCLUDED.progress,
+            completed_at = EXCLUDED.completed_at, updated_at = EXCLUDED.updated_at
+        WHERE d.updated_at < EXCLUDED.updated_at
+        """,
+        (
+            group,
+            [k[0] for k, _ in items],
+            [k[1] for k, _ in items],
+            [s.progress for _, s in items],
+            [None if s.completed_at_ms is None else from_ms(s.completed_at_ms) for _, s in items],
+            [from_ms(s.updated_at_ms) for _, s in items],
+        ),
+    )
+
+
+_PUT_UPLOAD = """
+INSERT INTO dash_uploads (group_id, upload_id, batch_id, kind, requested_by, dry_run, file_name,
+    parent_upload_id, commands_published, refused, processed, outcomes, reasons, created_at, completed_at,
+    first_seen_at)
+VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s::jsonb,%s,%s,%s)
+ON CONFLICT (group_id, upload_id) DO UPDATE SET batch_id = EXCLUDED.batch_id, kind = EXCLUDED.kind,
+    requested_by = EXCLUDED.requested_by, dry_run = EXCLUDED.dry_run, file_name = EXCLUDED.file_name,
+    parent_upload_id = EXCLUDED.parent_upload_id, commands_published = EXCLUDED.commands_published,
+    refused = EXCLUDED.refused, processed = EXCLUDED.processed, outcomes = EXCLUDED.outcomes,
+    reasons = EXCLUDED.reasons, created_at = EXCLUDED.created_at, completed_at = EXCLUDED.completed_at,
+    first_seen_at = EXCLUDED.first_seen_at
+"""
+
+
+def put_upload(cur: Any, group: str, row: UploadRow) -> None:
+    """Upserts one upload (an upload record sets values, never adds, so writing it twice is harmless)."""
+    cur.execute(
+        _PUT_UPLOAD,
+        (
+            group,
+            row.upload_id,
+            row.batch_id,
+            row.kind,
+            row.requested_by,
+            row.dry_run,
+            row.file_name,
+            row.parent_upload_id,
+            row.commands_published,
+            json.dumps([dict(r) for r in row.refused]),
+            row.processed,
+            json.dumps(dict(sorted(row.outcomes.items()))),
+            json.dumps(dict(sorted(row.reasons.items()))),
+            None if row.created_at_ms is None else from_ms(row.created_at_ms),
+            None if row.completed_at_ms is None else from_ms(row.completed_at_ms),
+            from_ms(row.first_seen_at_ms),
+        ),
+    )
 
 
 def refresh_names(raw: Any, group: str) -> int:

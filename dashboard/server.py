@@ -13,8 +13,8 @@ import time
 import uvicorn
 from sqlalchemy import Engine
 
-from dashboard.app import Publisher, create_app
 from dashboard.consumer import ReadModelConsumer
+from dashboard.web.app import create_app
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 
@@ -31,7 +31,6 @@ class DashboardServer:
         *,
         host: str = "127.0.0.1",
         port: int = 8000,
-        publisher: Publisher | None = None,
         log_level: str = "warning",
     ) -> None:
         self.settings = settings
@@ -42,7 +41,7 @@ class DashboardServer:
             target=self.consumer.run, args=(self.stop_event,), name="dashboard-read-model", daemon=True
         )
         config = uvicorn.Config(
-            create_app(settings, engine, publisher=publisher),
+            create_app(settings, engine),
             host=host,
             port=port,
             log_level=log_level,

@@ -437,7 +437,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_api_token(args: argparse.Namespace, settings: Settings) -> int:
-    from dashboard.sunbird_api import create_token
+    from enrolment.store.tokens import create_token
 
     try:
         token = create_token(_engine(settings), args.user, args.label or "")

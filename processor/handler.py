@@ -32,6 +32,7 @@ from processor.emit import outputs_for
 
 log = logging.getLogger("processor")
 
+
 class Failpoint:
     """Test hook: PARTICIPANTS_FAILPOINT=NAME:N kills the process (like SIGKILL) at the N-th pass of NAME.
 

@@ -1,7 +1,9 @@
-"""Table definitions (SQLAlchemy Core). Alembic migrations in processor/store/migrations mirror them.
+"""Table definitions (SQLAlchemy Core): every table the migrations in enrolment/store/migrations create.
 
 Reference tables (states, users, course_batches, batch_mentors) are loaded by the imports; the
-processor owns enrolments, command_ledger, uploads and consumer_positions (its exactly-once state).
+processor owns enrolments, command_ledger, uploads and consumer_positions (its exactly-once state); the
+dashboard owns the ``dash_`` tables (its read model); ``api_tokens`` holds the Sunbird API's bearer tokens.
+tests/integration/test_schema.py checks that a database migrated to head matches this metadata.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -193,3 +196,104 @@ api_tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
+
+# ------------------------------------------------------------------------------ the dashboard's read model (0002)
+# Every row carries the dashboard consumer group that built it, so one dashboard's rebuild touches only its rows.
+
+dash_positions = Table(
+    "dash_positions",
+    metadata,
+    Column("group_id", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("kafka_partition", Integer, nullable=False),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("group_id", "topic", "kafka_partition"),
+)
+
+dash_applied_events = Table(
+    "dash_applied_events",
+    metadata,
+    Column("group_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False, doc='"event:<event id>" or "result:<command id>"'),
+    PrimaryKeyConstraint("group_id", "event_id"),
+)
+
+dash_members = Table(
+    "dash_members",
+    metadata,
+    Column("group_id", Text, nullable=False),
+    Column("batch_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("course_id", Text, nullable=False, server_default=""),
+    Column("enrolled_at", DateTime(timezone=True), nullable=False),
+    Column("added_via", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("name", Text, nullable=False, server_default="", doc="Copy of users.name: the table's sort key"),
+    Column("state_id", Text, nullable=True, doc="Copy of users.state_id"),
+    PrimaryKeyConstraint("group_id", "batch_id", "user_id"),
+)
+Index(
+    "dash_members_enrolled_idx",
+    dash_members.c.group_id,
+    dash_members.c.batch_id,
+    dash_members.c.enrolled_at,
+    dash_members.c.user_id,
+)
+Index(
+    "dash_members_name_idx",
+    dash_members.c.group_id,
+    dash_members.c.batch_id,
+    dash_members.c.name,
+    dash_members.c.user_id,
+)
+Index("dash_members_user_idx", dash_members.c.user_id)
+
+dash_batch_counts = Table(
+    "dash_batch_counts",
+    metadata,
+    Column("group_id", Text, nullable=False),
+    Column("batch_id", Text, nullable=False),
+    Column("course_id", Text, nullable=False, server_default=""),
+    Column("participant_count", Integer, nullable=False, server_default="0"),
+    Column("last_event_at", DateTime(timezone=True), nullable=False, doc="Time of the last membership event"),
+    PrimaryKeyConstraint("group_id", "batch_id"),
+    CheckConstraint("participant_count >= 0", name="dash_batch_counts_nonnegative"),
+)
+
+dash_progress = Table(
+    "dash_progress",
+    metadata,
+    Column("group_id", Text, nullable=False),
+    Column("batch_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("progress", SmallInteger, nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("group_id", "batch_id", "user_id"),
+    CheckConstraint("progress BETWEEN 0 AND 100", name="dash_progress_percent"),
+)
+
+dash_uploads = Table(
+    "dash_uploads",
+    metadata,
+    Column("group_id", Text, nullable=False),
+    Column("upload_id", Text, nullable=False),
+    Column("batch_id", Text, nullable=False),
+    Column("kind", Text, nullable=True),
+    Column("requested_by", Text, nullable=True),
+    Column("dry_run", Boolean, nullable=False, server_default="false"),
+    Column("file_name", Text, nullable=True),
+    Column("parent_upload_id", Text, nullable=True),
+    Column("commands_published", Integer, nullable=True),
+    Column("refused", JSONB, nullable=False, server_default="[]"),
+    Column("processed", Integer, nullable=False, server_default="0"),
+    Column("outcomes", JSONB, nullable=False, server_default="{}"),
+    Column("reasons", JSONB, nullable=False, server_default="{}"),
+    Column("created_at", DateTime(timezone=True), nullable=True),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False, doc="Earliest time any message names"),
+    PrimaryKeyConstraint("group_id", "upload_id"),
+)
+Index("dash_uploads_batch_idx", dash_uploads.c.group_id, dash_uploads.c.batch_id)
+Index("dash_uploads_recent_idx", dash_uploads.c.group_id, dash_uploads.c.first_seen_at)

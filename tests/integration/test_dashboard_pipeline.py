@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from dashboard.app import create_app, kafka_publisher
 from dashboard.consumer import ReadModelConsumer, rebuild
 from dashboard.rules import EDIT_LIMIT_MESSAGE
+from dashboard.web.app import create_app
+from dashboard.web.edit import kafka_publisher
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from participants import cli

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from collections.abc import Iterator
 
@@ -11,8 +12,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from dashboard.sunbird_api import create_token, sunbird_router
+from dashboard.web.sunbird import sunbird_router
 from enrolment.settings import Settings
+from enrolment.store.tokens import create_token
 from tests.integration.helpers import World, start_processor
 
 pytestmark = pytest.mark.integration
@@ -113,9 +115,8 @@ def test_accepted_when_processing_takes_longer(
 ) -> None:
     world = World(engine, unique, teachers=3)
     batch = world.batch("slow")
-    monkeypatch.setenv("SUNBIRD_API_WAIT_S", "1")
     app = FastAPI()
-    app.include_router(sunbird_router(isolated_settings, engine))
+    app.include_router(sunbird_router(dataclasses.replace(isolated_settings, sunbird_api_wait_s=1.0), engine))
     client = TestClient(app)
     token = create_token(engine, world.admin)
     body = {"request": {"batchId": batch, "userIds": [world.user_id(0)]}}

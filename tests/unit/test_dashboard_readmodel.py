@@ -16,8 +16,8 @@ from dashboard.readmodel import (
     from_record,
     needs,
     plan,
-    to_ms,
 )
+from enrolment.messages.millis import to_ms
 
 T0 = 1_760_000_000_000
 
@@ -183,5 +183,7 @@ def test_from_record_reads_avro_timestamps_as_datetimes() -> None:
         {"batch_id": "b1", "user_id": "u1", "progress": 100, "completed_at": when, "updated_at": when},
     )
     assert msg == ProgressUpdate("b1", "u1", 100, 1788256800000, 1788256800000)
-    assert to_ms(when) == 1788256800000 and to_ms(None) is None
+    assert to_ms(when) == 1788256800000
+    unfinished = {"batch_id": "b1", "user_id": "u1", "progress": 5, "completed_at": None, "updated_at": when}
+    assert from_record("CourseProgress", unfinished) == ProgressUpdate("b1", "u1", 5, None, 1788256800000)
     assert from_record("TelemetryEvent", {}) is None

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dashboard.app import csv_chunks, href
 from dashboard.queries import Participant
 from dashboard.rules import (
     CSV_HEADER,
@@ -25,6 +24,8 @@ from dashboard.rules import (
     plan_edit,
     table_query,
 )
+from dashboard.web.downloads import csv_chunks
+from dashboard.web.render import href
 from enrolment.settings import Settings
 
 LIMIT = Settings.from_env().ui_participant_limit

@@ -1,0 +1,44 @@
+"""The dashboard web app: server-rendered pages (Jinja2, autoescaped) and the JSON API under /api/.
+
+Routes are thin: they read through ``queries``, decide with ``rules`` and render.  Membership, counts,
+progress and uploads come from the read model; names, batches and mentors from the reference tables.
+Edit Batch changes are published as UI uploads on the commands topic; the processor applies them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+
+from dashboard.web import api, downloads, edit, errors, pages
+from dashboard.web.render import environment
+from dashboard.web.sunbird import sunbird_router
+from dashboard.web.timing import ServerTiming
+from enrolment.settings import Settings
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+DESCRIPTION = (
+    "Courses, batches, participants with course progress, Edit Batch and uploads. Pages are server-rendered "
+    "HTML; the same data is available as JSON under /api/. The acting mentor is the `mentor` query "
+    "parameter (no login yet)."
+)
+
+
+def create_app(settings: Settings, engine: Engine) -> FastAPI:
+    """The dashboard on ``engine`` for ``settings.dashboard_group``'s read model."""
+    app = FastAPI(title="Participants dashboard", version="0.1.0", description=DESCRIPTION)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.templates = environment()
+    app.add_middleware(ServerTiming)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    errors.add_handlers(app)
+    app.include_router(sunbird_router(settings, engine))  # POST /v1/course/batch/users/add|remove
+    app.include_router(pages.router)
+    app.include_router(edit.router)
+    app.include_router(downloads.router)
+    app.include_router(api.router)
+    return app

@@ -1,0 +1,73 @@
+"""Every problem reaches the user as one sentence: an error page, or ``{"detail": ...}`` under /api/.
+
+Never a traceback: unexpected errors are logged and answered with a fixed sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dashboard.web.deps import acting_mentor
+from dashboard.web.render import render
+
+log = logging.getLogger("dashboard.web")
+
+
+class PageError(Exception):
+    """A problem shown to the user as one sentence (HTML page or JSON ``detail``), never a traceback."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def problem(request: Request, status: int, message: str) -> Response:
+    if wants_json(request):
+        return JSONResponse({"detail": message}, status_code=status)
+    mentor = acting_mentor(request.query_params.get("mentor"))
+    return render(request, "error.html", status, message=message, code=status, mentor=mentor)
+
+
+async def on_page_error(request: Request, exc: PageError) -> Response:
+    return problem(request, exc.status, exc.message)
+
+
+async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    message = "This page does not exist." if exc.status_code == 404 else str(exc.detail)
+    return problem(request, exc.status_code, message)
+
+
+async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("query", "body", "path"))
+    message = f"The value of {where or 'the request'} cannot be used: {first.get('msg', 'invalid')}."
+    return problem(request, 400 if not wants_json(request) else 422, message)
+
+
+async def on_db_down(request: Request, exc: OperationalError) -> Response:
+    log.warning("database unreachable", extra={"error": str(exc.orig or exc)})
+    return problem(request, 503, "The database cannot be reached right now. Please try again in a minute.")
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", extra={"path": request.url.path})
+    return problem(request, 500, "Something went wrong on our side. Please try again; if it persists, tell us.")
+
+
+def add_handlers(app: FastAPI) -> None:
+    app.exception_handler(PageError)(on_page_error)
+    app.exception_handler(StarletteHTTPException)(on_http_error)
+    app.exception_handler(RequestValidationError)(on_invalid)
+    app.exception_handler(OperationalError)(on_db_down)
+    app.exception_handler(Exception)(on_unexpected)

@@ -37,8 +37,8 @@ from enrolment.domain.outputs import (
 )
 from enrolment.messages.codec import Codec, DecodeError
 from enrolment.settings import Settings
+from enrolment.store.dead_letters import DeadLetter, record_dead_letters
 from enrolment.store.step import (
-    DeadLetter,
     Position,
     PositionConflict,
     Positioned,
@@ -47,7 +47,6 @@ from enrolment.store.step import (
     command_from_record,
     load_in_doubt,
     read_positions,
-    record_dead_letters,
     seal_upload,
 )
 from processor import metrics

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-MAX_ID_LENGTH = 128  # as the file reader (producer/reader.py)
+from enrolment.domain.model import MAX_ID_LENGTH
 
 SUCCESS_REASONS = {
     "add": frozenset({"ENROLLED", "ALREADY_ENROLLED"}),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,7 @@ from enrolment.domain.model import Action, Batch, Command, Decision, IdType, Sou
 from enrolment.domain.outputs import Recorded, UploadInfo
 from enrolment.domain.rules import Snapshot, evaluate
 from enrolment.messages.avro_fast import _ts_millis
+from enrolment.store.dead_letters import DeadLetter
 
 
 class PositionConflict(Exception):
@@ -404,30 +405,6 @@ def load_upload_info(cur: Any, upload_id: str) -> UploadInfo | None:
         reasons=dict(r[12] or {}),
         state=r[13],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    source_topic: str
-    partition: int
-    offset: int
-    reason: str
-    detail: str
-    key: bytes | None
-    value: bytes | None
-    at_ms: int
-
-
-def record_dead_letters(cur: Any, letters: Iterable[DeadLetter]) -> None:
-    for d in letters:
-        cur.execute(
-            """
-            INSERT INTO dead_letters (source_topic, kafka_partition, kafka_offset, reason, detail, key, value,
-                                      dead_lettered_at)
-            VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING
-            """,
-            (d.source_topic, d.partition, d.offset, d.reason, d.detail, d.key, d.value, _iso(d.at_ms)),
-        )
 
 
 _RECORDED_SQL = (

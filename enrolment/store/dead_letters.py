@@ -78,6 +78,32 @@ def record_dead_letters(cur: Any, letters: Iterable[DeadLetter]) -> None:
         )
 
 
+def letters_between(cur: Any, topic: str, partition: int, start: int, end: int) -> list[DeadLetter]:
+    """The letters recorded for offsets [start, end) of a partition, to publish them again after a crash."""
+    cur.execute(
+        """
+        SELECT source_topic, kafka_partition, kafka_offset, reason, detail, key, value,
+               (extract(epoch FROM dead_lettered_at) * 1000)::bigint
+        FROM dead_letters WHERE source_topic = %s AND kafka_partition = %s AND kafka_offset >= %s AND kafka_offset < %s
+        ORDER BY kafka_offset
+        """,
+        (topic, partition, start, end),
+    )
+    return [
+        DeadLetter(
+            r[0],
+            int(r[1]),
+            int(r[2]),
+            r[3],
+            r[4],
+            bytes(r[5]) if r[5] else None,
+            bytes(r[6]) if r[6] else None,
+            int(r[7]),
+        )
+        for r in cur.fetchall()
+    ]
+
+
 def dead_letter_rows(cur: Any, include_replayed: bool = False) -> list[DeadLetterRow]:
     """Every dead letter not yet replayed (or every one), oldest first."""
     cur.execute(

@@ -18,7 +18,7 @@ from enrolment.domain.model import Action, Batch, Command, Decision, IdType, Sou
 from enrolment.domain.outputs import Recorded, UploadInfo
 from enrolment.domain.rules import Snapshot, evaluate
 from enrolment.messages.avro_fast import _ts_millis
-from enrolment.store.dead_letters import DeadLetter
+from enrolment.store.dead_letters import DeadLetter, letters_between
 
 
 class PositionConflict(Exception):
@@ -468,28 +468,7 @@ def load_in_doubt(cur: Any, group: str, topic: str, partition: int, start: int, 
         (group, topic, partition, start, end),
     )
     uploads = [u for (uid,) in cur.fetchall() if (u := load_upload_info(cur, uid)) is not None]
-    cur.execute(
-        """
-        SELECT source_topic, kafka_partition, kafka_offset, reason, detail, key, value,
-               (extract(epoch FROM dead_lettered_at) * 1000)::bigint
-        FROM dead_letters WHERE source_topic = %s AND kafka_partition = %s AND kafka_offset >= %s AND kafka_offset < %s
-        ORDER BY kafka_offset
-        """,
-        (topic, partition, start, end),
-    )
-    letters = [
-        DeadLetter(
-            r[0],
-            int(r[1]),
-            int(r[2]),
-            r[3],
-            r[4],
-            bytes(r[5]) if r[5] else None,
-            bytes(r[6]) if r[6] else None,
-            int(r[7]),
-        )
-        for r in cur.fetchall()
-    ]
+    letters = letters_between(cur, topic, partition, start, end)
     return InDoubt(recorded, uploads, letters)
 
 

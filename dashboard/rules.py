@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from enrolment.csvsafe import cell
+from enrolment.domain.model import OPEN_STATUSES
 
 EDIT_LIMIT_MESSAGE = "Please contact your state admin to add or remove participants from this batch"
-OPEN_STATUSES = frozenset({"upcoming", "ongoing"})
 
 
 def edit_allowed(count: int, limit: int) -> bool:

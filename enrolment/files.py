@@ -1,14 +1,19 @@
-"""Read a participant list file the way states really send it, as a stream.
+"""Read the files people send, as streams, with one rule for text and one for headers.
 
-A file is either a CSV with a header naming the id column (``user_id``, ``state_id`` or ``external_id``,
-spelled loosely: ``User ID``, ``External-Id`` ...) or a plain list with one id per line, in which case the
-caller says which kind of id it holds.  Bytes must be UTF-8 (a BOM is allowed); CRLF and LF both work.
+Every file (participant lists, course progress, users and batches) is UTF-8 with or without a BOM, CRLF or
+LF; blank lines and all-empty rows are skipped and every row keeps the physical line it starts on (1-based,
+the header is line 1): :func:`csv_records`.  Header names are matched loosely, whatever the file: case,
+spaces, ``_``, ``-`` and a BOM do not count, so ``user_id``, ``User ID``, ``userid`` and ``user-id`` name
+the same column, and ``external_id`` is another name for ``state_id``: :func:`locate_columns`.  Each reader
+words its own errors (reason codes and sentences) from :class:`NotUtf8` and :class:`BrokenCsv`.
 
-Rows are yielded one by one: :class:`InputRow` for a usable id, :class:`RefusedRow` for a row that cannot be
-used (empty id, too long, invalid characters, duplicate).  Problems that make the whole file unusable raise
-:class:`InputError`; header problems surface on the first ``next()``, but some (invalid UTF-8, broken CSV, an
-extra value in a plain list) can only be found where they occur, after rows have been yielded — so a caller
-that must publish nothing for an unusable file has to read the file to the end before publishing.
+A participant list is either a CSV with a header naming the id column or a plain list with one id per line,
+in which case the caller says which kind of id it holds.  Rows are yielded one by one: :class:`InputRow` for
+a usable id, :class:`RefusedRow` for a row that cannot be used (empty id, too long, invalid characters,
+duplicate).  Problems that make the whole file unusable raise :class:`InputError`; header problems surface on
+the first ``next()``, but some (invalid UTF-8, broken CSV, an extra value in a plain list) can only be found
+where they occur, after rows have been yielded — so a caller that must publish nothing for an unusable file
+has to read the file to the end before publishing.
 
 Memory stays flat whatever the file size: lines are decoded and parsed one at a time, and duplicate detection
 keeps an 8-byte BLAKE2b digest and a 4-byte line number per id in flat arrays (about 25 MB for a million ids).
@@ -23,23 +28,128 @@ import io
 import sys
 import unicodedata
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal, Protocol, cast
+from typing import Any, BinaryIO, cast
 
-IdType = Literal["USER_ID", "STATE_ID"]
+from enrolment.domain.model import MAX_ID_LENGTH, IdTypeValue
 
-MAX_ID_LENGTH = 128
+# --------------------------------------------------------------------------------------------- text and CSV
 
-USER_ID_COLUMNS = frozenset({"userid"})
-STATE_ID_COLUMNS = frozenset({"stateid", "externalid"})
+
+class NotUtf8(Exception):
+    """A line of the file is not UTF-8 text."""
+
+    def __init__(self, line: int, byte: int) -> None:
+        super().__init__(f"line {line} is not valid UTF-8 (byte {byte})")
+        self.line = line
+        self.byte = byte  # 1-based, in the line
+
+
+class BrokenCsv(Exception):
+    """A record the csv module cannot read; ``at_end`` when a quoted field is still open at the end of the file."""
+
+    def __init__(self, line: int, detail: str, at_end: bool) -> None:
+        super().__init__(f"line {line}: {detail}")
+        self.line = line
+        self.detail = detail
+        self.at_end = at_end
+
+
+def csv_records(
+    stream: BinaryIO, *, strict: bool = False, on_broken: Callable[[BrokenCsv], None] | None = None
+) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank CSV records of ``stream``, header included, each with the physical line it starts on.
+
+    A record the csv module cannot read raises :class:`BrokenCsv`, unless ``on_broken`` takes it and reading
+    goes on (never at the end of the file, where an open quote swallowed the rest).  Raises :class:`NotUtf8`.
+    ``strict`` is the csv module's own (a quote inside an unquoted field is an error).  The caller's stream
+    is left open.
+    """
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    lines = _Lines(text)
+    reader = csv.reader(lines, strict=strict)
+    start = 1
+    try:
+        while True:
+            try:
+                for row in reader:
+                    # Skip rows of nothing but empty cells, spaces or commas (the first cell usually decides).
+                    if row and (row[0].strip() or "".join(row).strip()):
+                        yield start, row
+                    start = reader.line_num + 1
+                return
+            except csv.Error as exc:
+                broken = BrokenCsv(start, str(exc), lines.done)
+                if on_broken is None or broken.at_end:
+                    raise broken from None
+                on_broken(broken)
+                start = reader.line_num + 1
+    finally:
+        # Do not let the wrapper close a stream it does not own (e.g. sys.stdin.buffer) when it is collected.
+        with contextlib.suppress(ValueError):  # already detached or closed
+            text.detach()
+
+
+class _Lines:
+    """Physical lines; bytes that were not UTF-8 were decoded as lone surrogates, which cannot be re-encoded."""
+
+    def __init__(self, text: Iterable[str]) -> None:
+        self._text = text
+        self.done = False
+
+    def __iter__(self) -> Iterator[str]:
+        for number, line in enumerate(self._text, start=1):
+            if not line.isascii():
+                try:
+                    line.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise NotUtf8(number, len(line[: exc.start].encode("utf-8")) + 1) from None
+            yield line
+        self.done = True
+
+
+# ------------------------------------------------------------------------------------------------ headers
+
+# Other names a column goes by (matched by the same loose rule).
+COLUMN_ALIASES: Mapping[str, tuple[str, ...]] = {"state_id": ("external_id",)}
+_NOT_COUNTED = str.maketrans("", "", "_-\ufeff")
+
+
+def column_key(name: str) -> str:
+    """The one header rule: ``" User-ID "``, ``user_id`` and ``userid`` are all ``userid``."""
+    return "".join(name.translate(_NOT_COUNTED).lower().split())
+
+
+def locate_columns(header: Sequence[str], columns: Iterable[str]) -> tuple[dict[str, int], list[str]]:
+    """Where each of ``columns`` is in ``header``, and which of them the header names more than once.
+
+    A column's own name wins over its aliases; among equal spellings the first (leftmost) wins.  Columns the
+    header does not name are absent from the result; columns nobody asked for are ignored.
+    """
+    keys = [column_key(name) for name in header]
+    found: dict[str, int] = {}
+    repeated: list[str] = []
+    for column in columns:
+        for spelling in (column, *COLUMN_ALIASES.get(column, ())):
+            places = [i for i, key in enumerate(keys) if key == column_key(spelling)]
+            if places:
+                found[column] = places[0]
+                if len(places) > 1:
+                    repeated.append(column)
+                break
+    return found, repeated
+
+
+# ------------------------------------------------------------------------------------------ participant lists
+
 ACCEPTED_COLUMN_NAMES = "user_id (or User ID), state_id (or State ID) or external_id (or External ID)"
 
-_LABELS: dict[IdType, str] = {"USER_ID": "user id", "STATE_ID": "state id"}
+_LABELS: dict[IdTypeValue, str] = {"USER_ID": "user id", "STATE_ID": "state id"}
 _INVALID_CATEGORIES = frozenset({"Cc", "Cf"})
 _MAX_LINE = 0xFFFFFFFF
-_USER: IdType = "USER_ID"
-_STATE: IdType = "STATE_ID"
+_USER: IdTypeValue = "USER_ID"
+_STATE: IdTypeValue = "STATE_ID"
 # Digests are keyed by id type (BLAKE2b "person"), so user id "123" and state id "123" differ.
 _HASHERS = {kind: hashlib.blake2b(digest_size=8, person=kind.encode()) for kind in ("USER_ID", "STATE_ID")}
 
@@ -50,7 +160,7 @@ class InputRow:
 
     line: int
     identifier: str
-    id_type: IdType
+    id_type: IdTypeValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +169,7 @@ class RefusedRow:
 
     line: int
     identifier: str
-    id_type: IdType | None
+    id_type: IdTypeValue | None
     reason: str
     message: str
 
@@ -89,59 +199,64 @@ def open_input(path: str) -> BinaryIO:
         raise InputError("UNREADABLE_FILE", f"Cannot open {path!r}: {exc.strerror or exc}.") from None
 
 
-def read_participants(stream: BinaryIO, id_type: IdType | None = None) -> Iterator[InputRow | RefusedRow]:
+def read_participants(stream: BinaryIO, id_type: IdTypeValue | None = None) -> Iterator[InputRow | RefusedRow]:
     """Yield one :class:`InputRow` or :class:`RefusedRow` per non-blank data row of ``stream``.
 
     ``id_type`` says what a plain list (no header) holds; when the file has a header, the header decides.
     Raises :class:`InputError` (NOT_UTF8, NO_USABLE_COLUMN, ID_TYPE_REQUIRED, NO_ROWS, MALFORMED_CSV).
     """
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
-        yield from _read(text, id_type)
-    finally:
-        # Do not let the wrapper close a stream it does not own (e.g. sys.stdin.buffer) when it is collected.
-        with contextlib.suppress(ValueError):  # already detached or closed
-            text.detach()
+        yield from _read(csv_records(stream), id_type)
+    except (NotUtf8, BrokenCsv) as exc:
+        raise _input_error(exc) from None
 
 
-def validate_file(stream: BinaryIO, id_type: IdType | None = None) -> None:
+def validate_file(stream: BinaryIO, id_type: IdTypeValue | None = None) -> None:
     """Reads the whole file as `read_participants` would, to raise its InputError before anything is published.
 
     Skips the duplicate check (row-level, and the costliest part), so a pre-check costs less than a real read.
     """
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
-        for _row in _read(text, id_type, dedupe=False):
+        for _row in _read(csv_records(stream), id_type, dedupe=False):
             pass
-    finally:
-        with contextlib.suppress(ValueError):
-            text.detach()
+    except (NotUtf8, BrokenCsv) as exc:
+        raise _input_error(exc) from None
+
+
+def _input_error(exc: NotUtf8 | BrokenCsv) -> InputError:
+    if isinstance(exc, NotUtf8):
+        return InputError(
+            "NOT_UTF8",
+            f"Line {exc.line} is not valid UTF-8 text; save the file as UTF-8 (e.g. 'CSV UTF-8') and try again.",
+        )
+    return InputError(
+        "MALFORMED_CSV",
+        f"The row starting on line {exc.line} could not be read as CSV ({exc.detail}); check for an unclosed quote.",
+    )
 
 
 class _NoSeen:
     """Stands in for _SeenIds when duplicates do not matter (validate_file)."""
 
-    def add(self, id_type: IdType, identifier: str, line: int) -> int | None:
+    def add(self, id_type: IdTypeValue, identifier: str, line: int) -> int | None:
         return None
 
 
-def _read(text: Iterable[str], id_type: IdType | None, dedupe: bool = True) -> Iterator[InputRow | RefusedRow]:
-    reader = csv.reader(_checked_lines(text))
-    rows = _numbered_rows(reader)
+def _read(
+    rows: Iterator[tuple[int, list[str]]], id_type: IdTypeValue | None, dedupe: bool = True
+) -> Iterator[InputRow | RefusedRow]:
     seen: Any = _SeenIds() if dedupe else _NoSeen()
-
     first: tuple[int, list[str]] | None = next(rows, None)
     if first is None:
         raise InputError("NO_ROWS", "The file has no participant rows.")
     header_line, header = first
-    names = [_normalise(cell) for cell in header]
-    user_col = next((i for i, name in enumerate(names) if name in USER_ID_COLUMNS), None)
-    state_col = next((i for i, name in enumerate(names) if name in STATE_ID_COLUMNS), None)
+    found, _repeated = locate_columns(header, ("user_id", "state_id"))  # the first of repeated columns is used
+    user_col, state_col = found.get("user_id"), found.get("state_id")
 
     if user_col is None and state_col is None:
-        found = [cell.strip() for cell in header if cell.strip()]
-        if len(found) > 1:
-            columns = ", ".join(repr(name) for name in found)
+        found_names = [cell.strip() for cell in header if cell.strip()]
+        if len(found_names) > 1:
+            columns = ", ".join(repr(name) for name in found_names)
             raise InputError(
                 "NO_USABLE_COLUMN",
                 f"Line {header_line} has the columns {columns}, but none of them is an id column; "
@@ -180,7 +295,7 @@ def _check_both(line: int, row: list[str], user_col: int, state_col: int, seen: 
 
 
 def _plain_list(
-    first: tuple[int, list[str]], rows: Iterator[tuple[int, list[str]]], id_type: IdType, seen: _SeenIds
+    first: tuple[int, list[str]], rows: Iterator[tuple[int, list[str]]], id_type: IdTypeValue, seen: _SeenIds
 ) -> Iterator[InputRow | RefusedRow]:
     for line, row in _chain_one(first, rows):
         values = [cell.strip() for cell in row if cell.strip()]
@@ -199,7 +314,7 @@ def _chain_one(first: tuple[int, list[str]], rest: Iterator[tuple[int, list[str]
     yield from rest
 
 
-def _check(line: int, identifier: str, id_type: IdType, seen: _SeenIds) -> InputRow | RefusedRow:
+def _check(line: int, identifier: str, id_type: IdTypeValue, seen: _SeenIds) -> InputRow | RefusedRow:
     label = _LABELS[id_type]
     if not identifier:
         return RefusedRow(line, identifier, id_type, "EMPTY_ID", f"Line {line}: the {label} is empty.")
@@ -245,56 +360,6 @@ def _describe(char: str) -> str:
     return "a control character"
 
 
-def _normalise(cell: str) -> str:
-    return cell.strip().lower().replace(" ", "").replace("_", "").replace("-", "")
-
-
-def _is_blank(row: list[str]) -> bool:
-    """Nothing but empty cells, spaces or commas (the first cell usually decides)."""
-    return not row or (not row[0].strip() and all(not cell.strip() for cell in row))
-
-
-class _CsvReader(Protocol):
-    """What this module uses of ``csv.reader``: rows and the count of physical lines consumed so far."""
-
-    def __iter__(self) -> Iterator[list[str]]: ...
-    def __next__(self) -> list[str]: ...
-    @property
-    def line_num(self) -> int: ...
-
-
-def _numbered_rows(reader: _CsvReader) -> Iterator[tuple[int, list[str]]]:
-    """Non-blank rows with the physical line each starts on (a quoted field may span several lines)."""
-    start = 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise InputError(
-                "MALFORMED_CSV",
-                f"The row starting on line {start} could not be read as CSV ({exc}); check for an unclosed quote.",
-            ) from None
-        if not _is_blank(row):
-            yield start, row
-        start = reader.line_num + 1
-
-
-def _checked_lines(text: Iterable[str]) -> Iterator[str]:
-    """Physical lines; bytes that were not UTF-8 were decoded as lone surrogates, which cannot be re-encoded."""
-    for number, line in enumerate(text, start=1):
-        if not line.isascii():
-            try:
-                line.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InputError(
-                    "NOT_UTF8",
-                    f"Line {number} is not valid UTF-8 text; save the file as UTF-8 (e.g. 'CSV UTF-8') and try again.",
-                ) from None
-        yield line
-
-
 class _SeenIds:
     """Ids already seen, as 8-byte BLAKE2b digests with the first line of each, in an open-addressing table.
 
@@ -313,7 +378,7 @@ class _SeenIds:
     def __len__(self) -> int:
         return self._count
 
-    def add(self, id_type: IdType, identifier: str, line: int) -> int | None:
+    def add(self, id_type: IdTypeValue, identifier: str, line: int) -> int | None:
         """Remember ``identifier`` at ``line``; if it was seen before, return the earlier line instead."""
         hasher = _HASHERS[id_type].copy()
         hasher.update(identifier.encode())

@@ -13,7 +13,8 @@ from typing import Any
 from confluent_kafka import Message
 
 from enrolment.messages.codec import Codec, DecodeError
-from enrolment.store.step import DeadLetter, Positioned, command_from_record
+from enrolment.store.dead_letters import DeadLetter
+from enrolment.store.step import Positioned, command_from_record
 
 
 @dataclass

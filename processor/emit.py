@@ -20,7 +20,7 @@ from enrolment.kafka.checkpoint import OutMessage
 from enrolment.kafka.clients import Headers
 from enrolment.messages.codec import Codec
 from enrolment.settings import Topics
-from enrolment.store.step import DeadLetter
+from enrolment.store.dead_letters import DeadLetter
 
 
 def outputs_for(

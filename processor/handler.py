@@ -23,8 +23,9 @@ from enrolment.kafka.loop import Rewind, at_end
 from enrolment.messages.codec import Codec
 from enrolment.messages.millis import now_ms
 from enrolment.settings import Settings
+from enrolment.store.dead_letters import record_dead_letters
 from enrolment.store.positions import Moves, PositionConflict
-from enrolment.store.step import StepResult, apply_commands, load_in_doubt, record_dead_letters, seal_upload
+from enrolment.store.step import StepResult, apply_commands, load_in_doubt, seal_upload
 from processor import metrics
 from processor.assignment import Assignments
 from processor.batch import Decoded, ReplayRange, decode_batch

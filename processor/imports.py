@@ -2,7 +2,8 @@
 
 How a file is loaded (one transaction per file; nothing is committed when a file-level error is raised):
 
-1. The CSV is read line by line (UTF-8 with or without BOM, CRLF or LF) and every row is validated in
+1. The CSV is read record by record (``enrolment.files.csv_records``: UTF-8 with or without BOM, CRLF or
+   LF, blank lines skipped) and every row is validated in
    Python; bad rows become :class:`RowError` entries (1-based physical line where the record starts,
    header = line 1) and are skipped, good rows are encoded for COPY's text format and buffered.
 2. Every ``chunk_size`` good rows are COPY'd into one TEMP staging table, so memory stays bounded by the
@@ -12,10 +13,12 @@ How a file is loaded (one transaction per file; nothing is committed when a file
    The guard means an unchanged row is never rewritten (``updated_at`` only moves on a real change), so
    re-running a file reports 0 inserted / 0 updated.  ``RETURNING (xmax = 0)`` tells inserts from updates.
 
-File rules: the header is required; its names are matched case-insensitively after stripping surrounding
-spaces (inner runs of spaces count as ``_``); extra columns are ignored, a missing one raises
-:class:`ImportFileError` (MISSING_COLUMN).  Blank lines and all-empty rows are skipped.  Values are
-trimmed; state codes are upper-cased and created on the fly (name = code) when not yet known.
+File rules: the header is required; its names are matched by the one header rule of every file
+(``enrolment.files.locate_columns``: case, spaces, ``_`` and ``-`` do not count, so ``User ID``, ``userid``
+and ``user-id`` all name ``user_id``; ``external_id`` names ``state_id``); extra columns are ignored, a
+missing one raises :class:`ImportFileError` (MISSING_COLUMN), one named twice DUPLICATE_COLUMN.  Blank lines
+and all-empty rows are skipped.  Values are trimmed; state codes are upper-cased and created on the fly
+(name = code) when not yet known.
 
 Users: ``user_id`` and ``state`` are required, ``state_id`` and ``name`` may be empty.  The first row
 naming a ``user_id`` (or a ``(state, state_id)`` pair) claims it; later rows are DUPLICATE_ID errors, and
@@ -29,8 +32,6 @@ replaced by the file's list, and a batch whose only change is its mentor set cou
 
 from __future__ import annotations
 
-import codecs
-import csv
 import io
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -41,13 +42,12 @@ from typing import BinaryIO
 import psycopg2.extensions
 import sqlalchemy
 
+from enrolment.domain.model import BATCH_STATUSES, ENROLLMENT_TYPES, ROLES, USER_STATUSES
+from enrolment.files import BrokenCsv, NotUtf8, csv_records, locate_columns
+
 __all__ = [
     "BATCH_COLUMNS",
-    "BATCH_STATUSES",
-    "ENROLLMENT_TYPES",
-    "ROLES",
     "USER_COLUMNS",
-    "USER_STATUSES",
     "ImportFileError",
     "ImportReport",
     "RowError",
@@ -68,10 +68,6 @@ BATCH_COLUMNS: tuple[str, ...] = (
     "end_date",
     "mentors",
 )
-ROLES: tuple[str, ...] = ("ORG_ADMIN", "COURSE_MENTOR", "CONTENT_CREATOR", "PUBLIC")
-USER_STATUSES: tuple[str, ...] = ("active", "inactive")
-ENROLLMENT_TYPES: tuple[str, ...] = ("invite-only", "open")
-BATCH_STATUSES: tuple[str, ...] = ("upcoming", "ongoing", "ended", "cancelled")
 
 # Accepted spellings (already lower-cased) -> stored value.
 _BATCH_STATUS_VALUES: dict[str, str] = {
@@ -158,78 +154,24 @@ def import_batches(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int 
 # ---------------------------------------------------------------------------------------------- reading
 
 
-class _Lines:
-    """Decoded physical lines of a binary stream (line endings kept for the csv module); strips a BOM."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._it = iter(stream)
-        self.number = 0
-        self.done = False
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        try:
-            raw = next(self._it)
-        except StopIteration:
-            self.done = True
-            raise
-        self.number += 1
-        if self.number == 1 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8) :]
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ImportFileError(
-                "BAD_ENCODING", f"line {self.number} is not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8"
-            ) from exc
-
-
-def _records(stream: BinaryIO, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
-    """Yields (first physical line, fields) of every non-blank CSV record, header included.
-
-    A row whose quoting is broken mid-file becomes a MALFORMED_ROW error; a quoted field still open at the
-    end of the file swallowed the rest of it, so that is a file-level MALFORMED_CSV error.
-    """
-    lines = _Lines(stream)
-    reader = csv.reader(lines, strict=True)
-    start = 1
-    while True:
-        try:
-            for fields in reader:
-                if "".join(fields).strip():  # blank lines and all-empty rows (",,,,") are skipped
-                    yield start, fields
-                start = reader.line_num + 1
-            return
-        except csv.Error as exc:
-            if lines.done:
-                raise ImportFileError(
-                    "MALFORMED_CSV", f"line {start}: a quoted field is never closed before the end of the file"
-                ) from exc
-            errors.append(RowError(start, "MALFORMED_ROW", f"the row is not valid CSV ({exc})"))
-            start = reader.line_num + 1
-
-
-def _header_key(name: str) -> str:
-    """``" User ID "`` -> ``user_id``: case-insensitive, surrounding spaces stripped, inner spaces as ``_``."""
-    return "_".join(name.strip().lower().split())
-
-
 def _open_csv(
     stream: BinaryIO, columns: Sequence[str], errors: list[RowError]
 ) -> tuple[list[int], int, Iterator[tuple[int, list[str]]]]:
-    """Reads the header; returns the index of each wanted column, the header width and the data records."""
-    records = _records(stream, errors)
+    """Reads the header; returns the index of each wanted column, the header width and the data records.
+
+    A row whose quoting is broken mid-file becomes a MALFORMED_ROW error and reading goes on.
+    """
+
+    def malformed(broken: BrokenCsv) -> None:
+        errors.append(RowError(broken.line, "MALFORMED_ROW", f"the row is not valid CSV ({broken.detail})"))
+
+    records = csv_records(stream, strict=True, on_broken=malformed)
     header = next(records, None)
     if header is None:
         raise ImportFileError("MISSING_COLUMN", f"the file has no header row; expected columns: {', '.join(columns)}")
-    positions: dict[str, int] = {}
-    for i, name in enumerate(header[1]):
-        key = _header_key(name)
-        if key in columns and key in positions:
-            raise ImportFileError("DUPLICATE_COLUMN", f"column {key} appears twice in the header")
-        positions.setdefault(key, i)
+    positions, repeated = locate_columns(header[1], columns)
+    if repeated:
+        raise ImportFileError("DUPLICATE_COLUMN", f"column {repeated[0]} appears twice in the header")
     missing = [c for c in columns if c not in positions]
     if missing:
         found = ", ".join(n.strip() for n in header[1])
@@ -238,6 +180,18 @@ def _open_csv(
             f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)} (header has: {found})",
         )
     return [positions[c] for c in columns], len(header[1]), records
+
+
+def _file_error(exc: NotUtf8 | BrokenCsv) -> ImportFileError:
+    """A text problem that stops the whole file (the rows before it are rolled back)."""
+    if isinstance(exc, NotUtf8):
+        return ImportFileError(
+            "BAD_ENCODING", f"line {exc.line} is not valid UTF-8 (byte {exc.byte}); save the file as UTF-8"
+        )
+    # A quoted field still open at the end of the file swallowed the rest of it (mid-file, see _open_csv).
+    return ImportFileError(
+        "MALFORMED_CSV", f"line {exc.line}: a quoted field is never closed before the end of the file"
+    )
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -614,6 +568,13 @@ def _psycopg2_connection(raw: object) -> psycopg2.extensions.connection:
 
 
 def _run_import(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int, kind: _Kind) -> ImportReport:
+    try:
+        return _load(engine, stream, chunk_size, kind)
+    except (NotUtf8, BrokenCsv) as exc:
+        raise _file_error(exc) from None
+
+
+def _load(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int, kind: _Kind) -> ImportReport:
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     errors: list[RowError] = []

@@ -7,62 +7,23 @@ fails again becomes a new dead letter (at its new offset), so nothing ever loops
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from enrolment.kafka import clients
 from enrolment.settings import Settings
+from enrolment.store.dead_letters import DeadLetterRow, dead_letter_rows, mark_replayed, replayable
 
-
-@dataclass(frozen=True)
-class DeadLetterRow:
-    id: int
-    source_topic: str
-    partition: int
-    offset: int
-    reason: str
-    detail: str
-    dead_lettered_at: datetime
-    replayed_at: datetime | None
-    size: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source_topic": self.source_topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "reason": self.reason,
-            "detail": self.detail,
-            "dead_lettered_at": self.dead_lettered_at.astimezone(UTC).isoformat(),
-            "replayed_at": self.replayed_at.astimezone(UTC).isoformat() if self.replayed_at else None,
-            "bytes": self.size,
-        }
+__all__ = ["DeadLetterRow", "list_dead_letters", "replay_dead_letters"]
 
 
 def list_dead_letters(cur: Any, include_replayed: bool = False) -> list[DeadLetterRow]:
-    cur.execute(
-        """
-        SELECT id, source_topic, kafka_partition, kafka_offset, reason, detail, dead_lettered_at, replayed_at,
-               coalesce(length(value), 0)
-        FROM dead_letters WHERE %s OR replayed_at IS NULL ORDER BY id
-        """,
-        (include_replayed,),
-    )
-    return [DeadLetterRow(*r) for r in cur.fetchall()]
+    return dead_letter_rows(cur, include_replayed)
 
 
 def replay_dead_letters(settings: Settings, raw: Any, ids: list[int] | None) -> list[int]:
     """Publishes the chosen (default: all not yet replayed) dead letters to the commands topic again."""
     cur = raw.cursor()
-    if ids:
-        cur.execute(
-            "SELECT id, key, value FROM dead_letters WHERE id = ANY(%s) AND replayed_at IS NULL ORDER BY id", (ids,)
-        )
-    else:
-        cur.execute("SELECT id, key, value FROM dead_letters WHERE replayed_at IS NULL ORDER BY id")
-    rows = cur.fetchall()
+    rows = replayable(cur, ids)
     if not rows:
         return []
     producer = clients.bulk_producer(settings)
@@ -77,7 +38,7 @@ def replay_dead_letters(settings: Settings, raw: Any, ids: list[int] | None) -> 
             on_delivery=on_delivery,
         )
     on_delivery.flush(producer, "the replayed dead letters", 60)
-    done = [int(r[0]) for r in rows]
-    cur.execute("UPDATE dead_letters SET replayed_at = now() WHERE id = ANY(%s)", (done,))
+    done = [r.id for r in rows]
+    mark_replayed(cur, done)
     raw.commit()
     return done

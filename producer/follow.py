@@ -12,10 +12,13 @@ from typing import Any, TextIO
 from confluent_kafka import KafkaException, TopicPartition
 
 from enrolment.csvsafe import BOM, cell
+from enrolment.domain.model import Outcome, outcome_of
 from enrolment.files import RefusedRow
 from enrolment.kafka import clients
 from enrolment.messages.codec import Codec, DecodeError
 from enrolment.settings import Settings
+from enrolment.store.ledger import outcome_counts
+from enrolment.store.uploads import find_upload
 from producer.publish import BrokerUnavailable, Progress
 
 REASON_WORDS = {
@@ -53,7 +56,7 @@ class UploadStatus:
 
     @property
     def rejected_total(self) -> int:
-        return self.outcomes.get("REJECTED", 0) + len(self.refused)
+        return self.outcomes.get(Outcome.REJECTED, 0) + len(self.refused)
 
     def exit_code(self) -> int:
         if not self.completed:
@@ -88,11 +91,11 @@ class UploadStatus:
         state = "complete" if self.completed else "in progress"
         lines = [f"Upload {self.upload_id}: {what}, {state}", f"  commands published: {published}"]
         lines.append(f"  results so far:     {self.processed}")
-        for outcome in ("APPLIED", "SKIPPED", "REJECTED"):
+        for outcome in Outcome:
             parts = [
                 (f"{REASON_WORDS[r]} ({r}) {n}" if r in REASON_WORDS else f"{r} {n}")
                 for r, n in sorted(self.reasons.items())
-                if _outcome_of(r) == outcome and n
+                if outcome_of(r) == outcome and n
             ]
             lines.append(
                 f"  {outcome:<9} {self.outcomes.get(outcome, 0):>7}" + (f"  {', '.join(parts)}" if parts else "")
@@ -108,14 +111,6 @@ class UploadStatus:
         if not self.completed:
             lines.append(f"  follow it with: participants status {self.upload_id}")
         return "\n".join(lines)
-
-
-def _outcome_of(reason: str) -> str:
-    if reason in ("ENROLLED", "UNENROLLED"):
-        return "APPLIED"
-    if reason in ("ALREADY_ENROLLED", "NOT_ENROLLED"):
-        return "SKIPPED"
-    return "REJECTED"
 
 
 class ResultFollower:
@@ -202,29 +197,18 @@ def write_report(
 
 def status_from_store(cur: Any, upload_id: str) -> UploadStatus | None:
     """The summary as the store knows it now (results so far, published count once the seal is processed)."""
-    cur.execute(
-        "SELECT batch_id, kind, dry_run, commands_published, refused, completed_at IS NOT NULL "
-        "FROM uploads WHERE upload_id = %s",
-        (upload_id,),
-    )
-    row = cur.fetchone()
-    cur.execute(
-        "SELECT outcome, reason, count(*), min(batch_id), bool_or(dry_run) FROM command_ledger "
-        "WHERE upload_id = %s GROUP BY outcome, reason",
-        (upload_id,),
-    )
-    counts = cur.fetchall()
-    if row is None and not counts:
+    record = find_upload(cur, upload_id)
+    counts = outcome_counts(cur, upload_id)
+    if record is None and not counts:
         return None
     status = UploadStatus(upload_id=upload_id)
-    if row is not None:
-        status.batch_id, status.kind, status.dry_run, status.published = row[0], row[1], bool(row[2]), row[3]
-        status.refused = list(row[4] or [])
-        status.completed = bool(row[5])
-    for outcome, reason, n, batch_id, dry_run in counts:
-        status.outcomes[outcome] += int(n)
-        status.reasons[reason] += int(n)
-        status.processed += int(n)
-        status.batch_id = status.batch_id or batch_id
-        status.dry_run = status.dry_run or bool(dry_run)
+    if record is not None:
+        status.batch_id, status.kind, status.dry_run = record.batch_id, record.kind, record.dry_run
+        status.published, status.refused, status.completed = record.published, record.refused, record.completed
+    for c in counts:
+        status.outcomes[c.outcome] += c.count
+        status.reasons[c.reason] += c.count
+        status.processed += c.count
+        status.batch_id = status.batch_id or c.batch_id
+        status.dry_run = status.dry_run or c.dry_run
     return status

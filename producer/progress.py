@@ -1,33 +1,32 @@
 """Publishes learners' course progress from a CSV, as the learning platform would (``participants progress publish``).
 
 The file has the columns ``batch_id,user_id,progress,completed_at`` and optionally ``updated_at`` (header
-required, UTF-8 with or without BOM).  Each usable row becomes one CourseProgress record keyed by batch id
-(so a batch's updates stay in order) on the course-progress topic, through an idempotent producer.  Rows
-without ``updated_at`` are stamped with the time of the run: consumers keep the newest update per learner, so
-publishing the same file twice leaves the same values.  Rows that cannot be used are refused with a reason;
-they never stop the others.  A header problem stops the run before anything is published; a problem found
-further down (invalid UTF-8, broken CSV quoting) stops it there, and the rows before it stay published
-(publishing the file again after fixing it is harmless).
+required; its names and the text are read as in every file, see ``enrolment.files``).  Each usable row becomes
+one CourseProgress record keyed by batch id (so a batch's updates stay in order) on the course-progress topic,
+through an idempotent producer.  Rows without ``updated_at`` are stamped with the time of the run: consumers
+keep the newest update per learner, so publishing the same file twice leaves the same values.  Rows that cannot
+be used are refused with a reason; they never stop the others.  A header problem stops the run before anything
+is published; a problem found further down (invalid UTF-8, broken CSV quoting) stops it there, and the rows
+before it stay published (publishing the file again after fixing it is harmless).
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
+from enrolment.domain.model import MAX_ID_LENGTH
+from enrolment.files import BrokenCsv, NotUtf8, csv_records, locate_columns
 from enrolment.kafka import clients
 from enrolment.messages.codec import Codec
 from enrolment.messages.millis import now_ms as clock_ms
 from enrolment.settings import Settings
 
 REQUIRED = ("batch_id", "user_id", "progress", "completed_at")
-OPTIONAL = ("updated_at",)
-MAX_ID_LENGTH = 128
+COLUMNS = (*REQUIRED, "updated_at")
 
 
 class ProgressFileError(Exception):
@@ -57,10 +56,6 @@ class ProgressReport:
     published: int = 0
     refused: list[RefusedProgress] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _key(name: str) -> str:
-    return "_".join(name.strip().lower().replace("-", " ").split())
 
 
 def _timestamp(text: str) -> int:
@@ -99,30 +94,25 @@ def parse_row(line: int, values: dict[str, str]) -> ProgressRow | RefusedProgres
 
 def read_progress(stream: BinaryIO) -> Iterator[ProgressRow | RefusedProgress]:
     """Rows of the file one by one (flat memory apart from the duplicate check); raises ProgressFileError."""
-    text = codecs.getreader("utf-8-sig")(stream, "strict")
-    reader = csv.reader(text)
     try:
-        header = next(reader, None)
+        records = csv_records(stream)
+        header = next(records, None)
         if header is None:
             raise ProgressFileError("The file is empty; it needs the header batch_id,user_id,progress,completed_at.")
-        columns = [_key(h) for h in header]
-        missing = [c for c in REQUIRED if c not in columns]
+        found, _repeated = locate_columns(header[1], COLUMNS)  # the first of repeated columns is used
+        missing = [c for c in REQUIRED if c not in found]
         if missing:
             raise ProgressFileError(
                 f"The header has no column {', '.join(missing)}; it needs batch_id,user_id,progress,completed_at "
                 "(and may have updated_at)."
             )
+        width = len(header[1])
         seen: dict[tuple[str, str], int] = {}
-        for values in reader:
-            line = reader.line_num
-            if not any(v.strip() for v in values):
+        for line, values in records:
+            if len(values) != width:
+                yield RefusedProgress(line, "BAD_ROW", f"the row has {len(values)} values, the header {width} columns.")
                 continue
-            if len(values) != len(columns):
-                yield RefusedProgress(
-                    line, "BAD_ROW", f"the row has {len(values)} values, the header {len(columns)} columns."
-                )
-                continue
-            row = parse_row(line, dict(zip(columns, values, strict=True)))
+            row = parse_row(line, {column: values[i] for column, i in found.items()})
             if isinstance(row, ProgressRow):
                 first = seen.setdefault((row.batch_id, row.user_id), line)
                 if first != line:
@@ -131,10 +121,10 @@ def read_progress(stream: BinaryIO) -> Iterator[ProgressRow | RefusedProgress]:
                     )
                     continue
             yield row
-    except UnicodeDecodeError:
+    except NotUtf8:
         raise ProgressFileError("The file is not UTF-8 text.") from None
-    except csv.Error as exc:
-        raise ProgressFileError(f"The file is not valid CSV near line {reader.line_num}: {exc}.") from None
+    except BrokenCsv as exc:
+        raise ProgressFileError(f"The file is not valid CSV near line {exc.line}: {exc.detail}.") from None
 
 
 def progress_record(row: ProgressRow, default_updated_at_ms: int) -> dict[str, Any]:

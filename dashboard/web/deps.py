@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy import Connection, Engine
 
+from enrolment.domain.model import MAX_ID_LENGTH
 from enrolment.settings import Settings
 
 
@@ -33,7 +34,7 @@ def db(request: Request) -> Iterator[Connection]:
 
 def acting_mentor(
     mentor: Annotated[
-        str | None, Query(max_length=128, description="User id of the acting mentor (no login yet)")
+        str | None, Query(max_length=MAX_ID_LENGTH, description="User id of the acting mentor (no login yet)")
     ] = None,
 ) -> str | None:
     """The one place that knows who is acting; replace it with authentication later."""

@@ -17,10 +17,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from enrolment.domain.model import Batch, User
+from enrolment.domain.model import Batch, IdTypeValue, User
 from enrolment.domain.rules import is_authorized
 from enrolment.domain.sunbird import BadRequest, ParticipantsRequest, envelope, parse_request, user_result
-from enrolment.files import IdType, InputRow
+from enrolment.files import InputRow
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from enrolment.store import reference, tokens
@@ -123,7 +123,7 @@ def publish_and_follow(
     upload = UploadRequest(
         batch_id=batch.batch_id, action=action.upper(), requested_by=user.user_id, kind=f"api-{action}"
     )
-    id_type = cast(IdType, req.id_type)
+    id_type = cast(IdTypeValue, req.id_type)
     rows = [InputRow(i + 1, ident, id_type) for i, ident in enumerate(dict.fromkeys(req.identifiers))]
     follower = ResultFollower(settings, codec)  # before publishing, so no result is missed
     try:

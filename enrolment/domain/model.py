@@ -1,9 +1,11 @@
-"""Value objects of the enrolment domain (plain data, no I/O)."""
+"""The enrolment domain's vocabulary and value objects (plain data, no I/O): every enum, limit and status once."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 
 class Action(StrEnum):
@@ -14,6 +16,10 @@ class Action(StrEnum):
 class IdType(StrEnum):
     USER_ID = "USER_ID"
     STATE_ID = "STATE_ID"
+
+
+IdTypeValue = Literal["USER_ID", "STATE_ID"]
+"""IdType's values as plain strings, the way file rows and records carry them (a test keeps the two equal)."""
 
 
 class Source(StrEnum):
@@ -44,7 +50,38 @@ class Reason(StrEnum):
     UI_LIMIT_REACHED = "UI_LIMIT_REACHED"
 
 
+# What each reason means for the row: a change, nothing to do, or a refusal (keyed by value, as records carry it).
+OUTCOME_OF: Mapping[str, Outcome] = {
+    Reason.ENROLLED: Outcome.APPLIED,
+    Reason.UNENROLLED: Outcome.APPLIED,
+    Reason.ALREADY_ENROLLED: Outcome.SKIPPED,
+    Reason.NOT_ENROLLED: Outcome.SKIPPED,
+    Reason.BATCH_NOT_FOUND: Outcome.REJECTED,
+    Reason.BATCH_NOT_INVITE_ONLY: Outcome.REJECTED,
+    Reason.BATCH_CLOSED: Outcome.REJECTED,
+    Reason.NOT_AUTHORIZED: Outcome.REJECTED,
+    Reason.USER_NOT_FOUND: Outcome.REJECTED,
+    Reason.USER_OTHER_STATE: Outcome.REJECTED,
+    Reason.USER_INACTIVE: Outcome.REJECTED,
+    Reason.UI_LIMIT_REACHED: Outcome.REJECTED,
+}
+
+
+def outcome_of(reason: str) -> Outcome:
+    """The outcome a reason belongs to; a reason the rules never give (a file refusal) is a rejection."""
+    return OUTCOME_OF.get(reason, Outcome.REJECTED)
+
+
+# The longest user id or state id anyone may send (file rows, API requests, progress rows).
+MAX_ID_LENGTH = 128
+
 ORG_ADMIN = "ORG_ADMIN"
+ROLES: tuple[str, ...] = (ORG_ADMIN, "COURSE_MENTOR", "CONTENT_CREATOR", "PUBLIC")
+USER_STATUSES: tuple[str, ...] = ("active", "inactive")
+ENROLLMENT_TYPES: tuple[str, ...] = ("invite-only", "open")
+BATCH_STATUSES: tuple[str, ...] = ("upcoming", "ongoing", "ended", "cancelled")
+# A batch in one of these can still change participants.
+OPEN_STATUSES = frozenset({"upcoming", "ongoing"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +106,8 @@ class Batch:
     batch_id: str
     course_id: str
     state: str
-    enrollment_type: str  # 'invite-only' | 'open'
-    status: str  # 'upcoming' | 'ongoing' | 'ended' | 'cancelled'
+    enrollment_type: str  # one of ENROLLMENT_TYPES
+    status: str  # one of BATCH_STATUSES
     mentors: frozenset[str]
     participant_count: int
 
@@ -79,7 +116,7 @@ class Batch:
 class User:
     user_id: str
     state: str
-    status: str  # 'active' | 'inactive'
+    status: str  # one of USER_STATUSES
     roles: frozenset[str]
     state_id: str | None = None
 

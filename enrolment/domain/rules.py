@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from enrolment.domain.model import (
+    OPEN_STATUSES,
     ORG_ADMIN,
     Action,
     Batch,
@@ -22,8 +23,6 @@ from enrolment.domain.model import (
     Source,
     User,
 )
-
-OPEN_STATUSES = frozenset({"upcoming", "ongoing"})
 
 
 @dataclass

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-MAX_ID_LENGTH = 128  # as the file reader (producer/reader.py)
+from enrolment.domain.model import MAX_ID_LENGTH, Reason
 
 SUCCESS_REASONS = {
-    "add": frozenset({"ENROLLED", "ALREADY_ENROLLED"}),
-    "remove": frozenset({"UNENROLLED", "NOT_ENROLLED"}),
+    "add": frozenset({Reason.ENROLLED, Reason.ALREADY_ENROLLED}),
+    "remove": frozenset({Reason.UNENROLLED, Reason.NOT_ENROLLED}),
 }
 # Sunbird's own error texts where one exists, so scripts that match on them keep working.
 SUNBIRD_ERRORS = {"USER_OTHER_STATE": "userNotAssociatedToRootOrg"}

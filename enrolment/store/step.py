@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,7 @@ from enrolment.domain.model import Action, Batch, Command, Decision, IdType, Sou
 from enrolment.domain.outputs import Recorded, UploadInfo
 from enrolment.domain.rules import Snapshot, evaluate
 from enrolment.messages.avro_fast import _ts_millis
+from enrolment.store.dead_letters import DeadLetter, letters_between
 
 # Ids travel to PostgreSQL as one delimited string per column (much cheaper than adapting a list per
 # element); the separator is a control character, which the producer never lets into an id.
@@ -368,30 +369,6 @@ def load_upload_info(cur: Any, upload_id: str) -> UploadInfo | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    source_topic: str
-    partition: int
-    offset: int
-    reason: str
-    detail: str
-    key: bytes | None
-    value: bytes | None
-    at_ms: int
-
-
-def record_dead_letters(cur: Any, letters: Iterable[DeadLetter]) -> None:
-    for d in letters:
-        cur.execute(
-            """
-            INSERT INTO dead_letters (source_topic, kafka_partition, kafka_offset, reason, detail, key, value,
-                                      dead_lettered_at)
-            VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING
-            """,
-            (d.source_topic, d.partition, d.offset, d.reason, d.detail, d.key, d.value, _iso(d.at_ms)),
-        )
-
-
 _RECORDED_SQL = (
     "SELECT "
     + ", ".join(
@@ -453,28 +430,7 @@ def load_in_doubt(cur: Any, group: str, topic: str, partition: int, start: int, 
         (group, topic, partition, start, end),
     )
     uploads = [u for (uid,) in cur.fetchall() if (u := load_upload_info(cur, uid)) is not None]
-    cur.execute(
-        """
-        SELECT source_topic, kafka_partition, kafka_offset, reason, detail, key, value,
-               (extract(epoch FROM dead_lettered_at) * 1000)::bigint
-        FROM dead_letters WHERE source_topic = %s AND kafka_partition = %s AND kafka_offset >= %s AND kafka_offset < %s
-        ORDER BY kafka_offset
-        """,
-        (topic, partition, start, end),
-    )
-    letters = [
-        DeadLetter(
-            r[0],
-            int(r[1]),
-            int(r[2]),
-            r[3],
-            r[4],
-            bytes(r[5]) if r[5] else None,
-            bytes(r[6]) if r[6] else None,
-            int(r[7]),
-        )
-        for r in cur.fetchall()
-    ]
+    letters = letters_between(cur, topic, partition, start, end)
     return InDoubt(recorded, uploads, letters)
 
 

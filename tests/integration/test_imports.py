@@ -154,6 +154,21 @@ def test_users_missing_column_is_a_file_error_and_loads_nothing(
         assert conn.execute(text("SELECT count(*) FROM users WHERE state = :s"), {"s": ka}).scalar() == 0
 
 
+def test_users_header_follows_the_one_header_rule_of_every_file(
+    engine: Engine, unique: str, states: tuple[str, str]
+) -> None:
+    """``user-id`` (refused before the readers shared one rule) and ``External ID`` for state_id now load."""
+    ka, _ = states
+    data = _file(["user-id,External ID,State,NAME,roles,Status", f"{unique}-1,{ka}-1,{ka},Ann,PUBLIC,active"])
+    assert import_users(engine, data).inserted == 1
+    with engine.connect() as conn:
+        assert _column(conn, "SELECT user_id, state_id FROM users WHERE state = :s", ka) == {f"{unique}-1": f"{ka}-1"}
+    # Two spellings of one column are still ambiguous: the file is refused, nothing loads.
+    with pytest.raises(ImportFileError) as err:
+        import_users(engine, _file(["user_id,userid,state_id,state,name,roles,status"]))
+    assert err.value.reason == "DUPLICATE_COLUMN" and "user_id" in err.value.message
+
+
 def test_broken_users_csv_reports_lines_and_loads_good_rows(
     engine: Engine, unique: str, states: tuple[str, str]
 ) -> None:

@@ -45,6 +45,16 @@ def test_updated_at_column_is_used_and_defaults_to_the_run_time() -> None:
     assert progress_record(rows[0], 123)["updated_at"] == 1767225600000
 
 
+def test_header_names_follow_the_one_header_rule_of_every_file() -> None:
+    rows = _read("\ufeffBATCH-ID,user-id,Progress,completedAt,Extra\nb1,u1,10,,x\n")
+    assert rows == [ProgressRow(2, "b1", "u1", 10, None, None)]
+
+
+def test_a_refused_row_names_the_line_it_starts_on() -> None:
+    rows = _read('batch_id,user_id,progress,completed_at,note\nb1,u1,10,,"two\nlines"\nb1,u2,x,,\n')
+    assert [(r.line, type(r).__name__) for r in rows] == [(2, "ProgressRow"), (4, "RefusedProgress")]
+
+
 @pytest.mark.parametrize(
     ("values", "reason"),
     [
@@ -72,6 +82,10 @@ def test_duplicates_and_short_rows_are_refused_but_do_not_stop_the_file() -> Non
         (b"", "empty"),
         (b"batch_id,user_id\nb1,u1\n", "no column progress, completed_at"),
         (b"batch_id,user_id,progress,completed_at\n\xff\xfe,x,1,\n", "not UTF-8"),
+        (
+            b'batch_id,user_id,progress,completed_at\nb1,u1,1,\nb1,"' + b"x" * 200_000 + b"\n",
+            "not valid CSV near line 3",
+        ),
     ],
 )
 def test_file_level_problems_raise_a_sentence(data: bytes, words: str) -> None:

@@ -11,18 +11,22 @@ from pathlib import Path
 
 import pytest
 
+from enrolment.domain.model import MAX_ID_LENGTH, IdTypeValue
 from enrolment.files import (
-    MAX_ID_LENGTH,
-    IdType,
+    BrokenCsv,
     InputError,
     InputRow,
+    NotUtf8,
     RefusedRow,
+    column_key,
+    csv_records,
+    locate_columns,
     open_input,
     read_participants,
 )
 
 
-def read(data: bytes, id_type: IdType | None = None) -> list[InputRow | RefusedRow]:
+def read(data: bytes, id_type: IdTypeValue | None = None) -> list[InputRow | RefusedRow]:
     return list(read_participants(io.BytesIO(data), id_type))
 
 
@@ -34,10 +38,66 @@ def refused(rows: list[InputRow | RefusedRow]) -> list[RefusedRow]:
     return [r for r in rows if isinstance(r, RefusedRow)]
 
 
-def input_error(data: bytes, id_type: IdType | None = None) -> InputError:
+def input_error(data: bytes, id_type: IdTypeValue | None = None) -> InputError:
     with pytest.raises(InputError) as info:
         read(data, id_type)
     return info.value
+
+
+# --- the one header rule and text rule every file reader uses -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["user_id", "User ID", "userid", "user-id", "USER-ID", "  User_Id  ", "\ufeffuser_id", "user\tid", "u_s-e r_id"],
+)
+def test_one_header_rule_for_every_file(name: str) -> None:
+    assert column_key(name) == "userid"
+    assert locate_columns(["name", name], ["user_id"]) == ({"user_id": 1}, [])
+
+
+def test_header_keys_that_differ_stay_different() -> None:
+    keys = [column_key(n) for n in ("user_id", "state_id", "state", "users", "user_ids", "name")]
+    assert len(set(keys)) == len(keys)
+
+
+def test_external_id_is_another_name_for_state_id_but_state_id_wins() -> None:
+    assert locate_columns(["External ID", "name"], ["user_id", "state_id"]) == ({"state_id": 0}, [])
+    assert locate_columns(["external_id", "State-ID"], ["state_id"]) == ({"state_id": 1}, [])
+
+
+def test_a_column_named_twice_is_found_first_and_reported() -> None:
+    assert locate_columns(["User ID", "x", "user_id", "userid"], ["user_id", "x", "y"]) == (
+        {"user_id": 0, "x": 1},
+        ["user_id"],
+    )
+
+
+def _records(data: bytes, **kw: object) -> list[tuple[int, list[str]]]:
+    return list(csv_records(io.BytesIO(data), **kw))  # type: ignore[arg-type]
+
+
+def test_records_skip_blank_rows_keep_physical_lines_and_strip_the_bom() -> None:
+    data = b'\xef\xbb\xbfa,b\r\n\r\n , \r\n1,"x\r\ny"\r\n,,\n2,z'
+    assert _records(data) == [(1, ["a", "b"]), (4, ["1", "x\r\ny"]), (7, ["2", "z"])]
+
+
+def test_records_name_the_line_and_byte_that_is_not_utf8() -> None:
+    with pytest.raises(NotUtf8) as info:
+        _records(b"a\nok\nn" + "é".encode() + b"\xff\n")
+    assert (info.value.line, info.value.byte) == (3, 4)  # n, é (2 bytes), then the bad byte
+
+
+def test_broken_records_can_be_skipped_but_not_an_open_quote_at_the_end() -> None:
+    broken: list[BrokenCsv] = []
+    data = b'h\n"a"b\nok\n'
+    assert _records(data, strict=True, on_broken=broken.append) == [(1, ["h"]), (3, ["ok"])]
+    assert [(b.line, b.at_end) for b in broken] == [(2, False)]
+    with pytest.raises(BrokenCsv) as info:
+        _records(b'h\n"never closed\nx\n', strict=True, on_broken=broken.append)
+    assert (info.value.line, info.value.at_end) == (2, True)
+    with pytest.raises(BrokenCsv):
+        _records(data, strict=True)  # without on_broken, the first broken record stops the file
 
 
 # --- encoding and line endings -------------------------------------------------------------------------------

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import itertools
+import typing
 from collections.abc import Iterable
 
 import pytest
 
 from enrolment.domain.model import (
     ORG_ADMIN,
+    OUTCOME_OF,
     Action,
     Batch,
     Command,
     Decision,
     IdType,
+    IdTypeValue,
     Outcome,
     Reason,
     Source,
     User,
+    outcome_of,
 )
 from enrolment.domain.rules import Snapshot, decide, evaluate, is_authorized
 
@@ -542,7 +546,7 @@ def test_other_state_comes_before_inactive() -> None:
 
 
 def test_every_decision_has_a_message_sentence() -> None:
-    """One of every reason, each with a non-empty sentence."""
+    """One of every reason, each with a non-empty sentence and the outcome the shared vocabulary gives it."""
     scenarios: list[tuple[Snapshot, Command]] = [
         (snapshot(), add(batch_id="nope")),
         (snapshot(batch(enrollment_type="open")), add()),
@@ -565,5 +569,20 @@ def test_every_decision_has_a_message_sentence() -> None:
         d = one(c, snap)
         assert d.command == c
         assert_sentence(d)
+        assert d.outcome is outcome_of(d.reason), d
         seen.add(d.reason)
     assert seen == set(Reason)
+
+
+# ---------------------------------------------------------------------------------------- vocabulary
+
+
+def test_every_reason_has_one_outcome_and_unknown_reasons_are_rejections() -> None:
+    assert set(OUTCOME_OF) == set(Reason)
+    assert outcome_of("ENROLLED") is Outcome.APPLIED and outcome_of("NOT_ENROLLED") is Outcome.SKIPPED
+    # Refusals made before publishing (file rows, undo drift) are not the processor's reasons.
+    assert outcome_of("DUPLICATE_IN_FILE") is Outcome.REJECTED and outcome_of("CHANGED_SINCE") is Outcome.REJECTED
+
+
+def test_id_type_values_are_the_enum_values() -> None:
+    assert list(typing.get_args(IdTypeValue)) == [t.value for t in IdType]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 def _env(name: str, default: str) -> str:
@@ -68,7 +68,6 @@ class Settings:
     ui_participant_limit: int
     metrics_port: int
     transaction_timeout_ms: int
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -36,6 +36,7 @@ from enrolment.domain.outputs import (
     summary_record,
 )
 from enrolment.messages.codec import Codec, DecodeError
+from enrolment.messages.records import command_from_record
 from enrolment.settings import Settings
 from enrolment.store.step import (
     DeadLetter,
@@ -44,7 +45,6 @@ from enrolment.store.step import (
     Positioned,
     apply_commands,
     claim_positions,
-    command_from_record,
     load_in_doubt,
     read_positions,
     record_dead_letters,

@@ -497,8 +497,41 @@ def test_enum_index_out_of_range_is_corrupt() -> None:
     prefix = entry.encoder({**rec, "change": "ENROLLED"})
     # The change enum follows event_id, batch_id, course_id, user_id: find its byte by diffing two encodings.
     pos = next(i for i, (a, b) in enumerate(zip(good, prefix, strict=True)) if a != b)
-    bad = good[:pos] + _long(7) + good[pos + 1 :]
+    for index in (7, -1):  # -1 must not wrap around to the last symbol
+        bad = good[:pos] + _long(index) + good[pos + 1 :]
+        assert _reason(MARKER + entry.fingerprint + bad) == "CORRUPT_BODY"
+
+
+def test_boolean_byte_other_than_0_or_1_is_corrupt() -> None:
+    entry = default_codec().current["ParticipantCommand"]
+    rec = SAMPLES["ParticipantCommand"][0]
+    yes, no = entry.encoder({**rec, "dry_run": True}), entry.encoder({**rec, "dry_run": False})
+    pos = next(i for i, (a, b) in enumerate(zip(yes, no, strict=True)) if a != b)
+    assert (yes[pos], no[pos]) == (1, 0)
+    bad = yes[:pos] + b"\x05" + yes[pos + 1 :]
     assert _reason(MARKER + entry.fingerprint + bad) == "CORRUPT_BODY"
+
+
+TWO_MB_OF_FF = b"\xff" * (2 * 1024 * 1024)
+
+
+def test_2_mb_of_ff_is_not_single_object() -> None:
+    assert _reason(TWO_MB_OF_FF) == "NOT_SINGLE_OBJECT"
+
+
+@pytest.mark.parametrize("name", SCHEMA_NAMES)
+def test_a_known_header_then_2_mb_of_ff_is_corrupt_body(name: str) -> None:
+    """The body's first varint is refused after 10 bytes (reading it whole was quadratic: minutes)."""
+    with pytest.raises(DecodeError) as info:
+        default_codec().decode(MARKER + default_codec().current[name].fingerprint + TWO_MB_OF_FF)
+    assert info.value.reason == "CORRUPT_BODY"
+    assert "varint longer than 10 bytes" in info.value.detail
+
+
+def test_an_old_writer_header_then_2_mb_of_ff_is_corrupt_body() -> None:
+    """Schema resolution goes through fastavro, whose varints are linear: a DecodeError too."""
+    old = Codec.entry_for(json.loads(HISTORY[0].read_text(encoding="utf-8")))
+    assert _reason(MARKER + old.fingerprint + TWO_MB_OF_FF) == "CORRUPT_BODY"
 
 
 def test_expect_mismatch_is_unexpected_schema() -> None:

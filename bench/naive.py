@@ -24,8 +24,9 @@ from enrolment.domain.model import Batch, Command, Decision, IdType, Reason, Use
 from enrolment.domain.outputs import Recorded, result_record
 from enrolment.domain.rules import Snapshot, decide
 from enrolment.messages.codec import Codec
+from enrolment.messages.records import command_from_record
 from enrolment.settings import Settings
-from enrolment.store.step import Positioned, command_from_record, recorded_from
+from enrolment.store.step import Positioned, recorded_from
 
 _LEDGER_INSERT = """
 INSERT INTO command_ledger (command_id, upload_id, batch_id, kafka_topic, group_id, kafka_partition, kafka_offset,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 def _env(name: str, default: str) -> str:
@@ -70,7 +70,6 @@ class Settings:
     transaction_timeout_ms: int
     sunbird_api_wait_s: float = 30.0
     failpoint: str = ""  # tests only: NAME:N crashes the processor at the N-th pass of NAME
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -13,8 +13,9 @@ from typing import Any
 from confluent_kafka import Message
 
 from enrolment.messages.codec import Codec, DecodeError
+from enrolment.messages.records import command_from_record
 from enrolment.store.dead_letters import DeadLetter
-from enrolment.store.step import Positioned, command_from_record
+from enrolment.store.step import Positioned
 
 
 @dataclass

@@ -14,38 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
-from fastavro.schema import to_parsing_canonical_form
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from enrolment.messages.avro_fast import Decoder, Encoder, compile_decoder, compile_encoder
+from enrolment.messages.errors import DecodeError as DecodeError  # re-exported: callers catch it from here
 
 MARKER = b"\xc3\x01"
 HEADER_LEN = 10
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
-_EMPTY = 0xC15D213AA4D7A795
-_TABLE: list[int] = []
-for _i in range(256):
-    _fp = _i
-    for _ in range(8):
-        _fp = (_fp >> 1) ^ (_EMPTY & -(_fp & 1))
-    _TABLE.append(_fp)
 
-
-def crc64_avro(data: bytes) -> int:
-    """The Rabin CRC-64 of the Avro spec, over the schema's parsing canonical form."""
-    fp = _EMPTY
-    for b in data:
-        fp = (fp >> 8) ^ _TABLE[(fp ^ b) & 0xFF]
-    return fp
-
-
-class DecodeError(Exception):
-    """Bytes that cannot be decoded; ``reason`` is a stable code for dead-letter headers."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+def fingerprint_of(canonical: str) -> bytes:
+    """The 8 header bytes naming a schema: its CRC-64-AVRO fingerprint, little-endian (fastavro's hex order)."""
+    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
 
 
 @dataclass(frozen=True)
@@ -81,12 +62,10 @@ class Codec:
     @staticmethod
     def entry_for(raw: dict[str, Any]) -> SchemaEntry:
         parsed = fastavro.parse_schema(raw)
-        canonical = to_parsing_canonical_form(parsed)
-        fp = crc64_avro(canonical.encode("utf-8")).to_bytes(8, "little")
         return SchemaEntry(
             name=str(raw["name"]),
             parsed=parsed,
-            fingerprint=fp,
+            fingerprint=fingerprint_of(to_parsing_canonical_form(parsed)),
             encoder=compile_encoder(parsed),
             decoder=compile_decoder(parsed),
         )
@@ -129,7 +108,9 @@ class Codec:
                 buf.seek(HEADER_LEN)
                 record = fastavro.schemaless_reader(buf, writer.parsed, reader.parsed)
                 end = buf.tell()
-        except Exception as exc:  # noqa: BLE001 - corrupt bodies raise many types
+        except DecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fastavro's resolving reader raises many types
             raise DecodeError("CORRUPT_BODY", f"{type(exc).__name__}: {exc}") from None
         if end != len(data):
             raise DecodeError("CORRUPT_BODY", f"{len(data) - end} bytes left after the record")

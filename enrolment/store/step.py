@@ -1,7 +1,8 @@
 """The processor's database step: bulk lookups, the compare-and-set of positions, and set-based writes.
 
-One call of `apply_batch` is one PostgreSQL transaction for a whole consumed batch: a handful of
-round-trips whatever the batch size (lookups as joins, COPY for the ledger and new enrolments).
+The processor calls these inside one PostgreSQL transaction per consumed batch (`claim_positions`,
+`apply_commands`, `record_dead_letters`, `seal_upload`): a handful of round-trips whatever the batch size
+(lookups as joins, COPY for the ledger and new enrolments).
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from enrolment.domain.model import Action, Batch, Command, Decision, IdType, Source, User
+from enrolment.domain.model import Batch, Command, Decision, IdType, User
 from enrolment.domain.outputs import Recorded, UploadInfo
 from enrolment.domain.rules import Snapshot, evaluate
-from enrolment.messages.avro_fast import _ts_millis
+from enrolment.messages.millis import from_ms, iso, to_ms
 from enrolment.store.dead_letters import DeadLetter, letters_between
 
 # Ids travel to PostgreSQL as one delimited string per column (much cheaper than adapting a list per
@@ -137,7 +137,6 @@ class StepResult:
     recorded: list[Recorded] = field(default_factory=list)
     duplicates: int = 0
     recorded_reasons: list[str] = field(default_factory=list)  # of the duplicates: what the ledger says
-    completed_uploads: list[UploadInfo] = field(default_factory=list)
 
 
 _LEDGER_COLUMNS = (
@@ -176,14 +175,6 @@ def recorded_from(d: Decision, p: Positioned, state: str | None, now_ms: int) ->
     )
 
 
-def _as_datetime(value: datetime | int) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromtimestamp(value / 1000, UTC)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
-
-
 def apply_commands(
     cur: Any, items: Sequence[Positioned], ui_limit: int, now_ms: int, topic: str = "", group: str = ""
 ) -> StepResult:
@@ -214,7 +205,7 @@ def apply_commands(
     ledger = io.StringIO()
     write = ledger.write
     topic_cell, group_cell = copy_cell(topic), copy_cell(group)
-    processed_at = _iso(now_ms)
+    processed_at = iso(now_ms)
     removed: set[tuple[str, str]] = set()
     last_enrol: dict[tuple[str, str], Recorded] = {}
     for d, p in zip(decisions, fresh, strict=True):
@@ -250,7 +241,7 @@ def apply_commands(
         for rec in inserts:
             buf.write(
                 f"{copy_cell(rec.batch_id)}\t{copy_cell(rec.user_id)}\t{'ui' if rec.source == 'UI' else 'backend'}\t"
-                f"{_iso(now_ms)}\t{copy_cell(rec.requested_by)}\t{copy_cell(rec.command_id)}\n"
+                f"{iso(now_ms)}\t{copy_cell(rec.requested_by)}\t{copy_cell(rec.command_id)}\n"
             )
         buf.seek(0)
         cur.copy_expert(
@@ -289,7 +280,7 @@ def upsert_upload_record(cur: Any, record: dict[str, Any]) -> None:
             record["parent_upload_id"],
             record["commands_published"],
             json.dumps(record["refused"]),
-            _as_datetime(record["created_at"]),
+            from_ms(to_ms(record["created_at"])),
         ),
     )
 
@@ -327,7 +318,7 @@ def seal_upload(
             group,
             partition,
             offset,
-            _iso(now_ms),
+            iso(now_ms),
             json.dumps(dict(outcomes)),
             json.dumps(dict(reasons)),
             upload_id,
@@ -432,23 +423,3 @@ def load_in_doubt(cur: Any, group: str, topic: str, partition: int, start: int, 
     uploads = [u for (uid,) in cur.fetchall() if (u := load_upload_info(cur, uid)) is not None]
     letters = letters_between(cur, topic, partition, start, end)
     return InDoubt(recorded, uploads, letters)
-
-
-def command_from_record(rec: dict[str, Any]) -> Command:
-    """Maps a decoded ParticipantCommand to the domain value object."""
-    requested_at = rec["requested_at"]
-    return Command(
-        command_id=rec["command_id"],
-        upload_id=rec["upload_id"],
-        batch_id=rec["batch_id"],
-        action=Action(rec["action"]),
-        identifier=rec["identifier"],
-        id_type=IdType(rec["id_type"]),
-        line=int(rec["line"]),
-        requested_by=rec["requested_by"],
-        source=Source(rec.get("source", "BACKEND")),
-        dry_run=bool(rec.get("dry_run", False)),
-        requested_at_ms=_ts_millis(requested_at),
-        origin_upload_id=rec.get("origin_upload_id"),
-        origin_line=rec.get("origin_line"),
-    )

@@ -1,4 +1,4 @@
-"""Shared helpers for integration tests: reference data, publishing, running the processor, reading topics."""
+"""Shared helpers for integration tests: reference data, publishing, running the processor, reading topics, waiting."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
+from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
 from enrolment.files import InputRow, RefusedRow
@@ -24,6 +25,33 @@ from producer.publish import Published, UploadRequest, publish_upload
 ROOT = Path(__file__).resolve().parents[2]
 PARTICIPANTS = str(ROOT / ".venv" / "bin" / "participants")
 STARTED: list[subprocess.Popen[bytes]] = []  # reaped after each test, even one that failed half-way
+T = TypeVar("T")
+
+
+def wait_until(what: str | Callable[[], str], predicate: Callable[[], T], timeout_s: float, interval_s: float) -> T:
+    """Polls `predicate` until it returns something truthy and returns that; running out of time fails the test.
+
+    `what` names the awaited state for the failure sentence; a callable is asked at that moment (to show where
+    things stood).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            described = what() if callable(what) else what
+            raise AssertionError(f"Timed out after {timeout_s:g} s waiting for {described}.")
+        time.sleep(interval_s)
+
+
+def group_assignment(settings: Settings, group: str) -> list[set[int]]:
+    """The partitions each member of a consumer group owns, once the group is stable (else no members)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    described = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    if described.state != ConsumerGroupState.STABLE:
+        return []
+    return [{tp.partition for tp in m.assignment.topic_partitions} for m in described.members]
 
 
 class World:
@@ -179,8 +207,8 @@ def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> list[di
         consumer.assign([TopicPartition(topic, p, 0) for p in parts])
         out: list[dict[str, Any]] = []
         done = {p for p in parts if ends[p] == 0}
-        deadline = time.monotonic() + timeout
-        while len(done) < len(parts) and time.monotonic() < deadline:
+
+        def read_on() -> bool:
             for m in consumer.consume(10000, 0.5):
                 if m.error() is not None:
                     continue
@@ -192,11 +220,14 @@ def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> list[di
                     done.add(p)
             # transaction markers sit at the end: a partition is done once its position passes the end
             for p in parts:
-                if p not in done:
-                    pos = consumer.position([TopicPartition(topic, p)])[0].offset
-                    if pos >= ends[p]:
-                        done.add(p)
-        assert len(done) == len(parts), f"could not read {topic} to its end"
+                if p not in done and consumer.position([TopicPartition(topic, p)])[0].offset >= ends[p]:
+                    done.add(p)
+            return len(done) == len(parts)
+
+        if len(done) < len(parts):
+            wait_until(
+                lambda: f"{topic} to be read to its end ({len(done)} of {len(parts)} partitions)", read_on, timeout, 0
+            )
         return out
     finally:
         consumer.close()

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from enrolment.settings import Settings
-from tests.integration.helpers import PARTICIPANTS, World, cli, env_for, read_topic, start_processor
+from tests.integration.helpers import PARTICIPANTS, World, cli, env_for, read_topic, start_processor, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -78,18 +78,19 @@ def batch_info(settings: Settings, batch_id: str) -> dict[str, Any]:
 
 def wait_for_status(settings: Settings, upload_id: str, timeout: float = 60.0) -> dict[str, Any]:
     """Polls `participants status UPLOAD_ID --json` until the upload is complete."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
+    last = [""]
+
+    def complete() -> dict[str, Any] | None:
         done = run(settings, "status", upload_id, "--json")
-        last = out(done) + err(done)
+        last[0] = out(done) + err(done)
         if done.returncode in (0, 3) and done.stdout.strip():
             status = summary(done)
             if status["complete"]:
                 status["_exit"] = done.returncode
                 return status
-        time.sleep(0.5)
-    raise AssertionError(f"upload {upload_id} did not complete within {timeout}s; last answer:\n{last}")
+        return None
+
+    return wait_until(lambda: f"upload {upload_id} to complete; last answer:\n{last[0]}", complete, timeout, 0.5)
 
 
 def assert_nothing_published(settings: Settings) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +11,16 @@ from sqlalchemy import Engine, text
 
 from enrolment.files import InputRow, RefusedRow
 from enrolment.settings import Settings
-from tests.integration.helpers import World, process, publish, read_topic, rows, start_processor
+from tests.integration.helpers import (
+    World,
+    group_assignment,
+    process,
+    publish,
+    read_topic,
+    rows,
+    start_processor,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -136,19 +144,20 @@ def test_same_command_twice_and_full_replay_change_nothing(
     assert world.count(batch) == 300
 
 
+def _recorded(engine: Engine, upload_id: str) -> int:
+    with engine.connect() as conn:
+        n = conn.execute(text("SELECT count(*) FROM command_ledger WHERE upload_id = :u"), {"u": upload_id})
+        return int(n.scalar_one())
+
+
 def _wait_results(engine: Engine, upload_id: str, at_least: int, timeout: float = 120) -> int:
     """Polls the count of recorded results (cheap), so kill points follow progress, not elapsed time."""
-    deadline = time.monotonic() + timeout
-    n = 0
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            n = conn.execute(
-                text("SELECT count(*) FROM command_ledger WHERE upload_id = :u"), {"u": upload_id}
-            ).scalar_one()
-        if n >= at_least:
-            return int(n)
-        time.sleep(0.02)
-    raise AssertionError(f"only {n} results after {timeout}s")
+    return wait_until(
+        lambda: f"{at_least} recorded results of upload {upload_id} (saw {_recorded(engine, upload_id)})",
+        lambda: n if (n := _recorded(engine, upload_id)) >= at_least else 0,
+        timeout,
+        0.02,
+    )
 
 
 def _assert_exactly_once_10k(s: Settings, world: World, batch: str, upload_id: str) -> None:
@@ -232,14 +241,21 @@ def test_two_processors_one_stopped_half_way(
     slow = {"PROCESSOR_MAX_BATCH": "50"}
     a = start_processor(s, "--instance-id", f"a-{unique}", log=log, env=slow)
     b = start_processor(s, "--instance-id", f"b-{unique}", log=log, env=slow)
-    deadline = time.monotonic() + 60
-    while log.read_text().count("partitions assigned") < 3 and time.monotonic() < deadline:
-        time.sleep(0.2)  # a alone, then a and b after the rebalance
+    owners = wait_until(  # a alone first, then a and b after the rebalance: the broker's view of the group
+        lambda: f"both processors to own commands partitions (group: {group_assignment(s, s.consumer_group)})",
+        lambda: m if len(m := group_assignment(s, s.consumer_group)) == 2 and all(m) else None,
+        60,
+        0.2,
+    )
+    assert set.union(*owners) == set(range(s.commands_partitions))
     for i, bt in enumerate(batches):
         publish(s, bt, world.admin, rows([world.state_id(n) for n in range(i * 1000, (i + 1) * 1000)]))
-    deadline = time.monotonic() + 120
-    while _applied(engine, batches) < 3000 and time.monotonic() < deadline:
-        time.sleep(0.02)  # kill point from the observed count of results, not from elapsed time
+    wait_until(  # kill point from the observed count of results, not from elapsed time
+        lambda: f"3000 applied commands (saw {_applied(engine, batches)})",
+        lambda: _applied(engine, batches) >= 3000,
+        120,
+        0.02,
+    )
     a.send_signal(signal.SIGTERM)
     assert a.wait(60) == 0, "SIGTERM stops cleanly with exit 0"
     assert _applied(engine, batches) < 8000, "a was stopped half-way"

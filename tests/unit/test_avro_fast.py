@@ -17,7 +17,7 @@ import fastavro
 import pytest
 
 from enrolment.messages.avro_fast import UnsupportedSchema, _long, _read_long, compile_decoder, compile_encoder
-from enrolment.messages.codec import SCHEMA_DIR
+from enrolment.messages.codec import SCHEMA_DIR, DecodeError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SCHEMA_PATHS = sorted(SCHEMA_DIR.glob("*.avsc"))
@@ -331,28 +331,25 @@ def test_unsupported_unions_are_refused_at_compile_time() -> None:
         compile_decoder(schema)
 
 
-# --------------------------------------------------------------------- corrupt bodies fastavro rejects
+# ------------------------------------------------------------------------------------ corrupt bodies
 
 COURSE_PROGRESS = parsed(SCHEMA_DIR / "CourseProgress.avsc")
+TWO_MB_OF_FF = b"\xff" * (2 * 1024 * 1024)
 
 
-def _rejects(decode: Any, data: bytes) -> None:
-    """The decoder raises, or stops before the end (so Codec.decode rejects the trailing bytes)."""
-    try:
-        _value, end = decode(data)
-    except Exception:  # noqa: BLE001 - EOFError, IndexError, ValueError, ... are all rejections
-        return
-    assert end != len(data), "accepted as a complete record"
-
-
-def _fastavro_rejects(schema: Any, data: bytes) -> None:
-    _rejects(lambda d: fa_decode(schema, d), data)
+def _our_decoder_rejects(schema: Any, data: bytes) -> DecodeError:
+    """Our decoders refuse bad bytes with the codec's DecodeError, and nothing else."""
+    with pytest.raises(DecodeError) as info:
+        compile_decoder(schema)(data, 0)
+    assert info.value.reason == "CORRUPT_BODY"
+    return info.value
 
 
 def test_negative_string_length_is_rejected_like_fastavro() -> None:
     body = b"\x01\x00\x00"
-    _fastavro_rejects(COURSE_PROGRESS, body)
-    _rejects(lambda d: compile_decoder(COURSE_PROGRESS)(d, 0), body)
+    with pytest.raises(EOFError):  # fastavro: "Expected -1 bytes, read 2"
+        fa_decode(COURSE_PROGRESS, body)
+    assert "string length -1" in _our_decoder_rejects(COURSE_PROGRESS, body).detail
 
 
 def test_union_branch_index_out_of_range_is_rejected_like_fastavro() -> None:
@@ -361,5 +358,128 @@ def test_union_branch_index_out_of_range_is_rejected_like_fastavro() -> None:
     )
     assert good == b"\x02a\x02b\x02\x02\x00\x00"
     body = good[:5] + b"\x04" + good[6:]  # completed_at: branch 2 instead of 1
-    _fastavro_rejects(COURSE_PROGRESS, body)
-    _rejects(lambda d: compile_decoder(COURSE_PROGRESS)(d, 0), body)
+    with pytest.raises(IndexError):  # fastavro indexes its list of branches
+        fa_decode(COURSE_PROGRESS, body)
+    assert "union branch" in _our_decoder_rejects(COURSE_PROGRESS, body).detail
+
+
+def test_a_body_that_ends_early_is_rejected_like_fastavro() -> None:
+    good = compile_encoder(COURSE_PROGRESS)(
+        {"batch_id": "a", "user_id": "b", "progress": 1, "completed_at": 0, "updated_at": 0}
+    )
+    for cut in range(len(good)):
+        with pytest.raises(EOFError):
+            fa_decode(COURSE_PROGRESS, good[:cut])
+        _our_decoder_rejects(COURSE_PROGRESS, good[:cut])
+
+
+def test_invalid_utf8_is_rejected_like_fastavro() -> None:
+    body = b"\x04\xff\xfe\x02b\x02\x00\x00"
+    with pytest.raises(UnicodeDecodeError):
+        fa_decode(COURSE_PROGRESS, body)
+    assert "UnicodeDecodeError" in _our_decoder_rejects(COURSE_PROGRESS, body).detail
+
+
+def test_a_timestamp_beyond_the_datetime_range_is_rejected_like_fastavro() -> None:
+    body = _long(2**62)
+    with pytest.raises(OverflowError):
+        fa_decode(TS_SCHEMA, body)
+    assert "OverflowError" in _our_decoder_rejects(TS_SCHEMA, body).detail
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x80" * 10 + b"\x01", b"\xff" * 10 + b"\x00", b"\x80" * 10, b"\xff" * 64],
+    ids=["11-bytes", "11-bytes-all-set", "10-continuations", "64-bytes"],
+)
+def test_a_varint_longer_than_10_bytes_is_refused(data: bytes) -> None:
+    """fastavro reads on (b"\\x80" * 10 + b"\\x01" is 32 to it); 64 bits never need more than 10 bytes."""
+    assert "varint longer than 10 bytes at byte 0" in _our_decoder_rejects(LONG_SCHEMA, data).detail
+    with pytest.raises(DecodeError):
+        _read_long(data, 0)
+
+
+def test_a_10_byte_varint_beyond_64_bits_is_refused() -> None:
+    biggest = b"\xfe" + b"\xff" * 8 + b"\x01"  # 2**63 - 1, the largest long
+    assert compile_decoder(LONG_SCHEMA)(biggest, 0) == ({"v": 2**63 - 1}, 10)
+    for last in (b"\x02", b"\x7f"):
+        assert "beyond 64 bits" in _our_decoder_rejects(LONG_SCHEMA, biggest[:9] + last).detail
+
+
+BOOL_SCHEMA = fastavro.parse_schema({"type": "record", "name": "B", "fields": [{"name": "v", "type": "boolean"}]})
+
+
+def test_boolean_bytes_other_than_0_and_1_are_refused() -> None:
+    decode = compile_decoder(BOOL_SCHEMA)
+    assert decode(b"\x00", 0) == ({"v": False}, 1)
+    assert decode(b"\x01", 0) == ({"v": True}, 1)
+    assert fa_decode(BOOL_SCHEMA, b"\x05") == ({"v": True}, 1)  # fastavro is lenient here; we are not
+    for byte in (2, 5, 0x80, 0xFF):
+        assert f"boolean byte {byte}" in _our_decoder_rejects(BOOL_SCHEMA, bytes([byte])).detail
+
+
+ENUM_SCHEMA = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "E",
+        "fields": [
+            {"name": "small", "type": {"type": "enum", "name": "Small", "symbols": ["A", "B", "C"]}},
+            {"name": "big", "type": {"type": "enum", "name": "Big", "symbols": [f"S{i}" for i in range(70)]}},
+        ],
+    }
+)
+
+
+def test_enum_indexes_out_of_range_are_refused() -> None:
+    decode = compile_decoder(ENUM_SCHEMA)
+    assert decode(_long(2) + _long(69), 0) == ({"small": "C", "big": "S69"}, 3)  # 69 takes two bytes
+    assert fa_decode(ENUM_SCHEMA, _long(-1) + _long(0)) == ({"small": "C", "big": "S0"}, 2)  # fastavro wraps
+    for small, big, refused in [(-1, 0, -1), (3, 0, 3), (-100, 0, -100), (0, -1, -1), (0, 70, 70), (0, 2**40, 2**40)]:
+        error = _our_decoder_rejects(ENUM_SCHEMA, _long(small) + _long(big))
+        assert f"enum index {refused} out of range" in error.detail
+
+
+@pytest.mark.parametrize("path", SCHEMA_PATHS, ids=[p.stem for p in SCHEMA_PATHS])
+def test_2_mb_of_ff_is_refused_after_10_bytes(path: Path) -> None:
+    """Every schema starts with a varint; reading 2 MB of continuation bytes as one number was quadratic."""
+    schema = parsed(path)
+    assert "varint longer than 10 bytes at byte 0" in _our_decoder_rejects(schema, TWO_MB_OF_FF).detail
+    with pytest.raises(DecodeError) as info:
+        compile_decoder(schema)(b"\xc3\x01prefix!!" + TWO_MB_OF_FF, 10)
+    assert "at byte 10" in info.value.detail
+
+
+def _mutations(rng: random.Random, data: bytes) -> bytes:
+    b = bytearray(data)
+    kind = rng.randrange(5)
+    i = rng.randrange(len(b) + 1)
+    if kind == 0:
+        del b[i:]
+    elif kind == 1 and b:
+        b[min(i, len(b) - 1)] ^= 1 << rng.randrange(8)
+    elif kind == 2:
+        b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 3)))
+    elif kind == 3:
+        b[i:i] = b"\xff" * rng.randint(9, 40)
+    else:
+        b[i : i + 1] = _long(rng.randint(-(2**63), 2**63 - 1))
+    return bytes(b)
+
+
+@pytest.mark.parametrize("path", SCHEMA_PATHS, ids=[p.stem for p in SCHEMA_PATHS])
+def test_fuzzed_bodies_decode_or_raise_decode_error_only(path: Path) -> None:
+    """Straight at the generated decoder (the codec would wrap any other exception and hide it)."""
+    schema = parsed(path)
+    encode, decode = compile_encoder(schema), compile_decoder(schema)
+    rng = random.Random("fuzz" + path.stem)
+    refused = 0
+    for n in range(300):
+        data = _mutations(rng, encode(Gen(rng, schema).value(schema)))
+        try:
+            value, end = decode(data, 0)
+        except DecodeError as error:
+            assert error.reason == "CORRUPT_BODY", (n, data.hex())
+            refused += 1
+        else:
+            assert isinstance(value, dict) and 0 < end <= len(data), (n, data.hex())
+    assert refused > 100  # the mutations really reach the checks

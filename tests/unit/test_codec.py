@@ -15,8 +15,8 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from enrolment.domain.model import Action, Command, IdType, Source
 from enrolment.messages.avro_fast import _long
-from enrolment.messages.codec import HEADER_LEN, MARKER, SCHEMA_DIR, Codec, DecodeError, crc64_avro, default_codec
-from enrolment.store.step import command_from_record
+from enrolment.messages.codec import HEADER_LEN, MARKER, SCHEMA_DIR, Codec, DecodeError, default_codec, fingerprint_of
+from enrolment.messages.records import command_from_record
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T0 = 1_717_171_717_171  # 2024-05-31T16:08:37.171Z
@@ -198,15 +198,13 @@ def test_every_schema_has_a_sample() -> None:
 # ------------------------------------------------------------------------------------------ header
 
 
-def test_crc64_avro_matches_the_spec_value_for_null() -> None:
-    fp = crc64_avro(b'"null"')
-    assert fp == 0x63DD24E7CC258F8A
-    assert fp.to_bytes(8, "little") == bytes.fromhex("8a8f25cce724dd63")
-    assert fingerprint('"null"', "CRC-64-AVRO") == "8a8f25cce724dd63"
+def test_fingerprint_is_the_spec_value_for_null_little_endian() -> None:
+    """The Avro spec's CRC-64-AVRO of the schema "null" is 0x63DD24E7CC258F8A; the header carries it little-endian."""
+    assert fingerprint_of('"null"') == (0x63DD24E7CC258F8A).to_bytes(8, "little")
 
 
-def test_crc64_avro_of_empty_input_is_the_empty_constant() -> None:
-    assert crc64_avro(b"") == 0xC15D213AA4D7A795
+def test_fingerprint_of_empty_input_is_the_empty_constant() -> None:
+    assert fingerprint_of("") == (0xC15D213AA4D7A795).to_bytes(8, "little")
 
 
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
@@ -215,7 +213,7 @@ def test_fingerprint_is_crc64_of_the_parsing_canonical_form(name: str) -> None:
     entry = default_codec().current[name]
     canonical = to_parsing_canonical_form(raw)
     assert entry.fingerprint.hex() == fingerprint(canonical, "CRC-64-AVRO")
-    assert entry.fingerprint == crc64_avro(canonical.encode()).to_bytes(8, "little")
+    assert entry.fingerprint == fingerprint_of(canonical)
     assert default_codec().by_fingerprint[entry.fingerprint] is entry
 
 
@@ -298,7 +296,7 @@ def test_requested_at_millis_are_exact_for_every_instant(ms: int) -> None:
     codec = default_codec()
     _, rec = codec.decode(codec.encode("ParticipantCommand", _command_at(ms)))
     assert rec["requested_at"] == ts(ms)  # the codec is exact ...
-    assert command_from_record(rec).requested_at_ms == ms  # ... the mapping is not
+    assert command_from_record(rec).requested_at_ms == ms  # ... and so is the mapping (integer arithmetic)
 
 
 # ---------------------------------------------------------------------------------- schema evolution
@@ -465,7 +463,7 @@ def test_missing_marker_is_not_single_object(data: bytes) -> None:
 def test_unknown_fingerprint_is_unknown_schema() -> None:
     data = _valid()
     assert _reason(MARKER + bytes(8) + data[HEADER_LEN:]) == "UNKNOWN_SCHEMA"
-    assert _reason(MARKER + crc64_avro(b'"null"').to_bytes(8, "little")) == "UNKNOWN_SCHEMA"
+    assert _reason(MARKER + fingerprint_of('"null"')) == "UNKNOWN_SCHEMA"
     # Big-endian fingerprint is not the same fingerprint.
     assert _reason(MARKER + data[2:HEADER_LEN][::-1] + data[HEADER_LEN:]) == "UNKNOWN_SCHEMA"
     # Unknown schema wins over an expectation.
@@ -499,8 +497,41 @@ def test_enum_index_out_of_range_is_corrupt() -> None:
     prefix = entry.encoder({**rec, "change": "ENROLLED"})
     # The change enum follows event_id, batch_id, course_id, user_id: find its byte by diffing two encodings.
     pos = next(i for i, (a, b) in enumerate(zip(good, prefix, strict=True)) if a != b)
-    bad = good[:pos] + _long(7) + good[pos + 1 :]
+    for index in (7, -1):  # -1 must not wrap around to the last symbol
+        bad = good[:pos] + _long(index) + good[pos + 1 :]
+        assert _reason(MARKER + entry.fingerprint + bad) == "CORRUPT_BODY"
+
+
+def test_boolean_byte_other_than_0_or_1_is_corrupt() -> None:
+    entry = default_codec().current["ParticipantCommand"]
+    rec = SAMPLES["ParticipantCommand"][0]
+    yes, no = entry.encoder({**rec, "dry_run": True}), entry.encoder({**rec, "dry_run": False})
+    pos = next(i for i, (a, b) in enumerate(zip(yes, no, strict=True)) if a != b)
+    assert (yes[pos], no[pos]) == (1, 0)
+    bad = yes[:pos] + b"\x05" + yes[pos + 1 :]
     assert _reason(MARKER + entry.fingerprint + bad) == "CORRUPT_BODY"
+
+
+TWO_MB_OF_FF = b"\xff" * (2 * 1024 * 1024)
+
+
+def test_2_mb_of_ff_is_not_single_object() -> None:
+    assert _reason(TWO_MB_OF_FF) == "NOT_SINGLE_OBJECT"
+
+
+@pytest.mark.parametrize("name", SCHEMA_NAMES)
+def test_a_known_header_then_2_mb_of_ff_is_corrupt_body(name: str) -> None:
+    """The body's first varint is refused after 10 bytes (reading it whole was quadratic: minutes)."""
+    with pytest.raises(DecodeError) as info:
+        default_codec().decode(MARKER + default_codec().current[name].fingerprint + TWO_MB_OF_FF)
+    assert info.value.reason == "CORRUPT_BODY"
+    assert "varint longer than 10 bytes" in info.value.detail
+
+
+def test_an_old_writer_header_then_2_mb_of_ff_is_corrupt_body() -> None:
+    """Schema resolution goes through fastavro, whose varints are linear: a DecodeError too."""
+    old = Codec.entry_for(json.loads(HISTORY[0].read_text(encoding="utf-8")))
+    assert _reason(MARKER + old.fingerprint + TWO_MB_OF_FF) == "CORRUPT_BODY"
 
 
 def test_expect_mismatch_is_unexpected_schema() -> None:

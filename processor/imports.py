@@ -44,6 +44,7 @@ import sqlalchemy
 
 from enrolment.domain.model import BATCH_STATUSES, ENROLLMENT_TYPES, ROLES, USER_STATUSES
 from enrolment.files import BrokenCsv, NotUtf8, csv_records, locate_columns
+from enrolment.store.copy import copy_cell
 
 __all__ = [
     "BATCH_COLUMNS",
@@ -87,7 +88,6 @@ _ENROLLMENT_TYPE_VALUES: dict[str, str] = {
 _ROLE_SET = frozenset(ROLES)
 _USER_STATUS_VALUES: dict[str, str] = {"active": "active", "inactive": "inactive", "": "active"}
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _COPY_READ_SIZE = 1 << 20
 _MAX_SHOWN = 80  # longest value quoted verbatim in an error message
 
@@ -556,7 +556,7 @@ def _copy_line(line: int, values: list[str | None]) -> str:
     text = "\t".join(["\\N" if v is None else v for v in values])
     # Fast path: no value holds a newline, CR, tab (separators only) or backslash (one per \\N marker only).
     if "\n" in text or "\r" in text or text.count("\t") != len(values) - 1 or text.count("\\") != values.count(None):
-        text = "\t".join(["\\N" if v is None else v.translate(_COPY_ESCAPES) for v in values])
+        text = "\t".join([copy_cell(v) for v in values])
     return f"{line}\t{text}\n"
 
 

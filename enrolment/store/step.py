@@ -14,29 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from enrolment.domain.model import Batch, Command, Decision, IdType, User
+from enrolment.domain.model import Command, Decision, IdType, User
 from enrolment.domain.outputs import Recorded, UploadInfo
 from enrolment.domain.rules import Snapshot, evaluate
 from enrolment.messages.millis import from_ms, iso, to_ms
+from enrolment.store import reference
+from enrolment.store.copy import SEP, copy_cell
 from enrolment.store.dead_letters import DeadLetter, letters_between
-
-# Ids travel to PostgreSQL as one delimited string per column (much cheaper than adapting a list per
-# element); the separator is a control character, which the producer never lets into an id.
-SEP = "\x1f"
-_ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def copy_cell(value: object) -> str:
-    """COPY text-format cell."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-            return value.translate(_ESC)
-        return value
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    return str(value)
 
 
 def ledger_hits(cur: Any, command_ids: Sequence[str]) -> dict[str, str]:
@@ -53,12 +37,6 @@ def ledger_hits(cur: Any, command_ids: Sequence[str]) -> dict[str, str]:
     return {r[0]: r[1] for r in cur.fetchall()}
 
 
-_BATCHES = """
-SELECT b.batch_id, b.course_id, b.state, b.enrollment_type, b.status, b.participant_count,
-       coalesce(array_agg(m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{}')
-FROM course_batches b LEFT JOIN batch_mentors m ON m.batch_id = b.batch_id
-WHERE b.batch_id = ANY(%s) GROUP BY b.batch_id
-"""
 _PAIRS = "unnest(string_to_array(%s, E'\\x1f'), string_to_array(%s, E'\\x1f')) AS q(batch_id, ident)"
 _BY_USER_ID = f"""
 SELECT q.batch_id, u.user_id, u.state_id, u.state, u.status, e.user_id IS NOT NULL
@@ -81,8 +59,7 @@ _NO_ROLES: frozenset[str] = frozenset()
 def load_snapshot(cur: Any, commands: Sequence[Command]) -> Snapshot:
     """Everything the rules need for these commands, in four queries."""
     batch_ids = sorted({c.batch_id for c in commands})
-    cur.execute(_BATCHES, (batch_ids,))
-    batches = {r[0]: Batch(r[0], r[1], r[2], r[3], r[4], frozenset(r[6]), int(r[5])) for r in cur.fetchall()}
+    batches = reference.batches(cur, batch_ids)
     users_by_id: dict[str, User] = {}
     users_by_state_id: dict[tuple[str, str], User] = {}
     members: set[tuple[str, str]] = set()
@@ -107,13 +84,7 @@ def load_snapshot(cur: Any, commands: Sequence[Command]) -> Snapshot:
                 users_by_state_id[(state, state_id)] = user
             if enrolled:
                 members.add((batch_id, user_id))
-    requesters: dict[str, User] = {}
-    cur.execute(
-        "SELECT user_id, state_id, state, status, roles FROM users WHERE user_id = ANY(%s)",
-        (sorted({c.requested_by for c in commands}),),
-    )
-    for user_id, state_id, state, status, roles in cur.fetchall():
-        requesters[user_id] = User(user_id, state, status, frozenset(roles), state_id)
+    requesters = reference.users(cur, {c.requested_by for c in commands})
     return Snapshot(
         batches=batches,
         users_by_id=users_by_id,

@@ -23,7 +23,7 @@ from enrolment.store.db import engine as db_engine
 if TYPE_CHECKING:
     from enrolment.files import InputRow, RefusedRow
     from producer.follow import UploadStatus
-    from producer.publish import UploadRequest
+    from producer.publish import Published, UploadRequest
 
 
 def add_commands(sub: SubCommands) -> None:
@@ -143,7 +143,7 @@ def _publish_and_follow(
     origin: Callable[[int], tuple[str | None, int | None]] | None = None,
 ) -> int:
     """Publishes an upload, then (with --wait) follows its results; prints the summary; writes the report."""
-    from producer.follow import ResultFollower, UploadStatus, write_report
+    from producer.follow import ResultFollower, write_report
     from producer.publish import BrokerUnavailable, Progress, publish_upload
 
     report_out = _open_report(args.report)
@@ -163,23 +163,12 @@ def _publish_and_follow(
             )
         except BrokerUnavailable as exc:
             raise UserError(str(exc), EXIT_UNREACHABLE) from None
-        refused = [
-            {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message}
-            for r in published.refused
-        ]
-        status = UploadStatus(
-            upload_id=published.upload_id,
-            batch_id=request.batch_id,
-            kind=request.kind,
-            dry_run=request.dry_run,
-            published=published.published,
-            refused=refused,
-        )
+        status = _published_status(published, request)
         if follower is None:
             _print_published(args, status, request)
             if report_out is not None:
                 write_report(report_out, {}, published.refused, published.accepted_rows)
-            return EXIT_REJECTED if refused else EXIT_OK
+            return EXIT_REJECTED if status.refused else EXIT_OK
         if published.published == 0:
             status.completed = True
             results = {}
@@ -193,6 +182,24 @@ def _publish_and_follow(
         if report_out is not None:
             report_out.close()
     return _print_followed(args, status)
+
+
+def _published_status(published: Published, request: UploadRequest) -> UploadStatus:
+    """The summary of a just-published upload: nothing processed yet, the refused rows listed."""
+    from producer.follow import UploadStatus
+
+    refused = [
+        {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message}
+        for r in published.refused
+    ]
+    return UploadStatus(
+        upload_id=published.upload_id,
+        batch_id=request.batch_id,
+        kind=request.kind,
+        dry_run=request.dry_run,
+        published=published.published,
+        refused=refused,
+    )
 
 
 def _open_report(path: str | None) -> TextIO | None:

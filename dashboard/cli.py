@@ -1,4 +1,4 @@
-"""`participants dashboard [rebuild]` and `participants progress publish FILE`, registered by processor/cli.py.
+"""The dashboard's commands: `dashboard [rebuild]`, `progress publish FILE` and `api-tokens create`.
 
 Heavy imports (FastAPI, uvicorn) happen inside the commands so the rest of the CLI starts fast.
 """
@@ -9,12 +9,24 @@ import argparse
 import itertools
 import json
 import socket
+import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
+
+from enrolment import logs
+from enrolment.commands import SubCommands, group
+from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_TIMEOUT, EXIT_UNREACHABLE, UserError
+from enrolment.files import open_binary
+from enrolment.messages.codec import default_codec
+from enrolment.settings import Settings
+from enrolment.store.db import engine as db_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Adds the dashboard and progress commands to the `participants` parser."""
+def add_commands(sub: SubCommands) -> None:
+    """Adds the dashboard, progress and API-token commands to the `participants` parser."""
     dash = sub.add_parser(
         "dashboard", help="serve the web dashboard (and run its read-model consumer in the same process)"
     )
@@ -30,31 +42,34 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     rebuild.add_argument("--log-level", default="WARNING")
     rebuild.set_defaults(func=cmd_dashboard_rebuild)
 
-    progress = sub.add_parser("progress", help="learners' course progress").add_subparsers(dest="sub", required=True)
-    pub = progress.add_parser(
+    pub = group(sub, "progress", "learners' course progress").add_parser(
         "publish", help="publish course progress from FILE (batch_id,user_id,progress,completed_at[,updated_at])"
     )
     pub.add_argument("file", metavar="FILE")
     pub.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     pub.set_defaults(func=cmd_progress_publish)
 
+    tc = group(sub, "api-tokens", "bearer tokens for the Sunbird-compatible API").add_parser(
+        "create", help="create a token for an admin user and print it"
+    )
+    tc.add_argument("--user", required=True, help="platform user id of the admin")
+    tc.add_argument("--label", help="what the token is for")
+    tc.set_defaults(func=cmd_api_token)
 
-def _require_read_model(engine: Any) -> None:
+
+def _require_read_model(engine: Engine) -> None:
     from dashboard.queries import read_model_ready
-    from participants.cli import EXIT_INPUT, UserError
 
     with engine.connect() as conn:
         if not read_model_ready(conn):
             raise UserError("The store has no dashboard tables yet; run 'participants db upgrade' first.", EXIT_INPUT)
 
 
-def cmd_dashboard(args: argparse.Namespace, settings: Any) -> int:
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from dashboard.server import DashboardServer
-    from enrolment import logs
-    from participants.cli import EXIT_INPUT, EXIT_OK, UserError, _engine
 
     logs.setup(args.log_level)
-    engine = _engine(settings)
+    engine = db_engine(settings)
     _require_read_model(engine)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
@@ -70,14 +85,11 @@ def cmd_dashboard(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_OK
 
 
-def cmd_dashboard_rebuild(args: argparse.Namespace, settings: Any) -> int:
+def cmd_dashboard_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from dashboard.consumer import NotCaughtUp, rebuild
-    from enrolment import logs
-    from enrolment.messages.codec import default_codec
-    from participants.cli import EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, UserError, _engine
 
     logs.setup(args.log_level)
-    engine = _engine(settings)
+    engine = db_engine(settings)
     _require_read_model(engine)
     started = time.perf_counter()
     try:
@@ -107,13 +119,11 @@ def cmd_dashboard_rebuild(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_OK
 
 
-def cmd_progress_publish(args: argparse.Namespace, settings: Any) -> int:
-    from enrolment.messages.codec import default_codec
-    from participants.cli import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, UserError, _open_binary
+def cmd_progress_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from enrolment.kafka.clients import BrokerUnavailable
     from producer.progress import ProgressFileError, format_report, publish_progress, read_progress
-    from producer.publish import BrokerUnavailable
 
-    stream = _open_binary(args.file)
+    stream = open_binary(args.file)
     try:
         rows = read_progress(stream)
         try:  # the header is checked on the first row: a bad file publishes nothing
@@ -146,3 +156,15 @@ def cmd_progress_publish(args: argparse.Namespace, settings: Any) -> int:
     else:
         print(format_report(report))
     return EXIT_REJECTED if report.refused else EXIT_OK
+
+
+def cmd_api_token(args: argparse.Namespace, settings: Settings) -> int:
+    from enrolment.store.tokens import create_token
+
+    try:
+        token = create_token(db_engine(settings), args.user, args.label or "")
+    except LookupError as exc:
+        raise UserError(str(exc)) from None
+    print(token)
+    print(f"(a bearer token for {args.user}; only its hash is stored, keep it now)", file=sys.stderr)
+    return EXIT_OK

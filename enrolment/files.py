@@ -410,3 +410,29 @@ class _SeenIds:
                 digests[slot] = digest
                 lines[slot] = line
         self._digests, self._lines, self._mask = digests, lines, mask
+
+
+# ---------------------------------------------------------------------------- opening files for the commands
+def open_binary(path: str) -> BinaryIO:
+    """``open_input`` for a command: an unusable path is a :class:`UserError` carrying the reader's sentence."""
+    from enrolment.errors import UserError
+
+    try:
+        return open_input(path)
+    except InputError as exc:
+        raise UserError(exc.message) from None
+
+
+def rereadable(stream: BinaryIO) -> BinaryIO:
+    """``stream`` itself when it can seek, else (a pipe on stdin) its bytes spooled to a temporary file."""
+    import shutil
+    import tempfile
+    from typing import cast
+
+    if stream.seekable():
+        return stream
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
+    shutil.copyfileobj(stream, spool, 1 << 20)
+    stream.close()
+    spool.seek(0)
+    return cast(BinaryIO, spool)

@@ -15,11 +15,12 @@ from enrolment.csvsafe import BOM, cell
 from enrolment.domain.model import Outcome, outcome_of
 from enrolment.files import RefusedRow
 from enrolment.kafka import clients
+from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.messages.codec import Codec, DecodeError
 from enrolment.settings import Settings
 from enrolment.store.ledger import outcome_counts
 from enrolment.store.uploads import find_upload
-from producer.publish import BrokerUnavailable, Progress
+from producer.publish import Progress
 
 REASON_WORDS = {
     "ENROLLED": "added",

@@ -16,12 +16,9 @@ from typing import Any
 
 from enrolment.files import InputRow, RefusedRow
 from enrolment.kafka import clients
-from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.messages.codec import Codec
 from enrolment.messages.millis import now_ms
 from enrolment.settings import Settings
-
-__all__ = ["BrokerUnavailable", "Progress", "Published", "UploadRequest", "publish_upload"]
 
 
 @dataclass

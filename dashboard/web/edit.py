@@ -23,9 +23,10 @@ from dashboard.web.lookups import need_batch
 from dashboard.web.render import href, render
 from enrolment.domain.rules import is_authorized
 from enrolment.files import InputRow
+from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
-from producer.publish import BrokerUnavailable, UploadRequest, publish_upload
+from producer.publish import UploadRequest, publish_upload
 
 CANDIDATE_LIMIT = 50
 

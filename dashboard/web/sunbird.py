@@ -21,11 +21,12 @@ from enrolment.domain.model import Batch, IdTypeValue, User
 from enrolment.domain.rules import is_authorized
 from enrolment.domain.sunbird import BadRequest, ParticipantsRequest, envelope, parse_request, user_result
 from enrolment.files import InputRow
+from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from enrolment.store import reference, tokens
 from producer.follow import ResultFollower, RowResult, UploadStatus
-from producer.publish import BrokerUnavailable, UploadRequest, publish_upload
+from producer.publish import UploadRequest, publish_upload
 
 API_IDS = {"add": "api.course.batch.users.add", "remove": "api.course.batch.users.remove"}
 OPENAPI = {

@@ -21,6 +21,7 @@ from dashboard.consumer import ReadModelConsumer, rebuild
 from dashboard.rules import EDIT_LIMIT_MESSAGE
 from dashboard.web.app import create_app
 from dashboard.web.edit import kafka_publisher
+from enrolment.errors import EXIT_INPUT
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from participants import cli
@@ -245,7 +246,7 @@ def test_progress_publish_command_reads_the_demo_file(
     assert f"Published 40 progress updates to {world.settings.topics.course_progress}." in capsys.readouterr().out
     bad = tmp_path / "bad.csv"
     bad.write_text("batch_id,user_id\nb,u\n", encoding="utf-8")
-    assert cli.main(["progress", "publish", str(bad)]) == cli.EXIT_INPUT
+    assert cli.main(["progress", "publish", str(bad)]) == EXIT_INPUT
     assert "Nothing was published" in capsys.readouterr().err
     catch_up(world.settings, engine)
     with engine.connect() as conn:

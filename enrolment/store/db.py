@@ -1,0 +1,28 @@
+"""Connecting to the store, and saying so in one sentence (without the password) when it cannot be reached."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine
+
+from enrolment.errors import EXIT_UNREACHABLE, UserError
+from enrolment.settings import Settings
+
+
+def engine(settings: Settings) -> Engine:
+    """An engine that checks a pooled connection before use: long-running commands outlive idle connections."""
+    return create_engine(settings.database_url, pool_pre_ping=True)
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``, fit for a message or a log line."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+def db_unreachable(settings: Settings, exc: BaseException) -> UserError:
+    """The driver's first line, behind which database we tried: enough to fix a wrong URL or a stopped server."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UserError(f"Cannot reach PostgreSQL ({redact(settings.database_url)}): {first}", EXIT_UNREACHABLE)

@@ -1,0 +1,304 @@
+"""The producer's commands: `add`, `remove`, `retry`, `undo`, `status` and `batches show`.
+
+Each handler is a thin call into the app that turns its failures into a :class:`UserError`; an upload with
+``--wait`` is published and then followed to its summary, and the exit code says how it went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from enrolment.commands import SubCommands, group
+from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, UserError
+from enrolment.files import open_binary, rereadable
+from enrolment.messages.codec import default_codec
+from enrolment.settings import Settings
+from enrolment.store.db import engine as db_engine
+
+if TYPE_CHECKING:
+    from enrolment.files import InputRow, RefusedRow
+    from producer.follow import UploadStatus
+    from producer.publish import Published, UploadRequest
+
+
+def add_commands(sub: SubCommands) -> None:
+    """Adds the producer's commands to the `participants` parser."""
+    for action in ("add", "remove"):
+        up = sub.add_parser(action, help=f"{action} the participants listed in FILE ('-' for stdin)")
+        up.add_argument("file", metavar="FILE")
+        up.add_argument("--batch", required=True, help="batch id")
+        up.add_argument("--as", dest="requester", required=True, metavar="ADMIN_USER_ID", help="requesting admin")
+        up.add_argument("--id-type", choices=["user_id", "state_id"], help="for a plain list without header")
+        up.add_argument("--dry-run", action="store_true", help="evaluate every row, change nothing")
+        up.add_argument("--wait", action="store_true", help="follow the results and print the summary")
+        up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait (default 300)")
+        up.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+        up.add_argument("--report", metavar="PATH", help="write a CSV line per input row")
+        up.set_defaults(func=cmd_upload, action=action)
+    _add_derived_commands(sub)
+    st = sub.add_parser("status", help="the summary of an upload so far")
+    st.add_argument("upload_id")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+    bs = group(sub, "batches", "reference data: course batches").add_parser(
+        "show", help="a batch and its participant count"
+    )
+    bs.add_argument("batch_id")
+    bs.add_argument("--json", action="store_true")
+    bs.set_defaults(func=cmd_batches_show)
+
+
+def _add_derived_commands(sub: SubCommands) -> None:
+    for name, help_text in (
+        ("retry", "republish the rows of an upload that were rejected (after fixing the data)"),
+        ("undo", "reverse exactly what an upload changed (drift is left alone and reported)"),
+    ):
+        dp = sub.add_parser(name, help=help_text)
+        dp.add_argument("upload_id")
+        if name == "retry":
+            dp.add_argument("--reasons", help="comma-separated reason codes (default: every rejected row)")
+        dp.add_argument("--as", dest="requester", metavar="ADMIN_USER_ID", help="default: the original requester")
+        dp.add_argument("--dry-run", action="store_true")
+        dp.add_argument("--wait", action="store_true")
+        dp.add_argument("--timeout", type=float, default=300.0)
+        dp.add_argument("--json", action="store_true")
+        dp.add_argument("--report", metavar="PATH")
+        dp.set_defaults(func=cmd_derived)
+
+
+# ---------------------------------------------------------------------------- uploads
+def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
+    """`add` and `remove`: the whole file is checked first, so an unusable file publishes nothing."""
+    from enrolment.files import InputError, read_participants, validate_file
+    from producer.publish import UploadRequest
+
+    id_type = args.id_type.upper() if args.id_type else None
+    stream = open_binary(args.file)
+    try:
+        stream = rereadable(stream)
+        start = stream.tell()
+        # Read the whole file once before publishing: a file-level problem (no id column, invalid UTF-8 or
+        # a broken row far down) must stop us before anything is published.
+        try:
+            validate_file(stream, id_type)
+        except InputError as exc:
+            raise UserError(f"{args.file}: {exc.message} Nothing was published.") from None
+        stream.seek(start)
+        request = UploadRequest(
+            batch_id=args.batch,
+            action="ADD" if args.action == "add" else "REMOVE",
+            requested_by=args.requester,
+            kind=args.action,
+            dry_run=args.dry_run,
+            file_name=None if args.file == "-" else Path(args.file).name,
+        )
+        return _publish_and_follow(args, settings, request, read_participants(stream, id_type))
+    finally:
+        stream.close()
+
+
+def cmd_derived(args: argparse.Namespace, settings: Settings) -> int:
+    """`retry` and `undo`: uploads built from an earlier upload's recorded outcomes."""
+    from producer.derived import UnknownUpload, plan_retry, plan_undo
+    from producer.publish import UploadRequest
+
+    raw = db_engine(settings).raw_connection()
+    try:
+        cur = raw.cursor()
+        try:
+            if args.command == "retry":
+                reasons = {r.strip().upper() for r in args.reasons.split(",") if r.strip()} if args.reasons else None
+                plan = plan_retry(cur, args.upload_id, reasons, args.requester)
+            else:
+                plan = plan_undo(cur, args.upload_id, args.requester)
+        except UnknownUpload as exc:
+            raise UserError(str(exc)) from None
+        raw.commit()
+    finally:
+        raw.close()
+    request = UploadRequest(
+        batch_id=plan.batch_id,
+        action=plan.action,
+        requested_by=plan.requested_by,
+        kind=plan.kind,
+        dry_run=args.dry_run,
+        parent_upload_id=plan.parent_upload_id,
+    )
+    if not args.json:
+        todo = sum(1 for r in plan.rows if not hasattr(r, "reason"))
+        print(f"{plan.kind} of {plan.parent_upload_id}: {todo} rows to {plan.action.lower()}", file=sys.stderr)
+    return _publish_and_follow(args, settings, request, plan.rows, origin=plan.origin)
+
+
+def _publish_and_follow(
+    args: argparse.Namespace,
+    settings: Settings,
+    request: UploadRequest,
+    rows: Iterable[InputRow | RefusedRow],
+    origin: Callable[[int], tuple[str | None, int | None]] | None = None,
+) -> int:
+    """Publishes an upload, then (with --wait) follows its results; prints the summary; writes the report."""
+    from enrolment.kafka.clients import BrokerUnavailable
+    from producer.follow import ResultFollower, write_report
+    from producer.publish import Progress, publish_upload
+
+    report_out = _open_report(args.report)
+    follower: ResultFollower | None = None
+    try:
+        codec = default_codec()
+        try:
+            follower = ResultFollower(settings, codec) if args.wait else None
+            published = publish_upload(
+                settings,
+                codec,
+                request,
+                rows,
+                progress=Progress("published"),
+                keep_rows=bool(args.report),
+                origin=origin,
+            )
+        except BrokerUnavailable as exc:
+            raise UserError(str(exc), EXIT_UNREACHABLE) from None
+        status = _published_status(published, request)
+        if follower is None:
+            _print_published(args, status, request)
+            if report_out is not None:
+                write_report(report_out, {}, published.refused, published.accepted_rows)
+            return EXIT_REJECTED if status.refused else EXIT_OK
+        if published.published == 0:
+            status.completed = True
+            results = {}
+        else:
+            results = follower.follow(status, published.published, args.timeout, Progress("processed"))
+        if report_out is not None:
+            write_report(report_out, results, published.refused, published.accepted_rows)
+    finally:
+        if follower is not None:
+            follower.close()
+        if report_out is not None:
+            report_out.close()
+    return _print_followed(args, status)
+
+
+def _published_status(published: Published, request: UploadRequest) -> UploadStatus:
+    """The summary of a just-published upload: nothing processed yet, the refused rows listed."""
+    from producer.follow import UploadStatus
+
+    refused = [
+        {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message}
+        for r in published.refused
+    ]
+    return UploadStatus(
+        upload_id=published.upload_id,
+        batch_id=request.batch_id,
+        kind=request.kind,
+        dry_run=request.dry_run,
+        published=published.published,
+        refused=refused,
+    )
+
+
+def _open_report(path: str | None) -> TextIO | None:
+    """The --report file, opened before publishing: a report that cannot be written stops the upload."""
+    if not path:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8", newline="")  # the caller closes it
+    except OSError as exc:
+        raise UserError(f"Cannot write the report {path!r}: {exc.strerror or exc}.") from None
+
+
+def _print_published(args: argparse.Namespace, status: UploadStatus, request: UploadRequest) -> None:
+    """The summary of an upload published without --wait."""
+    if args.json:
+        print(json.dumps({**status.to_json(), "complete": False}))
+    else:
+        print(
+            f"Upload {status.upload_id}: {status.published} commands published to batch "
+            f"{request.batch_id}{', ' + str(len(status.refused)) + ' rows refused' if status.refused else ''}.\n"
+            f"Follow it with: participants status {status.upload_id}"
+        )
+
+
+def _print_followed(args: argparse.Namespace, status: UploadStatus) -> int:
+    """The summary of a followed upload, and a sentence on stderr when --timeout came first."""
+    if args.json:
+        print(json.dumps(status.to_json()))
+    else:
+        print(status.render())
+        if args.report:
+            print(f"  report: {args.report}")
+    if not status.completed:
+        print(
+            f"Timed out after {args.timeout:g}s with {status.processed} of {status.published} results; the upload "
+            f"goes on. Follow it with: participants status {status.upload_id}",
+            file=sys.stderr,
+        )
+    return status.exit_code()
+
+
+# ---------------------------------------------------------------------------- reading the store
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from producer.follow import status_from_store
+
+    raw = db_engine(settings).raw_connection()
+    try:
+        status = status_from_store(raw.cursor(), args.upload_id)
+    finally:
+        raw.close()
+    if status is None:
+        raise UserError(f"No upload {args.upload_id} is known yet (no record and no results).", EXIT_INPUT)
+    print(json.dumps(status.to_json()) if args.json else status.render())
+    if not status.completed:
+        return EXIT_OK
+    return EXIT_REJECTED if status.rejected_total else EXIT_OK
+
+
+def cmd_batches_show(args: argparse.Namespace, settings: Settings) -> int:
+    info = _batch_info(settings, args.batch_id)
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for k, v in info.items():
+            print(f"{k:>18}: {', '.join(v) if isinstance(v, list) else v}")
+    return EXIT_OK
+
+
+def _batch_info(settings: Settings, batch_id: str) -> dict[str, Any]:
+    """A batch with its mentors and participant count, as `batches show` prints it."""
+    engine = db_engine(settings)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(
+            """
+            SELECT b.batch_id, b.course_id, b.course_name, b.state, b.enrollment_type, b.status, b.start_date,
+                   b.end_date, b.participant_count,
+                   coalesce(array_agg(m.user_id ORDER BY m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{}')
+            FROM course_batches b LEFT JOIN batch_mentors m ON m.batch_id = b.batch_id
+            WHERE b.batch_id = %s GROUP BY b.batch_id
+            """,
+            (batch_id,),
+        )
+        row = cur.fetchone()
+    finally:
+        raw.close()
+    if row is None:
+        raise UserError(f"Batch {batch_id} does not exist.", EXIT_INPUT)
+    return {
+        "batch_id": row[0],
+        "course_id": row[1],
+        "course_name": row[2],
+        "state": row[3],
+        "enrollment_type": row[4],
+        "status": row[5],
+        "start_date": row[6].isoformat() if row[6] else None,
+        "end_date": row[7].isoformat() if row[7] else None,
+        "participant_count": row[8],
+        "mentors": list(row[9]),
+    }

@@ -121,16 +121,8 @@ def verify(
     only = sorted(batches) if batches is not None else None
     raw = engine.raw_connection()
     try:
-        named: Any = raw.cursor("verify")  # server-side cursor: the store may be large
-        named.itersize = 20000
-        cur = named
-        cur.execute(
-            "SELECT batch_id, user_id, added_via, enrolled_by, command_id FROM enrolments"
-            " WHERE %s::text[] IS NULL OR batch_id = ANY(%s::text[])",
-            (only, only),
-        )
         seen: set[tuple[str, str]] = set()
-        for batch_id, user_id, added_via, enrolled_by, command_id in named:
+        for batch_id, user_id, added_via, enrolled_by, command_id in restore.enrolment_rows(raw, only):
             key = (batch_id, user_id)
             report.compared += 1
             seen.add(key)
@@ -142,7 +134,6 @@ def verify(
             for name, have in (("added_via", added_via), ("enrolled_by", enrolled_by), ("command_id", command_id)):
                 if want[name] != have and len(report.different) < limit:
                     report.different.append((batch_id, user_id, f"{name}: store {have!r}, changelog {want[name]!r}"))
-        cur.close()
         for key in expected.keys() - seen:
             if len(report.missing_in_store) < limit:
                 report.missing_in_store.append(key)

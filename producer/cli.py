@@ -271,34 +271,25 @@ def cmd_batches_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _batch_info(settings: Settings, batch_id: str) -> dict[str, Any]:
     """A batch with its mentors and participant count, as `batches show` prints it."""
-    engine = db_engine(settings)
-    raw = engine.raw_connection()
+    from enrolment.store import reference
+
+    raw = db_engine(settings).raw_connection()
     try:
-        cur = raw.cursor()
-        cur.execute(
-            """
-            SELECT b.batch_id, b.course_id, b.course_name, b.state, b.enrollment_type, b.status, b.start_date,
-                   b.end_date, b.participant_count,
-                   coalesce(array_agg(m.user_id ORDER BY m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{}')
-            FROM course_batches b LEFT JOIN batch_mentors m ON m.batch_id = b.batch_id
-            WHERE b.batch_id = %s GROUP BY b.batch_id
-            """,
-            (batch_id,),
-        )
-        row = cur.fetchone()
+        found = reference.batch_details(raw.cursor(), [batch_id]).get(batch_id)
     finally:
         raw.close()
-    if row is None:
+    if found is None:
         raise UserError(f"Batch {batch_id} does not exist.", EXIT_INPUT)
+    b = found.batch
     return {
-        "batch_id": row[0],
-        "course_id": row[1],
-        "course_name": row[2],
-        "state": row[3],
-        "enrollment_type": row[4],
-        "status": row[5],
-        "start_date": row[6].isoformat() if row[6] else None,
-        "end_date": row[7].isoformat() if row[7] else None,
-        "participant_count": row[8],
-        "mentors": list(row[9]),
+        "batch_id": b.batch_id,
+        "course_id": b.course_id,
+        "course_name": found.course_name,
+        "state": b.state,
+        "enrollment_type": b.enrollment_type,
+        "status": b.status,
+        "start_date": found.start_date.isoformat() if found.start_date else None,
+        "end_date": found.end_date.isoformat() if found.end_date else None,
+        "participant_count": b.participant_count,
+        "mentors": list(found.mentors),
     }

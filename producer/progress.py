@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from enrolment.domain.model import MAX_ID_LENGTH
@@ -23,6 +23,7 @@ from enrolment.files import BrokenCsv, NotUtf8, csv_records, locate_columns
 from enrolment.kafka import clients
 from enrolment.messages.codec import Codec
 from enrolment.messages.millis import now_ms as clock_ms
+from enrolment.messages.millis import to_ms
 from enrolment.settings import Settings
 
 REQUIRED = ("batch_id", "user_id", "progress", "completed_at")
@@ -60,10 +61,7 @@ class ProgressReport:
 
 def _timestamp(text: str) -> int:
     """ISO 8601 (date or date-time, 'Z' or an offset; no offset means UTC) to epoch milliseconds."""
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1000)
+    return to_ms(datetime.fromisoformat(text))
 
 
 def parse_row(line: int, values: dict[str, str]) -> ProgressRow | RefusedProgress:

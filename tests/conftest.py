@@ -100,7 +100,7 @@ def isolated_settings(base_settings: Settings, unique: str) -> Iterator[Settings
 def _reap_processors() -> Iterator[None]:
     """No processor started by a test outlives it (a failed assertion must not leave one running)."""
     yield
-    from tests.integration.helpers import STARTED
+    from tests.support.helpers import STARTED
 
     for proc in STARTED:
         if proc.poll() is None:

@@ -6,7 +6,7 @@ The rows come from Kafka (the processor app reads the topics); this module only 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from enrolment.messages.millis import from_ms, to_ms
@@ -101,6 +101,21 @@ def recount_batches(cur: Any) -> int:
         """
     )
     return int(cur.rowcount)
+
+
+def enrolment_rows(raw: Any, only: list[str] | None) -> Iterator[tuple[str, str, str, str, str]]:
+    """(batch, user, added_via, enrolled_by, command_id) of every enrolment (of some batches), streamed."""
+    named = raw.cursor("verify")  # server-side cursor: the store may be large
+    named.itersize = 20000
+    try:
+        named.execute(
+            "SELECT batch_id, user_id, added_via, enrolled_by, command_id FROM enrolments"
+            " WHERE %s::text[] IS NULL OR batch_id = ANY(%s::text[])",
+            (only, only),
+        )
+        yield from named
+    finally:
+        named.close()
 
 
 def wrong_counts(cur: Any, only: list[str] | None, limit: int) -> list[tuple[str, int, int]]:

@@ -3,7 +3,7 @@
 Reference tables (states, users, course_batches, batch_mentors) are loaded by the imports; the
 processor owns enrolments, command_ledger, uploads and consumer_positions (its exactly-once state); the
 dashboard owns the ``dash_`` tables (its read model); ``api_tokens`` holds the Sunbird API's bearer tokens.
-tests/integration/test_schema.py checks that a database migrated to head matches this metadata.
+tests/core/test_schema.py checks that a database migrated to head matches this metadata.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from dashboard.server import DashboardServer
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from producer.progress import ProgressRow, publish_progress
-from tests.dashboard_support import World, cleanup_world, make_world, private_topics, process, upload
+from tests.support.dashboard import World, cleanup_world, make_world, private_topics, process, upload
 
 pytestmark = pytest.mark.browser
 

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from enrolment.files import InputRow, RefusedRow
 from enrolment.settings import Settings
-from tests.integration.helpers import (
+from tests.support.helpers import (
     World,
     group_assignment,
     process,

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from dashboard.web.sunbird import sunbird_router
 from enrolment.settings import Settings
 from enrolment.store.tokens import create_token
-from tests.integration.helpers import World, start_processor
+from tests.support.helpers import World, start_processor
 
 pytestmark = pytest.mark.integration
 ADD = "/v1/course/batch/users/add"

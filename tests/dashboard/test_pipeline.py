@@ -29,7 +29,7 @@ from participants.demo_data import write_demo_data
 from processor.imports import import_users
 from producer.progress import ProgressRow, publish_progress
 from producer.publish import UploadRequest
-from tests.dashboard_support import World, catch_up, cleanup_world, make_world, process, read_model_content, upload
+from tests.support.dashboard import World, catch_up, cleanup_world, make_world, process, read_model_content, upload
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from enrolment.settings import Settings
-from tests.integration.helpers import PARTICIPANTS, World, cli, env_for, read_topic, start_processor, wait_until
+from tests.support.helpers import PARTICIPANTS, World, cli, env_for, read_topic, start_processor, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 from dashboard.readmodel import Changes, MembershipEvent, Message, ProgressState, ProgressUpdate
 from dashboard.readstore import apply_batch, clear, read_positions, write_changes
 from enrolment.store.positions import PositionConflict
-from tests.dashboard_support import read_model_content
+from tests.support.dashboard import read_model_content
 
 pytestmark = pytest.mark.integration
 

@@ -1,10 +1,10 @@
-"""The integration tests' one wait (tests.integration.helpers.wait_until): a wait that runs out of time fails."""
+"""The integration tests' one wait (tests.support.helpers.wait_until): a wait that runs out of time fails."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.integration.helpers import wait_until
+from tests.support.helpers import wait_until
 
 
 def test_returns_the_first_truthy_answer() -> None:

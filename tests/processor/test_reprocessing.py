@@ -18,7 +18,7 @@ from enrolment.settings import Settings
 from enrolment.store import migrate
 from processor.engine import Processor
 from processor.imports import import_users
-from tests.integration.helpers import ROOT, World, cli, process, publish, read_topic, rows, start_processor
+from tests.support.helpers import ROOT, World, cli, process, publish, read_topic, rows, start_processor
 
 pytestmark = pytest.mark.integration
 

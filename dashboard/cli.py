@@ -1,4 +1,4 @@
-"""The dashboard's commands: `dashboard [rebuild]`, `progress publish FILE` and `api-tokens create`.
+"""The dashboard's commands: `dashboard [rebuild]` and `api-tokens create`.
 
 Heavy imports (FastAPI, uvicorn) happen inside the commands so the rest of the CLI starts fast.
 """
@@ -6,8 +6,6 @@ Heavy imports (FastAPI, uvicorn) happen inside the commands so the rest of the C
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import socket
 import sys
 import time
@@ -15,8 +13,7 @@ from typing import TYPE_CHECKING
 
 from enrolment import logs
 from enrolment.commands import SubCommands, group
-from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_TIMEOUT, EXIT_UNREACHABLE, UserError
-from enrolment.files import open_binary
+from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, UserError
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from enrolment.store.db import engine as db_engine
@@ -26,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def add_commands(sub: SubCommands) -> None:
-    """Adds the dashboard, progress and API-token commands to the `participants` parser."""
+    """Adds the dashboard and API-token commands to the `participants` parser."""
     dash = sub.add_parser(
         "dashboard", help="serve the web dashboard (and run its read-model consumer in the same process)"
     )
@@ -41,13 +38,6 @@ def add_commands(sub: SubCommands) -> None:
     rebuild.add_argument("--timeout", type=float, default=1800.0, help="seconds to allow (default 1800)")
     rebuild.add_argument("--log-level", default="WARNING")
     rebuild.set_defaults(func=cmd_dashboard_rebuild)
-
-    pub = group(sub, "progress", "learners' course progress").add_parser(
-        "publish", help="publish course progress from FILE (batch_id,user_id,progress,completed_at[,updated_at])"
-    )
-    pub.add_argument("file", metavar="FILE")
-    pub.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
-    pub.set_defaults(func=cmd_progress_publish)
 
     tc = group(sub, "api-tokens", "bearer tokens for the Sunbird-compatible API").add_parser(
         "create", help="create a token for an admin user and print it"
@@ -117,45 +107,6 @@ def cmd_dashboard_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         + (f" {stats.undecodable} undecodable messages were skipped." if stats.undecodable else "")
     )
     return EXIT_OK
-
-
-def cmd_progress_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from enrolment.kafka.clients import BrokerUnavailable
-    from producer.progress import ProgressFileError, format_report, publish_progress, read_progress
-
-    stream = open_binary(args.file)
-    try:
-        rows = read_progress(stream)
-        try:  # the header is checked on the first row: a bad file publishes nothing
-            first = next(rows, None)
-        except ProgressFileError as exc:
-            raise UserError(f"{args.file}: {exc} Nothing was published.", EXIT_INPUT) from None
-        if first is None:
-            raise UserError(f"{args.file}: the file has no progress rows. Nothing was published.", EXIT_INPUT)
-        try:
-            report = publish_progress(settings, default_codec(), itertools.chain([first], rows))
-        except ProgressFileError as exc:
-            raise UserError(
-                f"{args.file}: {exc} The rows before that point were published; fix the file and publish it again.",
-                EXIT_INPUT,
-            ) from None
-        except BrokerUnavailable as exc:
-            raise UserError(str(exc), EXIT_UNREACHABLE) from None
-    finally:
-        stream.close()
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "topic": report.topic,
-                    "published": report.published,
-                    "refused": [{"line": r.line, "reason": r.reason, "message": r.message} for r in report.refused],
-                }
-            )
-        )
-    else:
-        print(format_report(report))
-    return EXIT_REJECTED if report.refused else EXIT_OK
 
 
 def cmd_api_token(args: argparse.Namespace, settings: Settings) -> int:

@@ -115,7 +115,7 @@ class ReadModelHandler:
         messages = [m for m in (self._decoded(msg) for msg in msgs) if m is not None]
         raw = self.engine.raw_connection()
         try:
-            changes = readstore.apply_batch(raw, self.group, messages, _as_offsets(moves))
+            changes = readstore.apply_batch(raw, self.group, messages, lambda cur: self.checkpoint.claim(cur, moves))
         except PositionConflict as exc:
             log.warning("another instance moved the read model; re-reading positions", extra={"error": str(exc)})
             self.assign(consumer)
@@ -167,10 +167,6 @@ class ReadModelHandler:
         if changed:
             log.info("participant names refreshed", extra={"rows": changed})
         return changed
-
-
-def _as_offsets(moves: Moves) -> dict[TopicPartitionKey, tuple[int | None, int]]:
-    return {key: (None if old is None else old.next_offset, new.next_offset) for key, (old, new) in moves.items()}
 
 
 def _commit_offsets(consumer: Consumer, moves: Moves) -> None:

@@ -10,7 +10,7 @@ keeps a copy of the user's name and state id, the participant table's sort and s
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dashboard.readmodel import (
@@ -26,8 +26,6 @@ from dashboard.readmodel import (
     plan,
 )
 from enrolment.messages.millis import from_ms
-from enrolment.store import positions
-from enrolment.store.positions import DASHBOARD_POSITIONS, Position, TopicPartitionKey
 
 DASH_TABLES = (
     "dash_applied_events",
@@ -37,21 +35,6 @@ DASH_TABLES = (
     "dash_uploads",
     "dash_positions",
 )
-
-
-def read_positions(cur: Any, group: str) -> dict[TopicPartitionKey, int]:
-    """This group's stored next offset per (topic, partition)."""
-    return {key: pos.next_offset for key, pos in positions.read(cur, DASHBOARD_POSITIONS, group).items()}
-
-
-def claim_positions(cur: Any, group: str, moves: dict[TopicPartitionKey, tuple[int | None, int]]) -> None:
-    """Compare-and-set of each partition's next offset; raises PositionConflict if one moved meanwhile."""
-    positions.claim(
-        cur,
-        DASHBOARD_POSITIONS,
-        group,
-        {key: (None if old is None else Position(old, old), Position(new, new)) for key, (old, new) in moves.items()},
-    )
 
 
 def load_snapshot(cur: Any, group: str, messages: Sequence[Message]) -> Snapshot:
@@ -288,13 +271,11 @@ def refresh_names(raw: Any, group: str) -> int:
     return changed
 
 
-def apply_batch(
-    raw: Any, group: str, messages: Sequence[Message], moves: dict[TopicPartitionKey, tuple[int | None, int]]
-) -> Changes:
-    """One transaction: claim the positions, plan against the current rows, write. Rolls back on any error."""
+def apply_batch(raw: Any, group: str, messages: Sequence[Message], claim: Callable[[Any], None]) -> Changes:
+    """One transaction: claim the positions (the checkpoint's compare-and-set), plan, write. Rolls back on error."""
     try:
         cur = raw.cursor()
-        claim_positions(cur, group, moves)
+        claim(cur)
         changes = plan(messages, load_snapshot(cur, group, messages))
         write_changes(cur, group, changes)
         raw.commit()

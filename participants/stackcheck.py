@@ -6,12 +6,14 @@ import argparse
 import sys
 import time
 
-from confluent_kafka.admin import AdminClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from enrolment.kafka.admin import create_topics, delete_groups, delete_topics, topic_specs
+from enrolment.kafka.clients import admin_client
 from enrolment.settings import Settings
 from enrolment.store import migrate
+from enrolment.store.db import engine as db_engine
+from enrolment.store.db import redact
 
 
 def wait_kafka(settings: Settings, timeout: float) -> None:
@@ -19,7 +21,7 @@ def wait_kafka(settings: Settings, timeout: float) -> None:
     last = ""
     while time.monotonic() < deadline:
         try:
-            admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 0})
+            admin = admin_client(settings, log_level=0)
             md = admin.list_topics(timeout=3)
             if md.brokers:
                 return
@@ -32,7 +34,7 @@ def wait_kafka(settings: Settings, timeout: float) -> None:
 def wait_postgres(settings: Settings, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last = ""
-    engine = create_engine(settings.database_url)
+    engine = db_engine(settings)
     while time.monotonic() < deadline:
         try:
             with engine.connect() as conn:
@@ -42,7 +44,7 @@ def wait_postgres(settings: Settings, timeout: float) -> None:
         except Exception as exc:  # noqa: BLE001
             last = str(exc).splitlines()[0]
         time.sleep(1)
-    raise SystemExit(f"PostgreSQL did not answer at {settings.database_url} within {timeout:.0f}s: {last}")
+    raise SystemExit(f"PostgreSQL did not answer at {redact(settings.database_url)} within {timeout:.0f}s: {last}")
 
 
 def main(argv: list[str] | None = None) -> int:

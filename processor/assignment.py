@@ -79,6 +79,10 @@ class Assignments:
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = [tp.partition for tp in partitions]
+        # Owned from now on, but owed a re-seek until the positions below are read: should reading them fail,
+        # the client assigns at the committed offsets by itself, and nothing may be applied from there.
+        self.owned = set(parts)
+        self.needs_reassign = True
         stored = {p: pos for (t, p), pos in self.checkpoint.load([self.topic]).items() if t == self.topic}
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
         decided = plan(parts, stored, committed, self._replay_starts(consumer, partitions), self.replay_ends)
@@ -92,8 +96,8 @@ class Assignments:
                 "without re-publishing (offsets were moved by hand?)",
                 extra={"partition": p, "committed": x, "stored": pos},
             )
-        self.owned = set(parts)
         consumer.assign(partitions)
+        self.needs_reassign = False
         log.info("partitions assigned", extra={"partitions": parts, "recover": sorted(self.pending_recovery)})
 
     def _replay_starts(self, consumer: Consumer, partitions: list[TopicPartition]) -> dict[int, int] | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
 
 from enrolment import logs
 from enrolment.commands import SubCommands, group
@@ -17,9 +16,6 @@ from enrolment.files import open_binary
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from enrolment.store.db import engine as db_engine
-
-if TYPE_CHECKING:
-    pass
 
 
 def add_commands(sub: SubCommands) -> None:

@@ -94,8 +94,7 @@ class CommandHandler:
     # ------------------------------------------------------------------ the sink contract
     def prepare(self, consumer: Consumer) -> None:
         self.assignments.reassign_if_needed(consumer)
-        for p, (start, end) in sorted(self.assignments.take_recovery().items()):
-            self._recover(consumer, p, start, end)
+        self._recover_pending(consumer)
 
     def wants(self, msg: Message) -> bool:
         p = msg.partition()
@@ -104,6 +103,11 @@ class CommandHandler:
         return self.replay is None or int(msg.offset() or 0) < self.replay.end_offsets.get(p, 0)
 
     def handle(self, consumer: Consumer, msgs: list[Message]) -> None:
+        # An assignment arrives inside consume(), with messages in the same call: its in-doubt batch is
+        # re-published before anything newer, and nothing is applied while a re-seek is owed.
+        self._recover_pending(consumer)
+        if self.assignments.needs_reassign:
+            raise Rewind("positions must be re-read before applying")
         started = time.perf_counter()
         ts = now_ms()
         decoded = decode_batch(msgs, self.codec, self.topic, self.replay, ts)
@@ -194,6 +198,10 @@ class CommandHandler:
             self.assignments.needs_reassign = True
         applied.timings["encode"] = t1 - t0
         applied.timings["kafka"] = time.perf_counter() - t1
+
+    def _recover_pending(self, consumer: Consumer) -> None:
+        for p, (start, end) in sorted(self.assignments.take_recovery().items()):
+            self._recover(consumer, p, start, end)
 
     def _recover(self, consumer: Consumer, p: int, start: int, end: int) -> None:
         raw = self.engine.raw_connection()

@@ -1,4 +1,4 @@
-"""The producer's commands: `add`, `remove`, `retry`, `undo`, `status` and `batches show`.
+"""The producer's commands: `add`, `remove`, `retry`, `undo`, `status`, `batches show` and `progress publish`.
 
 Each handler is a thin call into the app that turns its failures into a :class:`UserError`; an upload with
 ``--wait`` is published and then followed to its summary, and the exit code says how it went.
@@ -7,6 +7,7 @@ Each handler is a thin call into the app that turns its failures into a :class:`
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -51,6 +52,12 @@ def add_commands(sub: SubCommands) -> None:
     bs.add_argument("batch_id")
     bs.add_argument("--json", action="store_true")
     bs.set_defaults(func=cmd_batches_show)
+    pub = group(sub, "progress", "learners' course progress").add_parser(
+        "publish", help="publish course progress from FILE (batch_id,user_id,progress,completed_at[,updated_at])"
+    )
+    pub.add_argument("file", metavar="FILE")
+    pub.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    pub.set_defaults(func=cmd_progress_publish)
 
 
 def _add_derived_commands(sub: SubCommands) -> None:
@@ -293,3 +300,42 @@ def _batch_info(settings: Settings, batch_id: str) -> dict[str, Any]:
         "participant_count": b.participant_count,
         "mentors": list(found.mentors),
     }
+
+
+def cmd_progress_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from enrolment.kafka.clients import BrokerUnavailable
+    from producer.progress import ProgressFileError, format_report, publish_progress, read_progress
+
+    stream = open_binary(args.file)
+    try:
+        rows = read_progress(stream)
+        try:  # the header is checked on the first row: a bad file publishes nothing
+            first = next(rows, None)
+        except ProgressFileError as exc:
+            raise UserError(f"{args.file}: {exc} Nothing was published.", EXIT_INPUT) from None
+        if first is None:
+            raise UserError(f"{args.file}: the file has no progress rows. Nothing was published.", EXIT_INPUT)
+        try:
+            report = publish_progress(settings, default_codec(), itertools.chain([first], rows))
+        except ProgressFileError as exc:
+            raise UserError(
+                f"{args.file}: {exc} The rows before that point were published; fix the file and publish it again.",
+                EXIT_INPUT,
+            ) from None
+        except BrokerUnavailable as exc:
+            raise UserError(str(exc), EXIT_UNREACHABLE) from None
+    finally:
+        stream.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "topic": report.topic,
+                    "published": report.published,
+                    "refused": [{"line": r.line, "reason": r.reason, "message": r.message} for r in report.refused],
+                }
+            )
+        )
+    else:
+        print(format_report(report))
+    return EXIT_REJECTED if report.refused else EXIT_OK

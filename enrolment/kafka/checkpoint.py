@@ -5,8 +5,9 @@ compare-and-set in the same database transaction as the effects of a batch. `Che
 partitions' positions in memory between batches: which messages are already applied (skip them), where to
 seek after an assignment, and the moves a batch makes. `Outbox` is the second half for a consumer whose
 effects also go to Kafka (the processor): the batch's outputs and the consumer offsets in one Kafka
-transaction. Between the two commits only the last batch can be unpublished; its owner re-publishes it
-from the database on the next assignment (``processor.recovery``).
+transaction. Between the two commits only the last batch can be unpublished; whoever owns the
+partition next finds it (stored position ahead of the committed offset) and re-publishes it from the database
+before anything newer.
 """
 
 from __future__ import annotations

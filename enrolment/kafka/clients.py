@@ -173,8 +173,8 @@ def reader(settings: Settings, group: str | None = None, **overrides: Any) -> Co
     return Consumer(reader_config(settings, group, **overrides))
 
 
-def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({**base_config(settings), "socket.timeout.ms": 10000})
+def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
+    return AdminClient({**base_config(settings), "socket.timeout.ms": 10000, **overrides})
 
 
 def partitions_of(client: Consumer, topic: str, timeout_s: float = 10.0) -> list[int]:

@@ -4,8 +4,10 @@ The sink contract (`Handler`): `prepare` runs before each poll (re-seek after a 
 `wants` filters what the checkpoint lets through (partitions not owned, a replay's end); `handle` gets the
 messages not applied yet, in offset order per partition, and applies them all or raises (`Rewind` to re-seek
 at once); `caught_up` says whether there is nothing left to do; `idle` runs after an empty poll (metrics);
-`failed` is told about an exception from any of them and says whether the consumer must be rebuilt. The loop waits between failures with one policy (`Backoff`),
-resets it after a success, and never swallows `Fatal`.
+`failed` is told about an exception from any of them and says whether the consumer must be rebuilt. Partitions
+can be assigned inside the poll itself (rebalance callbacks), so `handle` must settle whatever an assignment
+left pending before it applies anything. The loop waits between failures with one policy (`Backoff`), resets
+it after a success, and never swallows `Fatal`.
 """
 
 from __future__ import annotations

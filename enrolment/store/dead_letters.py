@@ -1,7 +1,7 @@
 """The dead_letters table: what the processor could not use, recorded once, listed, and marked when replayed.
 
 The processor records a dead letter in the same transaction as the batch it came in; the operator lists them
-and sends them back (the replay itself is the producer's); recovery re-reads a batch's letters to publish
+and sends them back (`participants dead-letters`, the processor's); recovery re-reads a batch's letters to publish
 them again.
 """
 

@@ -1,8 +1,8 @@
-"""The processor's database step: bulk lookups, the compare-and-set of positions, and set-based writes.
+"""The processor's database step: bulk lookups, the rules, and set-based writes of the ledger and enrolments.
 
-The processor calls these inside one PostgreSQL transaction per consumed batch (`claim_positions`,
-`apply_commands`, `record_dead_letters`, `seal_upload`): a handful of round-trips whatever the batch size
-(lookups as joins, COPY for the ledger and new enrolments).
+The processor calls these inside one PostgreSQL transaction per consumed batch, after the checkpoint's
+compare-and-set (`enrolment.store.positions`): `apply_commands`, then `seal_upload` per sealed upload. A
+handful of round-trips whatever the batch size (lookups as joins, COPY for the ledger and new enrolments).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from dashboard.readmodel import Changes, MembershipEvent, Message, ProgressState, ProgressUpdate
-from dashboard.readstore import apply_batch, clear, read_positions, write_changes
-from enrolment.store.positions import PositionConflict
+from dashboard.readstore import apply_batch, clear, write_changes
+from enrolment.store import positions
+from enrolment.store.positions import DASHBOARD_POSITIONS, Position, PositionConflict
 from tests.support.dashboard import read_model_content
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,10 @@ def _apply(
 ) -> Changes:
     raw = engine.raw_connection()
     try:
-        return apply_batch(raw, group, messages, moves)
+        claimed = {
+            k: (None if old is None else Position(old, old), Position(new, new)) for k, (old, new) in moves.items()
+        }
+        return apply_batch(raw, group, messages, lambda cur: positions.claim(cur, DASHBOARD_POSITIONS, group, claimed))
     finally:
         raw.close()
 
@@ -56,7 +60,8 @@ def test_a_batch_applied_again_under_new_positions_changes_nothing(engine: Engin
     assert read_model_content(engine, group) == before
     raw = engine.raw_connection()
     try:
-        assert read_positions(raw.cursor(), group) == {("events", 0): 6, ("progress", 0): 2}
+        stored = positions.read(raw.cursor(), DASHBOARD_POSITIONS, group)
+        assert {k: p.next_offset for k, p in stored.items()} == {("events", 0): 6, ("progress", 0): 2}
     finally:
         raw.close()
 

@@ -13,7 +13,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from enrolment.domain.outputs import Recorded
-from enrolment.kafka.checkpoint import OutMessage
+from enrolment.kafka.checkpoint import Checkpoint, OutMessage
+from enrolment.kafka.loop import Rewind
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from enrolment.store.positions import Position, TopicPartitionKey
@@ -72,6 +73,7 @@ def test_a_replay_partition_with_a_stored_position_resumes_there() -> None:
 # ---------------------------------------------------------------------------------------------- fakes
 class FakeCheckpoint:
     group = "g"
+    moves = Checkpoint.moves  # pure: only reads the held positions
 
     def __init__(self, stored: dict[TopicPartitionKey, Position]) -> None:
         self.stored = stored
@@ -268,7 +270,99 @@ def test_an_aborted_recovery_asks_for_a_reassignment_and_is_retried(monkeypatch:
     handler.prepare(consumer)  # type: ignore[arg-type]
     assert handler.assignments.needs_reassign
     outbox.commits = True
-    handler.prepare(consumer)  # the reassignment finds the same batch in doubt (committed is still 60)
+    # the reassignment finds the same batch in doubt (committed is still 60)
+    handler.prepare(consumer)  # type: ignore[arg-type]
     assert len(outbox.published) == 2
     assert outbox.published[1][1] == {(TOPIC, 0): 100}
     assert not handler.assignments.needs_reassign
+
+
+# ---------------------------------------------------------------------------------------------- inside consume()
+class FakeMessage:
+    def __init__(self, partition: int, offset: int) -> None:
+        self._partition, self._offset = partition, offset
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return b"b1"
+
+    def value(self) -> bytes:
+        return b"not avro"
+
+    def error(self) -> None:
+        return None
+
+
+class Stop(Exception):
+    """Ends a handle() once the fake database step has been reached."""
+
+
+def test_an_assignment_inside_consume_is_recovered_before_its_messages_are_applied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """librdkafka runs on_assign inside consume() and returns messages from the same call: recovery goes first."""
+    events: list[object] = []
+    monkeypatch.setattr(handler_module, "load_in_doubt", lambda *a: InDoubt([_recorded(1)], [], []))
+    outbox = FakeOutbox()
+
+    def publish(consumer: Any, messages: list[OutMessage], offsets: dict[TopicPartitionKey, int]) -> bool:
+        events.append(("publish", dict(offsets)))
+        return True
+
+    outbox.publish = publish  # type: ignore[method-assign]
+    handler, consumer = _handler(outbox, {0: Position(100, 60)}, {0: 60})  # the assignment, as consume() runs it
+
+    def apply(decoded: Any, moves: Any, ts: int) -> Any:
+        events.append(("apply", sorted(moves)))
+        raise Stop
+
+    monkeypatch.setattr(handler, "_apply", apply)
+    with pytest.raises(Stop):
+        handler.handle(consumer, [FakeMessage(0, 100), FakeMessage(0, 101)])  # type: ignore[arg-type, list-item]
+    assert events == [("publish", {(TOPIC, 0): 100}), ("apply", [(TOPIC, 0)])]
+
+
+def test_a_failed_recovery_applies_nothing_until_the_partitions_are_reread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handler_module, "load_in_doubt", lambda *a: InDoubt([_recorded(1)], [], []))
+    outbox = FakeOutbox(commits=False)
+    handler, consumer = _handler(outbox, {0: Position(100, 60)}, {0: 60})
+    applied: list[object] = []
+    monkeypatch.setattr(handler, "_apply", lambda *a: applied.append(a))
+    with pytest.raises(Rewind):
+        handler.handle(consumer, [FakeMessage(0, 100)])  # type: ignore[arg-type, list-item]
+    assert applied == [], "the batch after an unpublished in-doubt batch must wait for the re-seek"
+    assert handler.assignments.needs_reassign
+
+
+class FlakyCheckpoint(FakeCheckpoint):
+    def __init__(self, stored: dict[TopicPartitionKey, Position], failures: int) -> None:
+        super().__init__(stored)
+        self.failures = failures
+
+    def load(self, topics: Sequence[str] | None = None) -> dict[TopicPartitionKey, Position]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the database is restarting")
+        return super().load(topics)
+
+
+def test_an_error_while_assigning_leaves_the_partitions_owned_and_owed_a_reseek() -> None:
+    checkpoint = FlakyCheckpoint({(TOPIC, 0): Position(100, 60)}, failures=1)
+    assignments = Assignments(TOPIC, checkpoint)  # type: ignore[arg-type]
+    consumer = FakeConsumer({0: 60})
+    with pytest.raises(ConnectionError):
+        assignments.on_assign(consumer, [TopicPartition(TOPIC, 0)])  # type: ignore[arg-type]
+    assert assignments.owned == {0}
+    assert assignments.needs_reassign, "the client assigned at the committed offset by itself: re-seek first"
+    assignments.reassign_if_needed(consumer)  # type: ignore[arg-type]
+    assert consumer.assigned == [(0, 100)]
+    assert assignments.pending_recovery == {0: (60, 100)}
+    assert not assignments.needs_reassign

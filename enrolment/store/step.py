@@ -212,7 +212,7 @@ def apply_commands(
         for rec in inserts:
             buf.write(
                 f"{copy_cell(rec.batch_id)}\t{copy_cell(rec.user_id)}\t{'ui' if rec.source == 'UI' else 'backend'}\t"
-                f"{iso(now_ms)}\t{copy_cell(rec.requested_by)}\t{copy_cell(rec.command_id)}\n"
+                f"{processed_at}\t{copy_cell(rec.requested_by)}\t{copy_cell(rec.command_id)}\n"
             )
         buf.seek(0)
         cur.copy_expert(

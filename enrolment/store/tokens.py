@@ -173,8 +173,8 @@ def authenticate(cur: Any, presented: Iterable[str]) -> TokenCheck:
     """The user of the token(s) a request presents (see ``domain.tokens.presented_tokens``), or why not.
 
     Unknown values are ignored (a Sunbird client's other header is not ours); a known token that is revoked or
-    expired refuses the request; two different live tokens are refused too. A use is recorded at most once a
-    minute, so call this in a transaction that commits (``engine.begin()``).
+    expired refuses the request, as do two different live tokens and a token of a user who is not active. A use
+    is recorded at most once a minute, so call this in a transaction that commits (``engine.begin()``).
     """
     hashes = [token_hash(t) for t in dict.fromkeys(presented)]
     cur.execute(
@@ -199,8 +199,8 @@ def authenticate(cur: Any, presented: Iterable[str]) -> TokenCheck:
             (sha, TOUCH_INTERVAL),
         )
     user = reference.user(cur, user_id)
-    if user is None:
-        return TokenCheck(None, token_id, f"The user of this token ({user_id}) no longer exists.")
+    if user is None or user.status != "active":
+        return TokenCheck(None, token_id, f"The user of this token ({user_id}) is no longer active.")
     return TokenCheck(user, token_id)
 
 

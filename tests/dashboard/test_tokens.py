@@ -247,8 +247,10 @@ def test_the_sunbird_header_is_the_same_token(engine: Engine, world: World, clie
     ):
         r = client.post(ADD, json=nowhere(world), headers=headers)
         assert r.status_code == 404 and r.json()["params"]["err"] == "BATCH_NOT_FOUND", (headers, r.text)
+    inactive = issue_token(engine, f"inactive-{world.u}").secret  # the operator may; the user can do nothing
     for headers in (
         {"x-authenticated-user-token": "not-a-token"},
+        {"Authorization": f"Bearer {inactive}"},
         {
             "x-authenticated-user-token": new.secret,
             "Authorization": f"Bearer {issue_token(engine, world.mentor).secret}",

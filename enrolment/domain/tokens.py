@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from enrolment.domain.model import ORG_ADMIN, User
 
-DEFAULT_EXPIRY_DAYS = 90
+DEFAULT_EXPIRY_DAYS = 90  # the store adds it to the database's now(), one clock for every token
 MAX_EXPIRY_DAYS = 3650  # ten years: a longer "expiry" is no expiry, and far dates overflow timestamps
 TOUCH_INTERVAL = timedelta(minutes=1)  # last_used_at is written at most this often per token
 USER_TOKEN_HEADER = "x-authenticated-user-token"  # Sunbird's header, accepted as the same token as Bearer
@@ -37,10 +37,6 @@ def expiry_days(value: str | int) -> int:
     if not 1 <= days <= MAX_EXPIRY_DAYS:
         raise ValueError(f"--expires-days must be a whole number of days from 1 to {MAX_EXPIRY_DAYS}, not {value!r}.")
     return days
-
-
-def expires_at(created_at: datetime, days: int = DEFAULT_EXPIRY_DAYS) -> datetime:
-    return created_at + timedelta(days=days)
 
 
 def status(revoked_at: datetime | None, expires: datetime, now: datetime) -> str:

@@ -13,6 +13,7 @@ import logging
 import subprocess
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
@@ -120,6 +121,8 @@ def test_revoke_then_the_api_answers_401(
     assert client.post(ADD, json=nowhere(world), headers=auth).status_code == 404
     (token,) = json.loads(run(isolated_settings, "list", "--user", world.mentor, "--json").stdout)
     assert token["name"] == "old flag still works" and token["status"] == "active"
+    lifetime = datetime.fromisoformat(token["expires_at"]) - datetime.fromisoformat(token["created_at"])
+    assert lifetime == timedelta(days=90), "the default expiry"
 
     revoked = run(isolated_settings, "revoke", token["token_id"])
     assert revoked.returncode == 0, revoked.stderr.decode()

@@ -26,7 +26,11 @@ from enrolment.store import reference
 audit_log = logging.getLogger("audit")
 
 NO_TOKEN = "A valid token is required (Authorization: Bearer TOKEN, or x-authenticated-user-token: TOKEN)."
-_COLUMNS = "token_id, user_id, name, created_at, created_by, expires_at, last_used_at, revoked_at, revoked_by"
+# name: a row inserted by code older than 0005 has only its label
+_COLUMNS = (
+    "token_id, user_id, CASE WHEN name = '' THEN label ELSE name END, created_at, created_by, expires_at, "
+    "last_used_at, revoked_at, revoked_by"
+)
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,9 @@ def _info(row: Any) -> TokenInfo:
 def list_tokens(cur: Any, *, user_id: str | None = None, state: str | None = None) -> list[TokenInfo]:
     """Tokens, oldest first, of one user and/or of the users of one state (None: no filter)."""
     cur.execute(
-        f"SELECT {', '.join('t.' + c for c in _COLUMNS.split(', '))} FROM api_tokens t "
-        "LEFT JOIN users u ON u.user_id = t.user_id "
-        "WHERE (%s::text IS NULL OR t.user_id = %s) AND (%s::text IS NULL OR u.state = %s) "
-        "ORDER BY t.created_at, t.token_id",
+        f"SELECT {_COLUMNS} FROM api_tokens WHERE (%s::text IS NULL OR user_id = %s) "
+        "AND (%s::text IS NULL OR user_id IN (SELECT user_id FROM users WHERE state = %s)) "
+        "ORDER BY created_at, token_id",
         (user_id, user_id, state, state),
     )
     return [_info(r) for r in cur.fetchall()]

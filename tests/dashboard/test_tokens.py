@@ -212,7 +212,7 @@ def test_who_may_create_and_revoke_through_the_store(
     by_admin = issue_token(engine, world.mentor, "from my admin", by=admin)
     with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
         mine = list_tokens(cur, user_id=world.mentor)
-        of_state = list_tokens(cur, state=world.state)
+        of_state = list_tokens(cur, state=mentor.state)  # states are stored upper-case
     assert [(t.token_id, t.created_by) for t in mine] == [
         (own.token_id, world.mentor),
         (by_admin.token_id, world.admin),

@@ -48,7 +48,7 @@ def add_commands(sub: SubCommands) -> None:
 def _add_token_commands(tokens: SubCommands) -> None:
     tc = tokens.add_parser("create", help="create a token for a user; the secret is the last line of stdout")
     tc.add_argument("--user", required=True, help="platform user id the token acts as (its roles and scope)")
-    tc.add_argument("--expires-days", default="90", help="days until it expires, 1 to 3650 (default 90)")
+    tc.add_argument("--expires-days", default="90", metavar="N", help="days until it expires, 1 to 3650 (default 90)")
     tc.add_argument("--name", "--label", dest="name", default="", help="what the token is for")
     tc.set_defaults(func=cmd_api_token)
     tl = tokens.add_parser("list", help="list tokens (id, user, name, dates, status; never the secret)")

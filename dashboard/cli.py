@@ -1,4 +1,4 @@
-"""The dashboard's commands: `dashboard [rebuild]` and `api-tokens create`.
+"""The dashboard's commands: `dashboard [rebuild]` and `api-tokens create|list|revoke`.
 
 Heavy imports (FastAPI, uvicorn) happen inside the commands so the rest of the CLI starts fast.
 """
@@ -6,9 +6,12 @@ Heavy imports (FastAPI, uvicorn) happen inside the commands so the rest of the C
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
 import socket
 import sys
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from enrolment import logs
@@ -39,12 +42,22 @@ def add_commands(sub: SubCommands) -> None:
     rebuild.add_argument("--log-level", default="WARNING")
     rebuild.set_defaults(func=cmd_dashboard_rebuild)
 
-    tc = group(sub, "api-tokens", "bearer tokens for the Sunbird-compatible API").add_parser(
-        "create", help="create a token for an admin user and print it"
-    )
-    tc.add_argument("--user", required=True, help="platform user id of the admin")
-    tc.add_argument("--label", help="what the token is for")
+    _add_token_commands(group(sub, "api-tokens", "API tokens: create (printed once), list, revoke"))
+
+
+def _add_token_commands(tokens: SubCommands) -> None:
+    tc = tokens.add_parser("create", help="create a token for a user; the secret is the last line of stdout")
+    tc.add_argument("--user", required=True, help="platform user id the token acts as (its roles and scope)")
+    tc.add_argument("--expires-days", default="90", metavar="N", help="days until it expires, 1 to 3650 (default 90)")
+    tc.add_argument("--name", "--label", dest="name", default="", help="what the token is for")
     tc.set_defaults(func=cmd_api_token)
+    tl = tokens.add_parser("list", help="list tokens (id, user, name, dates, status; never the secret)")
+    tl.add_argument("--user", help="only this user's tokens")
+    tl.add_argument("--json", action="store_true", help="one JSON array on stdout")
+    tl.set_defaults(func=cmd_api_token_list)
+    tr = tokens.add_parser("revoke", help="revoke a token by its id (tok_...); it is refused from then on")
+    tr.add_argument("token_id", metavar="TOKEN_ID")
+    tr.set_defaults(func=cmd_api_token_revoke)
 
 
 def _require_read_model(engine: Engine) -> None:
@@ -109,13 +122,79 @@ def cmd_dashboard_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _operator() -> str:
+    """Who runs the CLI, for created_by/revoked_by and the audit log: the bootstrap path has no signed-in user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name (e.g. a container without one)
+        return "cli"
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def cmd_api_token(args: argparse.Namespace, settings: Settings) -> int:
-    from enrolment.store.tokens import create_token
+    from enrolment.domain.tokens import expiry_days
+    from enrolment.store.tokens import issue_token
 
     try:
-        token = create_token(db_engine(settings), args.user, args.label or "")
+        days = expiry_days(args.expires_days)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    logs.setup("INFO")  # the audit line of the creation, on stderr
+    try:
+        new = issue_token(db_engine(settings), args.user, args.name, days=days, by=_operator())
     except LookupError as exc:
         raise UserError(str(exc)) from None
-    print(token)
-    print(f"(a bearer token for {args.user}; only its hash is stored, keep it now)", file=sys.stderr)
+    named = f" ({args.name})" if args.name else ""
+    print(
+        f"Token {new.token_id} for {new.user_id}{named}, expires {_when(new.expires_at)}. The secret is below, "
+        "shown this once (only its hash is stored): use it as 'Authorization: Bearer SECRET'.",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(new.secret)
+    return EXIT_OK
+
+
+def cmd_api_token_list(args: argparse.Namespace, settings: Settings) -> int:
+    from contextlib import closing
+
+    from enrolment.domain.tokens import status
+    from enrolment.store import reference
+    from enrolment.store.tokens import list_tokens
+
+    with db_engine(settings).connect() as conn, closing(conn.connection.cursor()) as cur:
+        if args.user and reference.user(cur, args.user) is None:
+            raise UserError(f"There is no user {args.user}.")
+        found = list_tokens(cur, user_id=args.user)
+    now = datetime.now(UTC)
+    if args.json:
+        print(json.dumps([{**t.as_json(), "status": status(t.revoked_at, t.expires_at, now)} for t in found]))
+        return EXIT_OK
+    if not found:
+        print("No tokens" + (f" for {args.user}." if args.user else "."), file=sys.stderr)
+        return EXIT_OK
+    row = "{:<17} {:<24} {:<20} {:<21} {:<21} {:<21} {}"
+    print(row.format("TOKEN_ID", "USER", "NAME", "CREATED", "EXPIRES", "LAST USED", "STATUS"))
+    for t in found:
+        state = status(t.revoked_at, t.expires_at, now)
+        when = (t.created_at, t.expires_at, t.last_used_at)
+        print(row.format(t.token_id, t.user_id, t.name or "-", *map(_when, when), state))
+    return EXIT_OK
+
+
+def cmd_api_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from enrolment.store.tokens import revoke_token
+
+    logs.setup("INFO")  # the audit line of the revocation, on stderr
+    try:
+        info, revoked = revoke_token(db_engine(settings), args.token_id, by=_operator())
+    except LookupError as exc:
+        raise UserError(f"{exc} ('participants api-tokens list' shows the ids).") from None
+    if revoked:
+        print(f"Revoked {info.token_id} of {info.user_id}: it is refused from now on.")
+    else:
+        print(f"{info.token_id} of {info.user_id} was already revoked ({_when(info.revoked_at)}); nothing changed.")
     return EXIT_OK

@@ -3,12 +3,14 @@
 Each call is an upload: the ids are published as commands (kind `api-add`/`api-remove`), the processor applies
 them, and the call answers once every result is in, in Sunbird's envelope.  Past `SUNBIRD_API_WAIT_S` it
 answers 202 `ACCEPTED` with `result.uploadId`, to be followed with `participants status` or
-`GET /api/uploads/{id}`.  Callers authenticate with a bearer token that maps to an admin user
-(`participants api-tokens create`).
+`GET /api/uploads/{id}`.  Callers authenticate with an API token (`participants api-tokens create`) in
+`Authorization: Bearer` or Sunbird's `x-authenticated-user-token`; it is checked before the body is read, and
+the body is read only up to `SUNBIRD_API_MAX_BODY_BYTES`.
 """
 
 from __future__ import annotations
 
+import json
 from contextlib import closing
 from typing import Any, cast
 
@@ -16,10 +18,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
 from enrolment.domain.model import Batch, IdTypeValue, User
 from enrolment.domain.rules import is_authorized
 from enrolment.domain.sunbird import BadRequest, ParticipantsRequest, envelope, parse_request, user_result
+from enrolment.domain.tokens import USER_TOKEN_HEADER, presented_tokens
 from enrolment.files import InputRow
 from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.messages.codec import default_codec
@@ -62,10 +66,20 @@ OPENAPI = {
         "200": {"description": "Processed: result maps each id to SUCCESS or an error; details has our reasons"},
         "202": {"description": "Still processing: responseCode ACCEPTED, result.uploadId to follow"},
         "400": {"description": "Malformed body, or the batch is not invite-only; nothing published"},
-        "401": {"description": "No or unknown bearer token"},
+        "401": {"description": "No token, or an unknown, expired or revoked one (the body is not read)"},
         "403": {"description": "The caller may not change this batch (another state's batch)"},
         "404": {"description": "No such batch"},
+        "413": {"description": "The body is over SUNBIRD_API_MAX_BODY_BYTES (2 MB by default); nothing published"},
     },
+    "parameters": [
+        {
+            "name": USER_TOKEN_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Sunbird's header: the same API token as Authorization: Bearer (either one)",
+        }
+    ],
     "security": [{"bearerAuth": []}],
 }
 
@@ -82,12 +96,17 @@ def failure(action: str, status: int, code: str, err: str, message: str, msgid: 
     return JSONResponse(envelope(API_IDS[action], code, {}, msgid=msgid, err=err, errmsg=message), status)
 
 
-def caller(engine: Engine, authorization: str | None) -> User | None:
-    """The user of a valid ``Authorization: Bearer <token>``; None without one."""
-    if not authorization or not authorization.lower().startswith("bearer "):
-        return None
-    with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
-        return tokens.token_user(cur, authorization[7:].strip())
+class TooLarge(Exception):
+    """The request body is over the limit (or says it will be)."""
+
+
+def caller(engine: Engine, headers: Headers) -> tokens.TokenCheck:
+    """The user of the request's token (either header), or why not; the use is recorded, so this commits."""
+    presented = presented_tokens(headers.get("authorization"), headers.get(USER_TOKEN_HEADER))
+    if not presented:
+        return tokens.TokenCheck(None, problem=tokens.NO_TOKEN)
+    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
+        return tokens.authenticate(cur, presented)
 
 
 def find_batch(engine: Engine, batch_id: str) -> Batch | None:
@@ -95,11 +114,8 @@ def find_batch(engine: Engine, batch_id: str) -> Batch | None:
         return reference.batch(cur, batch_id)
 
 
-def admit(engine: Engine, action: str, authorization: str | None, body: Any) -> tuple[User, ParticipantsRequest, Batch]:
-    """Who calls, what they ask and on which batch, or Refused: in Sunbird's order of checks."""
-    user = caller(engine, authorization)
-    if user is None:
-        raise Refused(action, 401, "UNAUTHORIZED", "UNAUTHORIZED", "A valid bearer token is required.")
+def admit(engine: Engine, action: str, user: User, body: Any) -> tuple[ParticipantsRequest, Batch]:
+    """What an authenticated caller asks and on which batch, or Refused: in Sunbird's order of checks."""
     try:
         req = parse_request(body)
     except BadRequest as exc:
@@ -113,7 +129,7 @@ def admit(engine: Engine, action: str, authorization: str | None, body: Any) -> 
     if batch.enrollment_type != "invite-only":
         why = f"Batch {batch.batch_id} is {batch.enrollment_type}; only invite-only batches take participants here."
         raise Refused(action, 400, "CLIENT_ERROR", "enrollmentTypeValidation", why, req.msgid)
-    return user, req, batch
+    return req, batch
 
 
 def publish_and_follow(
@@ -149,9 +165,9 @@ def answer(action: str, req: ParticipantsRequest, status: UploadStatus, results:
     )
 
 
-def handle(settings: Settings, engine: Engine, wait_s: float, action: str, request: Request, body: Any) -> JSONResponse:
+def handle(settings: Settings, engine: Engine, wait_s: float, action: str, user: User, body: Any) -> JSONResponse:
     try:
-        user, req, batch = admit(engine, action, request.headers.get("authorization"), body)
+        req, batch = admit(engine, action, user, body)
     except Refused as refused:
         return refused.response
     try:
@@ -164,12 +180,38 @@ def handle(settings: Settings, engine: Engine, wait_s: float, action: str, reque
     return answer(action, req, status, results)
 
 
-async def json_body(request: Request) -> Any:
-    """The parsed body, or None when it is not JSON (parse_request then says what is wrong)."""
+async def json_body(request: Request, limit: int) -> Any:
+    """The parsed body, or None when it is not JSON (parse_request then says what is wrong).
+
+    Read no further than ``limit`` bytes: TooLarge as soon as the declared length or the bytes read pass it.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
     try:
-        return await request.json()
+        return json.loads(b"".join(chunks))
     except ValueError:
         return None
+
+
+async def serve(settings: Settings, engine: Engine, wait_s: float, action: str, request: Request) -> JSONResponse:
+    """The token first (401 without reading the body), then the body up to its limit (413), then the call."""
+    check = await run_in_threadpool(caller, engine, request.headers)
+    if check.user is None:
+        return failure(action, 401, "UNAUTHORIZED", "UNAUTHORIZED", check.problem)
+    limit = settings.sunbird_api_max_body_bytes
+    try:
+        body = await json_body(request, limit)
+    except TooLarge:
+        why = f"The request body is over {limit} bytes (SUNBIRD_API_MAX_BODY_BYTES); send the ids in smaller calls."
+        return failure(action, 413, "CLIENT_ERROR", "REQUEST_TOO_LARGE", why)
+    return await run_in_threadpool(handle, settings, engine, wait_s, action, check.user, body)
 
 
 def sunbird_router(settings: Settings, engine: Engine) -> APIRouter:
@@ -183,8 +225,7 @@ def sunbird_router(settings: Settings, engine: Engine) -> APIRouter:
         openapi_extra=OPENAPI,
     )
     async def add(request: Request) -> JSONResponse:
-        body = await json_body(request)
-        return await run_in_threadpool(handle, settings, engine, wait_s, "add", request, body)
+        return await serve(settings, engine, wait_s, "add", request)
 
     @router.post(
         "/v1/course/batch/users/remove",
@@ -192,7 +233,6 @@ def sunbird_router(settings: Settings, engine: Engine) -> APIRouter:
         openapi_extra=OPENAPI,
     )
     async def remove(request: Request) -> JSONResponse:
-        body = await json_body(request)
-        return await run_in_threadpool(handle, settings, engine, wait_s, "remove", request, body)
+        return await serve(settings, engine, wait_s, "remove", request)
 
     return router

@@ -2,7 +2,8 @@
 
 Reference tables (states, users, course_batches, batch_mentors) are loaded by the imports; the
 processor owns enrolments, command_ledger, uploads and consumer_positions (its exactly-once state); the
-dashboard owns the ``dash_`` tables (its read model); ``api_tokens`` holds the Sunbird API's bearer tokens.
+dashboard owns the ``dash_`` tables (its read model); ``api_tokens`` holds the APIs' bearer tokens (hashed,
+with their lifecycle).
 tests/core/test_schema.py checks that a database migrated to head matches this metadata.
 """
 
@@ -195,7 +196,21 @@ api_tokens = Table(
     Column("label", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # 0005: the lifecycle (public id, name, creator, expiry, last use, revoker); label is kept, name mirrors it
+    Column(
+        "token_id",
+        Text,
+        nullable=False,
+        server_default=text("('tok_'::text || substr(md5((random())::text), 1, 12))"),
+    ),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("created_by", Text, nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False, server_default=text("(now() + '90 days'::interval)")),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_by", Text, nullable=True),
 )
+Index("api_tokens_token_id_idx", api_tokens.c.token_id, unique=True)
+Index("api_tokens_user_idx", api_tokens.c.user_id)
 
 # ------------------------------------------------------------------------------ the dashboard's read model (0002)
 # Every row carries the dashboard consumer group that built it, so one dashboard's rebuild touches only its rows.

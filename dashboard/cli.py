@@ -11,6 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from dashboard.accounts_cli import add_account_commands
 from enrolment import logs
 from enrolment.commands import SubCommands, group
 from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, UserError
@@ -45,6 +46,7 @@ def add_commands(sub: SubCommands) -> None:
     tc.add_argument("--user", required=True, help="platform user id of the admin")
     tc.add_argument("--label", help="what the token is for")
     tc.set_defaults(func=cmd_api_token)
+    add_account_commands(sub)
 
 
 def _require_read_model(engine: Engine) -> None:

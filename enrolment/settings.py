@@ -69,6 +69,8 @@ class Settings:
     metrics_port: int
     transaction_timeout_ms: int
     sunbird_api_wait_s: float = 30.0
+    session_idle_minutes: float = 30.0  # a dashboard session ends after this long without a request
+    session_max_hours: float = 12.0  # and after this long in any case
     failpoint: str = ""  # tests only: NAME:N crashes the processor at the N-th pass of NAME
 
     @classmethod
@@ -89,5 +91,7 @@ class Settings:
             metrics_port=int(_env("METRICS_PORT", "0")),
             transaction_timeout_ms=int(_env("TRANSACTION_TIMEOUT_MS", "30000")),
             sunbird_api_wait_s=float(_env("SUNBIRD_API_WAIT_S", "30")),
+            session_idle_minutes=float(_env("SESSION_IDLE_MINUTES", "30")),
+            session_max_hours=float(_env("SESSION_MAX_HOURS", "12")),
             failpoint=_env("PARTICIPANTS_FAILPOINT", ""),
         )

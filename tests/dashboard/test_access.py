@@ -22,8 +22,10 @@ from starlette.routing import Mount
 
 from dashboard.web.app import create_app
 from dashboard.web.session import safe_next
+from enrolment.errors import EXIT_INPUT
 from enrolment.settings import Settings
 from enrolment.store import accounts, tokens
+from participants import cli
 from processor.imports import import_batches, import_users
 from tests.support.dashboard import World, catch_up, cleanup_world, make_world, process, upload
 from tests.support.signin import (
@@ -293,3 +295,42 @@ def test_api_docs_are_behind_sign_in(worlds: tuple[World, World], engine: Engine
     client = signed_in_client(create_app(a.settings, engine), engine, a.mentor)
     assert "swagger" in client.get("/docs").text.lower()
     assert "/api/courses" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.integration
+def test_accounts_commands_set_a_password_and_the_states_a_team_serves(
+    worlds: tuple[World, World], engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = worlds
+    monkeypatch.setenv("DATABASE_URL", a.settings.database_url)
+
+    def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    for bad, why in (("short\n", "too short"), ("\n", "empty")):
+        code, _, err = run("accounts", "set-password", a.mentor, "--password-stdin", stdin=bad)
+        assert code == EXIT_INPUT and why in err and "Nothing was changed" in err
+    assert run("accounts", "set-password", "nobody-at-all", "--password-stdin", stdin=PASSWORD)[0] == EXIT_INPUT
+    code, out, err = run("accounts", "set-password", a.mentor, "--password-stdin", stdin=PASSWORD + "\n")
+    assert code == 0 and PASSWORD not in out + err
+    with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
+        assert accounts.check_password(cur, a.mentor, PASSWORD)
+        assert not accounts.check_password(cur, a.mentor, PASSWORD + "\n")
+    typed = iter(["first password!!", "second password!"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(typed))
+    code, _, err = run("accounts", "set-password", a.mentor)
+    assert code == EXIT_INPUT and "differ" in err
+
+    code, _, err = run("accounts", "serve", a.mentor, "--states", b.state)
+    assert code == EXIT_INPUT and "IMPLEMENTATION_TEAM" in err
+    team = f"team-{b.token}"
+    rows = f"user_id,state_id,state,name,roles,status\n{team},,{b.state},Team,IMPLEMENTATION_TEAM,active\n"
+    assert not import_users(engine, io.BytesIO(rows.encode())).errors
+    assert run("accounts", "serve", team, "--states", "NO-SUCH-STATE")[0] == EXIT_INPUT
+    code, out, _ = run("accounts", "serve", team, "--states", f"{a.state.lower()}, {b.state}")
+    assert code == 0 and out.strip() == f"{team} now serves {', '.join(sorted([a.state, b.state]))}."
+    with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
+        assert accounts.served_states(cur, team) == {a.state, b.state}

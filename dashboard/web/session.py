@@ -117,14 +117,18 @@ async def login_submit(request: Request) -> Response:
     return response
 
 
+def close_session(request: Request, cookie: str) -> None:
+    with app_engine(request).begin() as conn, closing(conn.connection.cursor()) as cur:
+        accounts.close_session(cur, cookie)
+
+
 @router.post("/logout")
 async def logout(request: Request, who: Who) -> Response:
     form = form_values(await request.body())
     check_form(request, who, first_value(form, "csrf_token"))
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        with app_engine(request).begin() as conn, closing(conn.connection.cursor()) as cur:
-            accounts.close_session(cur, cookie)
+        await run_in_threadpool(close_session, request, cookie)
     audit.info("signed out", extra={"event": "SIGN_OUT", "user_id": who.user_id, "client": client_address(request)})
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")

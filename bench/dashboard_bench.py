@@ -19,11 +19,13 @@ import argparse
 import csv
 import io
 import json
+import secrets
 import statistics
 import time
 import uuid
 import warnings
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +41,7 @@ from dashboard.rules import CSV_HEADER, csv_row
 from dashboard.web.app import create_app
 from enrolment.csvsafe import BOM
 from enrolment.settings import Settings
+from enrolment.store import accounts
 from processor.imports import import_batches, import_users
 
 with warnings.catch_warnings():
@@ -133,6 +136,15 @@ def naive_csv(engine: Engine, group: str, batch_id: str) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------ set-up
+def sign_in(engine: Engine, client: TestClient, user_id: str) -> None:
+    """Gives ``user_id`` a throwaway password and signs ``client`` in with it."""
+    password = secrets.token_urlsafe(16)
+    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
+        accounts.set_password(cur, user_id, password)
+    r = client.post("/login", data={"username": user_id, "password": password}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+
+
 def build(engine: Engine, group: str, token: str, n: int) -> tuple[str, str]:
     """Reference data and a read model with ``n`` participants (each with progress); returns (state, batch id)."""
     state = f"BD{token}".upper()
@@ -214,6 +226,7 @@ def main() -> None:
     state, batch_id = build(engine, group, token, args.participants)
     print(f"set-up: {args.participants} participants with progress in {time.perf_counter() - started:.1f} s")
     client = TestClient(create_app(settings, engine))
+    sign_in(engine, client, f"mentor-{token}")  # every page needs a session (the batch's mentor sees it)
     try:
 
         def page() -> float:

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from dashboard.accounts_cli import add_account_commands
 from enrolment import logs
 from enrolment.commands import SubCommands, group
 from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, UserError
@@ -43,6 +44,7 @@ def add_commands(sub: SubCommands) -> None:
     rebuild.set_defaults(func=cmd_dashboard_rebuild)
 
     _add_token_commands(group(sub, "api-tokens", "API tokens: create (printed once), list, revoke"))
+    add_account_commands(sub)
 
 
 def _add_token_commands(tokens: SubCommands) -> None:

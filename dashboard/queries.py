@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, text
 from dashboard.readmodel import UploadRow
 from dashboard.readstore import UPLOAD_COLUMNS_MS, upload_row
 from dashboard.rules import TableQuery, like_pattern
+from enrolment.domain.access import Viewer
 from enrolment.domain.model import Batch, User
 from enrolment.store import reference
 
@@ -118,11 +119,19 @@ def batch(conn: Connection, group: str, batch_id: str) -> BatchInfo | None:
     return found[0] if found else None
 
 
-def courses(conn: Connection, group: str) -> list[Course]:
-    """Every course with its batches (ongoing first, then upcoming, then the rest; newest start first)."""
-    order = " ORDER BY b.course_name, b.course_id, " + _NEWEST_FIRST
+# The batches a viewer may see (enrolment.domain.access.may_view_batch, as SQL).
+_VISIBLE = (
+    " WHERE (b.state = ANY(:states) OR EXISTS "
+    "(SELECT 1 FROM batch_mentors vm WHERE vm.batch_id = b.batch_id AND vm.user_id = :me))"
+)
+
+
+def courses(conn: Connection, group: str, viewer: Viewer) -> list[Course]:
+    """The courses with the batches ``viewer`` may see (ongoing first, then upcoming, the rest; newest first)."""
+    order = _VISIBLE + " ORDER BY b.course_name, b.course_id, " + _NEWEST_FIRST
     grouped: dict[str, list[BatchInfo]] = {}
-    for b in _batches(conn, order, {"g": group}):
+    params = {"g": group, "states": sorted(viewer.admin_states), "me": viewer.user_id}
+    for b in _batches(conn, order, params):
         grouped.setdefault(b.course_id, []).append(b)
     return [Course(bs[0].course_id, bs[0].course_name or bs[0].course_id, tuple(bs)) for bs in grouped.values()]
 
@@ -240,11 +249,23 @@ def existing_users(conn: Connection, state: str, user_ids: list[str]) -> set[str
 
 
 _UPLOADS = f"SELECT {UPLOAD_COLUMNS_MS} FROM dash_uploads WHERE group_id = :g"
+# The uploads a viewer may see (enrolment.domain.access.may_view_upload, as SQL).
+_VISIBLE_UPLOADS = (
+    " AND (requested_by = :me OR batch_id IN (SELECT batch_id FROM course_batches WHERE state = ANY(:states))"
+    " OR batch_id IN (SELECT batch_id FROM batch_mentors WHERE user_id = :me))"
+)
 
 
-def uploads(conn: Connection, group: str, batch_id: str | None, max_rows: int = 100) -> list[UploadRow]:
-    sql = _UPLOADS + (" AND batch_id = :b" if batch_id else "") + " ORDER BY first_seen_at DESC, upload_id LIMIT :lim"
-    rows = conn.execute(text(sql), {"g": group, "b": batch_id, "lim": max_rows}).all()
+def uploads(conn: Connection, group: str, batch_id: str | None, viewer: Viewer, max_rows: int = 100) -> list[UploadRow]:
+    """The newest uploads ``viewer`` may see (of one batch when ``batch_id`` is given)."""
+    sql = (
+        _UPLOADS
+        + (" AND batch_id = :b" if batch_id else "")
+        + _VISIBLE_UPLOADS
+        + " ORDER BY first_seen_at DESC, upload_id LIMIT :lim"
+    )
+    params = {"g": group, "b": batch_id, "lim": max_rows, "me": viewer.user_id, "states": sorted(viewer.upload_states)}
+    rows = conn.execute(text(sql), params).all()
     return [upload_row(r) for r in rows]
 
 

@@ -70,6 +70,8 @@ class Settings:
     transaction_timeout_ms: int
     sunbird_api_wait_s: float = 30.0
     sunbird_api_max_body_bytes: int = 2 * 1024 * 1024
+    session_idle_minutes: float = 30.0  # a dashboard session ends after this long without a request
+    session_max_hours: float = 12.0  # and after this long in any case
     failpoint: str = ""  # tests only: NAME:N crashes the processor at the N-th pass of NAME
 
     @classmethod
@@ -91,5 +93,7 @@ class Settings:
             transaction_timeout_ms=int(_env("TRANSACTION_TIMEOUT_MS", "30000")),
             sunbird_api_wait_s=float(_env("SUNBIRD_API_WAIT_S", "30")),
             sunbird_api_max_body_bytes=int(_env("SUNBIRD_API_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
+            session_idle_minutes=float(_env("SESSION_IDLE_MINUTES", "30")),
+            session_max_hours=float(_env("SESSION_MAX_HOURS", "12")),
             failpoint=_env("PARTICIPANTS_FAILPOINT", ""),
         )

@@ -1,5 +1,7 @@
 """The JSON API under /api/: the pages' data, and Edit Batch for scripts (FastAPI publishes it in /openapi.json).
 
+Every route needs a session cookie or an API token (``Authorization: Bearer``) and answers only with what that
+person may see; a cookie-authenticated write also needs the CSRF header or a same-origin ``Origin``.
 Route functions carry no docstrings on purpose: FastAPI would publish them as the operations' descriptions.
 """
 
@@ -7,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from dashboard import queries, rules
 from dashboard.models import (
@@ -22,39 +24,35 @@ from dashboard.models import (
     UploadOut,
 )
 from dashboard.web.convert import batch_out, participant_out, person_out, upload_out
-from dashboard.web.deps import AppSettings, Db, Mentor
+from dashboard.web.csrf import check_json
+from dashboard.web.deps import AppSettings, Db, Who, signed_in
 from dashboard.web.edit import CANDIDATE_LIMIT, apply_edit, edit_state_for
-from dashboard.web.errors import PageError
-from dashboard.web.lookups import need_batch, need_upload
+from dashboard.web.lookups import need_batch, need_batch_to_change, need_upload
 
-router = APIRouter(prefix="/api")
+SIGN_IN: dict[int | str, dict[str, Any]] = {401: {"model": ProblemOut, "description": "No session or API token"}}
+router = APIRouter(prefix="/api", dependencies=[Depends(signed_in)], responses=SIGN_IN)
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ProblemOut, "description": "Unknown batch or upload"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ProblemOut, "description": "Unknown batch or upload, or one you may not see"}
+}
 
 
 @router.get("/courses", tags=["courses"], summary="Courses with their batches")
-def api_courses(conn: Db, settings: AppSettings) -> list[CourseOut]:
+def api_courses(who: Who, conn: Db, settings: AppSettings) -> list[CourseOut]:
     return [
         CourseOut(course_id=c.course_id, course_name=c.course_name, batches=[batch_out(b) for b in c.batches])
-        for c in queries.courses(conn, settings.dashboard_group)
+        for c in queries.courses(conn, settings.dashboard_group, who.viewer)
     ]
 
 
-@router.get(
-    "/workspace",
-    tags=["courses"],
-    summary="The acting mentor's batches",
-    responses={400: {"model": ProblemOut}},
-)
-def api_workspace(mentor: Mentor, conn: Db, settings: AppSettings) -> list[BatchOut]:
-    if not mentor:
-        raise PageError(400, "Say which mentor you are with ?mentor=USER_ID.")
-    return [batch_out(b) for b in queries.mentor_batches(conn, settings.dashboard_group, mentor)]
+@router.get("/workspace", tags=["courses"], summary="The batches the signed-in person mentors")
+def api_workspace(who: Who, conn: Db, settings: AppSettings) -> list[BatchOut]:
+    return [batch_out(b) for b in queries.mentor_batches(conn, settings.dashboard_group, who.user_id)]
 
 
 @router.get("/batches/{batch_id}", tags=["batches"], responses=NOT_FOUND)
-def api_batch(batch_id: str, conn: Db, settings: AppSettings) -> BatchOut:
-    return batch_out(need_batch(conn, settings.dashboard_group, batch_id))
+def api_batch(batch_id: str, who: Who, conn: Db, settings: AppSettings) -> BatchOut:
+    return batch_out(need_batch(conn, settings.dashboard_group, batch_id, who.viewer))
 
 
 @router.get(
@@ -65,6 +63,7 @@ def api_batch(batch_id: str, conn: Db, settings: AppSettings) -> BatchOut:
 )
 def api_participants(
     batch_id: str,
+    who: Who,
     conn: Db,
     settings: AppSettings,
     page: Annotated[int, Query(ge=1)] = 1,
@@ -73,7 +72,7 @@ def api_participants(
     dir: Annotated[str, Query(description="asc or desc")] = "asc",
     q: Annotated[str, Query(max_length=200, description="Part of a name, user id or state id")] = "",
 ) -> ParticipantPageOut:
-    b = need_batch(conn, settings.dashboard_group, batch_id)
+    b = need_batch(conn, settings.dashboard_group, batch_id, who.viewer)
     tq = rules.table_query(page, size, sort, dir, q)
     total, rows = queries.participants_page(conn, settings.dashboard_group, batch_id, tq, b.participant_count)
     return ParticipantPageOut(
@@ -93,15 +92,15 @@ def api_participants(
 @router.get(
     "/batches/{batch_id}/edit",
     tags=["edit batch"],
-    summary="The Edit Batch state for the acting mentor: drop-down enabled or why not, members, candidates",
+    summary="The Edit Batch state for the signed-in person: drop-down enabled or why not, members, candidates",
     responses=NOT_FOUND,
 )
 def api_edit(
-    batch_id: str, mentor: Mentor, conn: Db, settings: AppSettings, q: Annotated[str, Query(max_length=200)] = ""
+    batch_id: str, who: Who, conn: Db, settings: AppSettings, q: Annotated[str, Query(max_length=200)] = ""
 ) -> EditOut:
     group = settings.dashboard_group
-    b = need_batch(conn, group, batch_id)
-    st = edit_state_for(conn, settings, b, mentor)
+    b = need_batch(conn, group, batch_id, who.viewer)
+    st = edit_state_for(settings, b, who.viewer)
     members = [] if st.limit_reached else queries.members(conn, group, batch_id)
     cands = queries.candidates(conn, group, b, " ".join(q.split()), CANDIDATE_LIMIT) if st.enabled else []
     state = EditStateOut(
@@ -124,33 +123,36 @@ def api_edit(
     "/batches/{batch_id}/participants",
     tags=["edit batch"],
     status_code=202,
-    summary="Add or remove participants as the acting mentor (source UI; the processor applies them)",
+    summary="Add or remove participants as the signed-in mentor or admin (source UI; the processor applies them)",
     responses={
         **NOT_FOUND,
-        403: {"model": ProblemOut, "description": "Not a mentor of the batch"},
+        403: {"model": ProblemOut, "description": "Not a mentor of the batch, or no CSRF header with a cookie"},
         409: {"model": ProblemOut, "description": "Over the UI participant limit"},
         503: {"model": ProblemOut, "description": "Kafka unreachable; nothing was sent"},
     },
 )
-def api_edit_submit(batch_id: str, body: EditIn, mentor: Mentor, conn: Db, settings: AppSettings) -> EditResultOut:
-    b = need_batch(conn, settings.dashboard_group, batch_id)
+def api_edit_submit(
+    request: Request, batch_id: str, body: EditIn, who: Who, conn: Db, settings: AppSettings
+) -> EditResultOut:
+    check_json(request, who)
+    b = need_batch_to_change(conn, settings.dashboard_group, batch_id, who.viewer)
     wanted = sorted(set(body.add) | set(body.remove))
     current = queries.member_ids(conn, settings.dashboard_group, batch_id, wanted)
     plan = rules.EditPlan(
         adds=tuple(sorted(set(body.add) - current - set(body.remove))),
         removes=tuple(sorted(set(body.remove) & current)),
     )
-    ids = apply_edit(conn, settings, b, mentor, plan) if not plan.empty else []
+    ids = apply_edit(conn, settings, b, who.viewer, plan) if not plan.empty else []
     return EditResultOut(batch_id=batch_id, upload_ids=ids, adds=list(plan.adds), removes=list(plan.removes))
 
 
 @router.get("/uploads", tags=["uploads"], summary="Recent uploads with progress and summary")
 def api_uploads(
-    conn: Db, settings: AppSettings, batch: Annotated[str | None, Query(max_length=200)] = None
+    who: Who, conn: Db, settings: AppSettings, batch: Annotated[str | None, Query(max_length=200)] = None
 ) -> list[UploadOut]:
-    return [upload_out(r) for r in queries.uploads(conn, settings.dashboard_group, batch or None)]
+    return [upload_out(r) for r in queries.uploads(conn, settings.dashboard_group, batch or None, who.viewer)]
 
 
 @router.get("/uploads/{upload_id}", tags=["uploads"], responses=NOT_FOUND)
-def api_upload(upload_id: str, conn: Db, settings: AppSettings) -> UploadOut:
-    return upload_out(need_upload(conn, settings.dashboard_group, upload_id))
+def api_upload(upload_id: str, who: Who, conn: Db, settings: AppSettings) -> UploadOut:
+    return upload_out(need_upload(conn, settings.dashboard_group, upload_id, who.viewer))

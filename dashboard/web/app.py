@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from dashboard.web import api, downloads, edit, errors, pages
+from dashboard.web import api, docs, downloads, edit, errors, pages, session
+from dashboard.web.lookups import visible_batch
 from dashboard.web.render import environment
 from dashboard.web.sunbird import sunbird_router
 from dashboard.web.timing import ServerTiming
@@ -22,14 +23,21 @@ from enrolment.settings import Settings
 STATIC = Path(__file__).resolve().parent.parent / "static"
 DESCRIPTION = (
     "Courses, batches, participants with course progress, Edit Batch and uploads. Pages are server-rendered "
-    "HTML; the same data is available as JSON under /api/. The acting mentor is the `mentor` query "
-    "parameter (no login yet)."
+    "HTML; the same data is available as JSON under /api/. Every route needs a signed-in session (POST /login) "
+    "or an API token (`Authorization: Bearer TOKEN`) and shows only what that person may see."
 )
 
 
 def create_app(settings: Settings, engine: Engine) -> FastAPI:
     """The dashboard on ``engine`` for ``settings.dashboard_group``'s read model."""
-    app = FastAPI(title="Participants dashboard", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(
+        title="Participants dashboard",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url=None,  # served by docs.router, behind sign-in
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.templates = environment()
@@ -37,8 +45,10 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     errors.add_handlers(app)
     app.include_router(sunbird_router(settings, engine))  # POST /v1/course/batch/users/add|remove
+    app.include_router(session.router)  # /login, /logout, /healthz
+    app.include_router(docs.router)
     app.include_router(pages.router)
     app.include_router(edit.router)
-    app.include_router(downloads.router)
+    app.include_router(downloads.router, dependencies=[Depends(visible_batch)])  # sign-in and the batch's scope
     app.include_router(api.router)
     return app

@@ -9,12 +9,12 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dashboard.web.deps import acting_mentor
-from dashboard.web.render import render
+from dashboard.web.deps import NotSignedIn
+from dashboard.web.render import href, render
 
 log = logging.getLogger("dashboard.web")
 
@@ -28,15 +28,29 @@ class PageError(Exception):
         self.message = message
 
 
+SIGN_IN = "Sign in first: this needs a dashboard session or an API token (Authorization: Bearer TOKEN)."
+
+
 def wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    return request.url.path.startswith("/api/") or request.url.path == "/openapi.json"
+
+
+def machine_read(request: Request) -> bool:
+    """The JSON and CSV APIs: they answer 401 to an anonymous request where a page redirects to /login."""
+    return wants_json(request) or request.url.path.endswith(".csv")
 
 
 def problem(request: Request, status: int, message: str) -> Response:
     if wants_json(request):
         return JSONResponse({"detail": message}, status_code=status)
-    mentor = acting_mentor(request.query_params.get("mentor"))
-    return render(request, "error.html", status, message=message, code=status, mentor=mentor)
+    return render(request, "error.html", status, message=message, code=status)
+
+
+async def on_not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+    if machine_read(request):
+        return JSONResponse({"detail": SIGN_IN}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(href("/login", next=here if request.method == "GET" else None), status_code=303)
 
 
 async def on_page_error(request: Request, exc: PageError) -> Response:
@@ -67,6 +81,7 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 def add_handlers(app: FastAPI) -> None:
     app.exception_handler(PageError)(on_page_error)
+    app.exception_handler(NotSignedIn)(on_not_signed_in)
     app.exception_handler(StarletteHTTPException)(on_http_error)
     app.exception_handler(RequestValidationError)(on_invalid)
     app.exception_handler(OperationalError)(on_db_down)

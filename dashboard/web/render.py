@@ -1,4 +1,4 @@
-"""Server-rendered pages: one Jinja2 environment (autoescaped), and links that carry the acting mentor."""
+"""Server-rendered pages: one Jinja2 environment (autoescaped); every page knows who is signed in."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def href(path: str, **params: Any) -> str:
-    """A link with the non-empty parameters (the acting mentor travels on every link)."""
+    """A link with the non-empty parameters."""
     kept = {k: v for k, v in params.items() if v not in (None, "", False)}
     return f"{path}?{urlencode(kept)}" if kept else path
 
@@ -31,8 +31,8 @@ def environment() -> Environment:
 
 
 def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-    """Template ``name`` with ``ctx``; every page also gets the request, the UI limit and the acting mentor."""
+    """Template ``name`` with ``ctx``; every page also gets the request, the UI limit and ``me`` (the identity)."""
     env: Environment = request.app.state.templates
-    ctx.setdefault("mentor", None)
+    ctx.setdefault("me", getattr(request.state, "identity", None))
     html = env.get_template(name).render(request=request, limit=app_settings(request).ui_participant_limit, **ctx)
     return HTMLResponse(html, status_code=status)

@@ -76,7 +76,9 @@ def outcome_of(reason: str) -> Outcome:
 MAX_ID_LENGTH = 128
 
 ORG_ADMIN = "ORG_ADMIN"
-ROLES: tuple[str, ...] = (ORG_ADMIN, "COURSE_MENTOR", "CONTENT_CREATOR", "PUBLIC")
+COURSE_MENTOR = "COURSE_MENTOR"
+IMPLEMENTATION_TEAM = "IMPLEMENTATION_TEAM"  # serves some states: submits and follows their uploads
+ROLES: tuple[str, ...] = (ORG_ADMIN, COURSE_MENTOR, "CONTENT_CREATOR", "PUBLIC", IMPLEMENTATION_TEAM)
 USER_STATUSES: tuple[str, ...] = ("active", "inactive")
 ENROLLMENT_TYPES: tuple[str, ...] = ("invite-only", "open")
 BATCH_STATUSES: tuple[str, ...] = ("upcoming", "ongoing", "ended", "cancelled")

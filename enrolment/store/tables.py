@@ -312,3 +312,43 @@ dash_uploads = Table(
 )
 Index("dash_uploads_batch_idx", dash_uploads.c.group_id, dash_uploads.c.batch_id)
 Index("dash_uploads_recent_idx", dash_uploads.c.group_id, dash_uploads.c.first_seen_at)
+
+# ------------------------------------------------------------------------------ dashboard sign-in (0006)
+# Accounts, sessions and the implementation team's states go with their user (ON DELETE CASCADE).
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("user_id", Text, ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True),
+    Column("password_hash", Text, nullable=False, doc="argon2id, in argon2's encoded form"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("session_sha256", Text, primary_key=True, doc="SHA-256 of the cookie's random value"),
+    Column("user_id", Text, ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+Index("web_sessions_user_idx", web_sessions.c.user_id)
+
+sign_in_failures = Table(
+    "sign_in_failures",
+    metadata,
+    Column("user_id", Text, nullable=False, doc="the user id that was tried (it may not exist)"),
+    Column("client", Text, nullable=False, doc="the client's address"),
+    Column("failed_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+Index("sign_in_failures_user_idx", sign_in_failures.c.user_id, sign_in_failures.c.failed_at)
+Index("sign_in_failures_client_idx", sign_in_failures.c.client, sign_in_failures.c.failed_at)
+
+served_states = Table(
+    "served_states",
+    metadata,
+    Column("user_id", Text, ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False),
+    Column("state", Text, ForeignKey("states.code", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("user_id", "state"),
+)

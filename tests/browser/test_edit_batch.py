@@ -1,31 +1,37 @@
-"""The Edit Batch rule and the 10k CSV in real headless Chromium, against `participants dashboard` pieces.
+"""The Edit Batch rule, the 10k CSV and sign-in in real headless Chromium, against `participants dashboard` pieces.
 
 The dashboard runs as the CLI runs it (uvicorn plus the read-model consumer thread, DashboardServer) on
-private topics; uploads go through the real producer and processor.  Chromium is Debian's package driven by
-Playwright; when it is missing the tests fail (they never skip).  Screenshots go to artifacts/screenshots/.
+private topics; uploads go through the real producer and processor.  Every page needs a session: the tests sign
+in as the world's mentor through the login form (the password is set by the fixture).  Chromium is Debian's
+package driven by Playwright; when it is missing the tests fail (they never skip).  Screenshots go to
+artifacts/screenshots/.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from sqlalchemy import Engine, text
 
 from dashboard.rules import EDIT_LIMIT_MESSAGE
 from dashboard.server import DashboardServer
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
+from processor.imports import import_batches
 from producer.progress import ProgressRow, publish_progress
 from tests.support.dashboard import World, cleanup_world, make_world, private_topics, process, upload
+from tests.support.signin import PASSWORD, set_password
 
 pytestmark = pytest.mark.browser
 
@@ -63,6 +69,13 @@ def world(base_settings: Settings, engine: Engine) -> Iterator[World]:
         w = make_world(
             engine, settings, token, BIG, [("limit", "invite-only", "ongoing"), ("big", "invite-only", "ongoing")]
         )
+        # A third batch of the same state that the mentor does not mentor (the admin's): the mentor may not see it.
+        other = f"batch-{token}-other"
+        header = "batch_id,course_id,course_name,state,enrollment_type,status,start_date,end_date,mentors\n"
+        row = f"{other},course-{token},Course {token},{w.state},invite-only,ongoing,2026-01-01,2027-12-31,\n"
+        assert not import_batches(engine, io.BytesIO((header + row).encode())).errors
+        w = replace(w, batches=(*w.batches, other))
+        set_password(engine, w.mentor)
         try:
             yield w
         finally:
@@ -91,13 +104,36 @@ def _wait_for(what: str, check: Callable[[], object], timeout_s: float = 240.0) 
         time.sleep(0.3)
 
 
-def _count(url: str, batch_id: str) -> int:
-    return int(httpx.get(f"{url}/api/batches/{batch_id}", timeout=10).json()["participant_count"])
+@pytest.fixture(scope="module")
+def api(world: World, dashboard: str) -> Iterator[httpx.Client]:
+    """An HTTP client signed in as the mentor (the JSON API needs a session too)."""
+    with httpx.Client(base_url=dashboard, timeout=10) as client:
+        r = client.post("/login", data={"username": world.mentor, "password": PASSWORD}, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        yield client
 
 
-def _count_is(url: str, batch_id: str, expected: int) -> Callable[[], object]:
+def _sign_in(context: BrowserContext, url: str, world: World) -> Page:
+    """The login form, as a person fills it in; the page is left on the workspace."""
+    page = context.new_page()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{url}/workspace")
+    page.wait_for_url("**/login?next=%2Fworkspace")
+    page.locator("#username").fill(world.mentor)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("#sign-in").click()
+    page.wait_for_url("**/workspace")
+    expect(page.locator("#signed-in-user")).to_have_text(world.mentor)
+    return page
+
+
+def _count(api: httpx.Client, batch_id: str) -> int:
+    return int(api.get(f"/api/batches/{batch_id}").json()["participant_count"])
+
+
+def _count_is(api: httpx.Client, batch_id: str, expected: int) -> Callable[[], object]:
     def check() -> object:
-        n = _count(url, batch_id)
+        n = _count(api, batch_id)
         return True if n == expected else f"{n} participants"
 
     return check
@@ -105,7 +141,7 @@ def _count_is(url: str, batch_id: str, expected: int) -> Callable[[], object]:
 
 def _open_edit_via_courses(page: Page, url: str, world: World, batch_id: str) -> None:
     """Course card → its batches → Edit."""
-    page.goto(f"{url}/courses?mentor={world.mentor}")
+    page.goto(f"{url}/courses")
     course = page.locator(f'.course-section[data-course-id="course-{world.token}"]')
     course.locator(f'.batch-card[data-batch-id="{batch_id}"] a[data-edit-link]').click()
     page.wait_for_url(f"**/batches/{batch_id}/edit?**")
@@ -113,9 +149,9 @@ def _open_edit_via_courses(page: Page, url: str, world: World, batch_id: str) ->
 
 def _open_edit_via_workspace(page: Page, url: str, world: World, batch_id: str) -> None:
     """Workspace tab → My batches → Edit."""
-    page.goto(f"{url}/courses?mentor={world.mentor}")
+    page.goto(f"{url}/courses")
     page.get_by_role("link", name="My batches").click()
-    page.wait_for_url("**/workspace?**")
+    page.wait_for_url("**/workspace")
     page.locator(f'.batch-card[data-batch-id="{batch_id}"] a[data-edit-link]').click()
     page.wait_for_url(f"**/batches/{batch_id}/edit?**")
 
@@ -124,7 +160,7 @@ PATHS = {"courses": _open_edit_via_courses, "workspace": _open_edit_via_workspac
 
 
 def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
-    browser: Browser, world: World, dashboard: str, engine: Engine
+    browser: Browser, world: World, dashboard: str, api: httpx.Client, engine: Engine
 ) -> None:
     s = world.settings
     limit = s.ui_participant_limit
@@ -133,9 +169,10 @@ def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
 
     upload(s, batch_id, world.admin, world.teachers[:limit])
     process(s, engine)
-    _wait_for(f"{limit} participants", _count_is(dashboard, batch_id, limit))
+    _wait_for(f"{limit} participants", _count_is(api, batch_id, limit))
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    signed_in = browser.new_context()
+    page = _sign_in(signed_in, dashboard, world)
     for name, open_edit in PATHS.items():
         open_edit(page, dashboard, world, batch_id)
         expect(page.locator("#edit-participant-count"), f"count via {name}").to_have_text(str(limit))
@@ -148,7 +185,7 @@ def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
 
     upload(s, batch_id, world.admin, [world.teachers[limit]])  # the backend has no limit
     process(s, engine)
-    _wait_for(f"{limit + 1} participants", _count_is(dashboard, batch_id, limit + 1))
+    _wait_for(f"{limit + 1} participants", _count_is(api, batch_id, limit + 1))
 
     for name, open_edit in PATHS.items():
         open_edit(page, dashboard, world, batch_id)
@@ -159,22 +196,22 @@ def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
         expect(page.locator("#edit-message")).to_be_visible()
         if name == "workspace":
             page.screenshot(path=str(SHOTS / "edit-batch-disabled.png"), full_page=True)
-    page.goto(f"{dashboard}/batches/{batch_id}?mentor={world.mentor}")
+    page.goto(f"{dashboard}/batches/{batch_id}")
     expect(page.locator("#participant-count")).to_have_text(str(limit + 1))
     page.screenshot(path=str(SHOTS / "batch-page-over-limit.png"), full_page=True)
-    page.close()
+    signed_in.close()
 
-    # The state is in the server-rendered HTML: it holds without JavaScript.
+    # The state is in the server-rendered HTML: it holds without JavaScript (signing in included).
     context = browser.new_context(java_script_enabled=False)
-    no_js = context.new_page()
-    no_js.goto(f"{dashboard}/batches/{batch_id}/edit?mentor={world.mentor}&from=workspace")
+    no_js = _sign_in(context, dashboard, world)
+    no_js.goto(f"{dashboard}/batches/{batch_id}/edit?from=workspace")
     expect(no_js.locator("#participants-dropdown")).to_be_disabled()
     expect(no_js.locator("#edit-message")).to_have_text(EDIT_LIMIT_MESSAGE)
     context.close()
 
 
 def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(
-    browser: Browser, world: World, dashboard: str, engine: Engine
+    browser: Browser, world: World, dashboard: str, api: httpx.Client, engine: Engine
 ) -> None:
     s = world.settings
     batch_id = world.batches[1]
@@ -184,7 +221,7 @@ def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(
     expected = {u: (i % 101) for i, u in enumerate(world.teachers)}
     rows = [ProgressRow(0, batch_id, u, p, COMPLETED_AT if p == 100 else None, UPDATED_AT) for u, p in expected.items()]
     publish_progress(s, default_codec(), rows)
-    _wait_for(f"{BIG} participants", _count_is(dashboard, batch_id, BIG))
+    _wait_for(f"{BIG} participants", _count_is(api, batch_id, BIG))
 
     def progress_in() -> object:
         with engine.connect() as conn:
@@ -196,8 +233,9 @@ def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(
 
     _wait_for("progress of every participant", progress_in)
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{dashboard}/batches/{batch_id}?mentor={world.mentor}&sort=progress&dir=desc")
+    context = browser.new_context()
+    page = _sign_in(context, dashboard, world)
+    page.goto(f"{dashboard}/batches/{batch_id}?sort=progress&dir=desc")
     expect(page.locator("#participant-count")).to_have_text(str(BIG))
     expect(page.locator("#participants tbody tr")).to_have_count(50)
     page.screenshot(path=str(SHOTS / "batch-page-10k.png"), full_page=True)
@@ -205,7 +243,7 @@ def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(
         page.locator("#download-csv").click()
     download = info.value
     data = Path(download.path()).read_bytes()
-    page.close()
+    context.close()
 
     assert data.startswith(b"\xef\xbb\xbf")
     table = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
@@ -217,16 +255,17 @@ def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(
 
 
 def test_upload_page_shows_progress_live_while_the_upload_runs(
-    browser: Browser, world: World, dashboard: str, engine: Engine
+    browser: Browser, world: World, dashboard: str, api: httpx.Client, engine: Engine
 ) -> None:
     s = world.settings
     batch_id = world.batches[1]
     leaving = list(world.teachers[-3:])
     upload_id = upload(s, batch_id, world.admin, leaving, action="REMOVE")
-    _wait_for("the upload record", lambda: httpx.get(f"{dashboard}/api/uploads/{upload_id}", timeout=10).is_success)
+    _wait_for("the upload record", lambda: api.get(f"/api/uploads/{upload_id}").is_success)
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{dashboard}/uploads/{upload_id}?mentor={world.mentor}")
+    context = browser.new_context()
+    page = _sign_in(context, dashboard, world)
+    page.goto(f"{dashboard}/uploads/{upload_id}")
     box = page.locator(f'.upload-progress[data-upload-id="{upload_id}"]')
     expect(box.locator('[data-field="state"]')).to_have_text("In progress")
     expect(box.locator('[data-field="published"]')).to_have_text("3")
@@ -234,4 +273,51 @@ def test_upload_page_shows_progress_live_while_the_upload_runs(
     expect(box.locator('[data-field="state"]')).to_have_text("Complete", timeout=60_000)
     expect(box.locator('[data-field="applied"]')).to_have_text("3")
     page.screenshot(path=str(SHOTS / "upload-complete.png"), full_page=True)
-    page.close()
+    context.close()
+
+
+def test_an_anonymous_visitor_is_sent_to_the_login_page_and_sees_no_personal_data(
+    browser: Browser, world: World, dashboard: str
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    batch_id = world.batches[1]
+    response = page.goto(f"{dashboard}/batches/{batch_id}?sort=name")
+    assert response is not None and response.ok
+    page.wait_for_url(re.compile(r"/login\?next="))
+    expect(page.locator("#login-form")).to_be_visible()
+    html = page.content()
+    assert world.name_of(world.teachers[0]) not in html and world.teachers[0] not in html
+    assert f"{world.state}-T" not in html and world.mentor not in html
+    for path in (f"/batches/{batch_id}/participants.csv", f"/api/batches/{batch_id}/participants", "/api/courses"):
+        r = page.request.get(f"{dashboard}{path}")
+        assert r.status == 401 and world.teachers[0] not in r.text(), path
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "login.png"), full_page=True)
+
+    # Signing in from here returns to the page that was asked for.
+    page.locator("#username").fill(world.mentor)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("#sign-in").click()
+    page.wait_for_url(f"**/batches/{batch_id}?sort=name")
+    expect(page.locator("#participant-count")).to_be_visible()
+    # Signing out ends the session: the next page asks to sign in again.
+    page.locator("#sign-out").click()
+    page.wait_for_url("**/login")
+    page.goto(f"{dashboard}/batches/{batch_id}")
+    page.wait_for_url(re.compile(r"/login\?next="))
+    context.close()
+
+
+def test_a_mentor_gets_404_on_another_batchs_page_and_csv(browser: Browser, world: World, dashboard: str) -> None:
+    other = world.batches[-1]  # same state, not the mentor's
+    context = browser.new_context()
+    page = _sign_in(context, dashboard, world)
+    expect(page.locator(f'.batch-card[data-batch-id="{other}"]')).to_have_count(0)
+    response = page.goto(f"{dashboard}/batches/{other}")
+    assert response is not None and response.status == 404
+    expect(page.locator("#error-message")).to_have_text(f"Batch {other} does not exist.")
+    csv_response = page.request.get(f"{dashboard}/batches/{other}/participants.csv")
+    assert csv_response.status == 404
+    assert page.request.get(f"{dashboard}/batches/{world.batches[0]}/participants.csv").status == 200
+    context.close()

@@ -30,6 +30,7 @@ from processor.imports import import_users
 from producer.progress import ProgressRow, publish_progress
 from producer.publish import UploadRequest
 from tests.support.dashboard import World, catch_up, cleanup_world, make_world, process, read_model_content, upload
+from tests.support.signin import csrf_token, signed_in_client
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -51,7 +52,8 @@ def world(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator[
 
 
 def _client(world: World, engine: Engine) -> TestClient:
-    return TestClient(create_app(world.settings, engine), raise_server_exceptions=True)
+    """Signed in as the world's mentor (who mentors every batch of the world)."""
+    return signed_in_client(create_app(world.settings, engine), engine, world.mentor)
 
 
 def _member_rows(engine: Engine, world: World, batch_id: str) -> dict[str, str]:
@@ -87,7 +89,7 @@ def test_backend_upload_and_progress_reach_the_pages_api_and_csv(world: World, e
     found = client.get(f"/api/batches/{batch}/participants", params={"q": world.name_of(people[3])}).json()
     assert [p["user_id"] for p in found["participants"]] == [people[3]] and found["total"] == 1
 
-    html = client.get(f"/batches/{batch}", params={"mentor": world.mentor}).text
+    html = client.get(f"/batches/{batch}").text
     assert 'id="participant-count" data-count>8<' in html
     assert world.name_of(people[1]) in html and "100%" in html
 
@@ -128,12 +130,13 @@ def test_edit_batch_changes_go_through_the_processor_as_ui_uploads(world: World,
     catch_up(s, engine)
     client = _client(world, engine)
 
-    page = client.get(f"/batches/{batch}/edit", params={"mentor": world.mentor})
+    page = client.get(f"/batches/{batch}/edit")
     assert page.status_code == 200 and 'data-enabled="true"' in page.text
     assert re.search(r'<select id="participants-dropdown"[^>]*>', page.text).group(0).count("disabled") == 0  # type: ignore[union-attr]
     # Unselect t[2], select t[3] and t[4]: one removal, two additions.
-    form = {"from": "workspace", "shown": list(t[:3]), "participants": [t[0], t[1], t[3], t[4]]}
-    posted = client.post(f"/batches/{batch}/edit", params={"mentor": world.mentor}, data=form, follow_redirects=False)
+    token = csrf_token(client)
+    form = {"from": "workspace", "shown": list(t[:3]), "participants": [t[0], t[1], t[3], t[4]], "csrf_token": token}
+    posted = client.post(f"/batches/{batch}/edit", data=form, follow_redirects=False)
     assert posted.status_code == 303, posted.text
     assert posted.headers["location"].startswith("/uploads?batch=")
     process(s, engine)
@@ -147,23 +150,24 @@ def test_edit_batch_changes_go_through_the_processor_as_ui_uploads(world: World,
 
     # 4 participants, limit 5: selecting two more is refused with a sentence and nothing is published.
     shown = [t[0], t[1], t[3], t[4]]
-    form = {"shown": shown, "participants": [*shown, t[5], t[6]]}
-    refused = client.post(f"/batches/{batch}/edit", params={"mentor": world.mentor}, data=form)
+    form = {"shown": shown, "participants": [*shown, t[5], t[6]], "csrf_token": token}
+    refused = client.post(f"/batches/{batch}/edit", data=form)
     assert refused.status_code == 409 and "can take 1 more participant" in refused.text
     assert len(client.get("/api/uploads", params={"batch": batch}).json()) == len(ui_uploads) + 1
 
     # The JSON API adds the fifth; a backend upload then takes the batch over the limit.
-    added = client.post(f"/api/batches/{batch}/participants", params={"mentor": world.mentor}, json={"add": [t[5]]})
+    csrf = {"X-CSRF-Token": token}
+    added = client.post(f"/api/batches/{batch}/participants", json={"add": [t[5]]}, headers=csrf)
     assert added.status_code == 202 and added.json()["adds"] == [t[5]]
     upload(s, batch, world.admin, [t[6]])
     process(s, engine)
     catch_up(s, engine)
-    state = client.get(f"/api/batches/{batch}/edit", params={"mentor": world.mentor}).json()
+    state = client.get(f"/api/batches/{batch}/edit").json()
     assert (state["participant_count"], state["enabled"], state["message"]) == (LIMIT + 1, False, EDIT_LIMIT_MESSAGE)
-    html = client.get(f"/batches/{batch}/edit", params={"mentor": world.mentor}).text
+    html = client.get(f"/batches/{batch}/edit").text
     assert re.search(r'<select id="participants-dropdown"[^>]*\sdisabled', html)
     assert f'<p class="notice" id="edit-message" role="status">{EDIT_LIMIT_MESSAGE}</p>' in html
-    over = client.post(f"/api/batches/{batch}/participants", params={"mentor": world.mentor}, json={"remove": [t[0]]})
+    over = client.post(f"/api/batches/{batch}/participants", json={"remove": [t[0]]}, headers=csrf)
     assert over.status_code == 409 and over.json() == {"detail": EDIT_LIMIT_MESSAGE}
 
 
@@ -269,7 +273,9 @@ def test_problems_are_sentences_not_tracebacks(world: World, engine: Engine) -> 
     assert client.get("/api/batches/nope").json() == {"detail": "Batch nope does not exist."}
     bad = client.get(f"/batches/{world.batches[0]}", params={"page": "x"})
     assert bad.status_code == 400 and "page" in bad.text
-    assert client.get("/api/workspace").status_code == 400
+    assert client.get("/api/workspace").status_code == 200
+    anonymous = TestClient(create_app(world.settings, engine))
+    assert anonymous.get("/api/workspace").status_code == 401
 
 
 def test_openapi_documents_the_json_api(world: World, engine: Engine) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 
@@ -13,7 +12,7 @@ from dashboard import queries, rules
 from dashboard.models import ProblemOut
 from dashboard.web.deps import AppSettings, Db, EngineDep
 from dashboard.web.lookups import need_batch
-from enrolment.csvsafe import BOM
+from enrolment import csvsafe
 
 CSV_CHUNK_ROWS = 1000
 
@@ -23,8 +22,7 @@ router = APIRouter()
 def csv_chunks(participants: Iterator[queries.Participant], chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
     """UTF-8 with BOM, CRLF, a header, then the rows ``chunk_rows`` at a time (never the whole file in memory)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    buf.write(BOM)
+    writer = csvsafe.writer(buf)
     writer.writerow(rules.CSV_HEADER)
     for n, p in enumerate(participants, 1):
         writer.writerow(

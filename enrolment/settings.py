@@ -69,6 +69,7 @@ class Settings:
     metrics_port: int
     transaction_timeout_ms: int
     sunbird_api_wait_s: float = 30.0
+    max_request_bytes: int = 1024 * 1024  # request bodies (forms, JSON) over this get 413; routes may allow more
     failpoint: str = ""  # tests only: NAME:N crashes the processor at the N-th pass of NAME
 
     @classmethod
@@ -89,5 +90,6 @@ class Settings:
             metrics_port=int(_env("METRICS_PORT", "0")),
             transaction_timeout_ms=int(_env("TRANSACTION_TIMEOUT_MS", "30000")),
             sunbird_api_wait_s=float(_env("SUNBIRD_API_WAIT_S", "30")),
+            max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
             failpoint=_env("PARTICIPANTS_FAILPOINT", ""),
         )

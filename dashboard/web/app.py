@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from dashboard.web import api, downloads, edit, errors, pages
+from dashboard.web.middleware import BodyLimit, secure_every_response
 from dashboard.web.render import environment
 from dashboard.web.sunbird import sunbird_router
 from dashboard.web.timing import ServerTiming
@@ -33,7 +34,9 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.templates = environment()
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, overrides={})  # path -> a route's own limit
     app.add_middleware(ServerTiming)
+    secure_every_response(app)  # outermost: on every answer, 500s too
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     errors.add_handlers(app)
     app.include_router(sunbird_router(settings, engine))  # POST /v1/course/batch/users/add|remove

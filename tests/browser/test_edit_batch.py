@@ -123,6 +123,13 @@ def _open_edit_via_workspace(page: Page, url: str, world: World, batch_id: str) 
 PATHS = {"courses": _open_edit_via_courses, "workspace": _open_edit_via_workspace}
 
 
+def _policy_refusals(page: Page) -> list[str]:
+    """Console messages of the Content-Security-Policy refusing something the page uses (should stay empty)."""
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    return refused
+
+
 def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
     browser: Browser, world: World, dashboard: str, engine: Engine
 ) -> None:
@@ -197,9 +204,13 @@ def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(
     _wait_for("progress of every participant", progress_in)
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused = _policy_refusals(page)
     page.goto(f"{dashboard}/batches/{batch_id}?mentor={world.mentor}&sort=progress&dir=desc")
     expect(page.locator("#participant-count")).to_have_text(str(BIG))
     expect(page.locator("#participants tbody tr")).to_have_count(50)
+    bars = page.locator("#participants tbody tr .bar > span")  # widths from CSS classes (no inline style)
+    assert bars.first.evaluate("e => e.getBoundingClientRect().width / e.parentElement.clientWidth") == 1.0
+    assert refused == []
     page.screenshot(path=str(SHOTS / "batch-page-10k.png"), full_page=True)
     with page.expect_download() as info:
         page.locator("#download-csv").click()
@@ -226,6 +237,7 @@ def test_upload_page_shows_progress_live_while_the_upload_runs(
     _wait_for("the upload record", lambda: httpx.get(f"{dashboard}/api/uploads/{upload_id}", timeout=10).is_success)
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused = _policy_refusals(page)
     page.goto(f"{dashboard}/uploads/{upload_id}?mentor={world.mentor}")
     box = page.locator(f'.upload-progress[data-upload-id="{upload_id}"]')
     expect(box.locator('[data-field="state"]')).to_have_text("In progress")
@@ -233,5 +245,9 @@ def test_upload_page_shows_progress_live_while_the_upload_runs(
     process(s, engine)  # the page is not reloaded: its script follows /api/uploads/{id}
     expect(box.locator('[data-field="state"]')).to_have_text("Complete", timeout=60_000)
     expect(box.locator('[data-field="applied"]')).to_have_text("3")
+    bar = box.locator('[data-field="bar"]')  # the script moved the bar to 100% under the strict policy
+    expect(bar).to_have_class("pct-100")
+    assert bar.evaluate("e => e.getBoundingClientRect().width / e.parentElement.clientWidth") == 1.0
+    assert refused == []
     page.screenshot(path=str(SHOTS / "upload-complete.png"), full_page=True)
     page.close()

@@ -1,12 +1,15 @@
 """Hardening on every response and request: security headers, and a limit on the request body.
 
-Both are plain ASGI middleware, so they see every route (pages, JSON, CSV, static files, the Sunbird API)
-and never buffer a body.
+Both are plain ASGI middleware, so they see every route (pages, JSON, CSV, static files, the Sunbird API).
+No request body is ever buffered; only the API documentation pages (a few KB) are held to hash their scripts.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 
 from starlette.applications import Starlette
@@ -21,9 +24,10 @@ CSP = (
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 # FastAPI's API documentation pages (Swagger UI, ReDoc) load their code and styles from public CDNs and start
-# with an inline script; those paths alone get a policy that allows exactly that. They show no personal data.
+# with an inline script: those paths alone allow the CDNs, and exactly the inline scripts of the page as
+# served (their sha256, computed from the body). ReDoc writes <style> elements at run time, hence the styles.
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net{hashes}; "
     "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
     "font-src 'self' https://fonts.gstatic.com; "
     "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
@@ -48,17 +52,59 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = DOCS_CSP if scope["path"] in self.docs_paths else CSP
+        if scope["path"] in self.docs_paths:
+            await self.app(scope, receive, DocsPage(send))
+            return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = policy
-                for name, value in HEADERS.items():
-                    headers[name] = value
+                secure(message, CSP)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def secure(start: Message, policy: str) -> None:
+    """Sets the four headers on an ``http.response.start`` message."""
+    headers = MutableHeaders(scope=start)
+    headers["Content-Security-Policy"] = policy
+    for name, value in HEADERS.items():
+        headers[name] = value
+
+
+class DocsPage:
+    """Holds a documentation page (a few KB) until its end, to allow exactly its own inline scripts."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.start: Message | None = None
+        self.body = bytearray()
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+            return
+        if message["type"] != "http.response.body" or self.start is None:
+            await self.send(message)
+            return
+        self.body += message.get("body", b"")
+        if message.get("more_body", False):
+            return
+        hashes = "".join(" " + h for h in inline_script_hashes(bytes(self.body)))
+        secure(self.start, DOCS_CSP.format(hashes=hashes))
+        await self.send(self.start)
+        await self.send({"type": "http.response.body", "body": bytes(self.body)})
+
+
+_INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
+
+
+def inline_script_hashes(html: bytes) -> list[str]:
+    """CSP source expressions (``'sha256-...'``) of every inline ``<script>`` of ``html``."""
+    return [
+        f"'sha256-{base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode()}'"
+        for m in _INLINE_SCRIPT.finditer(html)
+    ]
 
 
 def secure_every_response(app: Starlette, docs_paths: Iterable[str | None] = DOCS_PATHS) -> None:

@@ -25,7 +25,7 @@ from starlette.types import Message
 from dashboard import queries
 from dashboard.web import deps, downloads
 from dashboard.web.app import create_app
-from dashboard.web.middleware import CSP, DOCS_CSP, DOCS_PATHS, BodyLimit, too_large
+from dashboard.web.middleware import CSP, DOCS_CSP, DOCS_PATHS, BodyLimit, inline_script_hashes, too_large
 from enrolment.settings import Settings
 
 NOWHERE = "postgresql+psycopg2://nobody:nothing@127.0.0.1:1/none"  # connection refused at once
@@ -55,7 +55,8 @@ def _requests(app: FastAPI) -> Iterator[tuple[str, str]]:
 def _assert_secured(response: Any, where: str) -> None:
     for name, value in EXPECTED.items():
         assert response.headers.get(name) == value, f"{where}: {name}"
-    csp = DOCS_CSP if where.split(" ")[1] in DOCS_PATHS else CSP
+    docs = where.split(" ")[1] in DOCS_PATHS
+    csp = DOCS_CSP.format(hashes="".join(" " + h for h in inline_script_hashes(response.content))) if docs else CSP
     assert response.headers.get("content-security-policy") == csp, where
 
 
@@ -81,6 +82,22 @@ def test_every_route_of_the_app_answers_with_the_security_headers() -> None:
 def test_the_strict_policy_allows_no_inline_code_and_no_framing() -> None:
     assert "default-src 'self'" in CSP and "frame-ancestors 'none'" in CSP
     assert "unsafe-inline" not in CSP and "unsafe-eval" not in CSP and "http" not in CSP
+
+
+def test_the_docs_pages_allow_their_own_inline_script_only() -> None:
+    client = TestClient(_app())
+    for path in ("/docs", "/redoc"):
+        response = client.get(path)
+        policy = response.headers["content-security-policy"]
+        script_src = next(d for d in policy.split("; ") if d.startswith("script-src"))
+        assert "unsafe-inline" not in script_src and "frame-ancestors 'none'" in policy
+        for expression in inline_script_hashes(response.content):
+            assert expression in script_src
+    swagger = client.get("/docs")
+    assert b"SwaggerUIBundle(" in swagger.content and len(inline_script_hashes(swagger.content)) == 1
+    assert inline_script_hashes(b"<script>a()</script><script src='/x.js'></script>") == [
+        "'sha256-" + "qVpDBgj7bpq5hMAcGp3AOc79J3Y1Z4HvySTwKrWDoy4=" + "'"
+    ]
 
 
 def test_templates_have_no_inline_script_style_or_event_handler() -> None:

@@ -16,7 +16,6 @@ Everything it created is deleted at the end unless --keep.  No asserts: numbers 
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import secrets
@@ -39,7 +38,7 @@ from dashboard.readmodel import MembershipEvent, ProgressUpdate
 from dashboard.readstore import apply_batch, clear
 from dashboard.rules import CSV_HEADER, csv_row
 from dashboard.web.app import create_app
-from enrolment.csvsafe import BOM
+from enrolment import csvsafe
 from enrolment.settings import Settings
 from enrolment.store import accounts
 from processor.imports import import_batches, import_users
@@ -117,8 +116,7 @@ def naive_page(engine: Engine, group: str, batch_id: str) -> str:
 
 def naive_csv(engine: Engine, group: str, batch_id: str) -> bytes:
     buf = io.StringIO()
-    buf.write(BOM)
-    writer = csv.writer(buf, lineterminator="\r\n")
+    writer = csvsafe.writer(buf)
     writer.writerow(CSV_HEADER)
     for m, u, p in naive_rows(engine, group, batch_id):
         writer.writerow(

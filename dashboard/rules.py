@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from enrolment.csvsafe import cell
 from enrolment.domain.model import OPEN_STATUSES
 
 EDIT_LIMIT_MESSAGE = "Please contact your state admin to add or remove participants from this batch"
@@ -170,13 +169,13 @@ def csv_row(
     progress: int | None,
     completed_at: datetime | None,
 ) -> list[str]:
-    """One participant as CSV cells; free text neutralised against formula injection; no progress yet = 0."""
+    """One participant as CSV cells (no progress yet = 0); the CSV writer (enrolment.csvsafe) guards every cell."""
     return [
-        cell(name),
-        cell(user_id),
-        cell(state_id),
+        name or "",
+        user_id,
+        state_id or "",
         iso(enrolled_at),
-        cell(added_via),
+        added_via,
         str(progress if progress is not None else 0),
         iso(completed_at),
     ]

@@ -72,6 +72,7 @@ class Settings:
     sunbird_api_max_body_bytes: int = 2 * 1024 * 1024
     session_idle_minutes: float = 30.0  # a dashboard session ends after this long without a request
     session_max_hours: float = 12.0  # and after this long in any case
+    max_request_bytes: int = 1024 * 1024  # request bodies (forms, JSON) over this get 413; routes may allow more
     failpoint: str = ""  # tests only: NAME:N crashes the processor at the N-th pass of NAME
 
     @classmethod
@@ -95,5 +96,6 @@ class Settings:
             sunbird_api_max_body_bytes=int(_env("SUNBIRD_API_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
             session_idle_minutes=float(_env("SESSION_IDLE_MINUTES", "30")),
             session_max_hours=float(_env("SESSION_MAX_HOURS", "12")),
+            max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
             failpoint=_env("PARTICIPANTS_FAILPOINT", ""),
         )

@@ -69,7 +69,9 @@ def _add_derived_commands(sub: SubCommands) -> None:
         dp.add_argument("upload_id")
         if name == "retry":
             dp.add_argument("--reasons", help="comma-separated reason codes (default: every rejected row)")
-        dp.add_argument("--as", dest="requester", metavar="ADMIN_USER_ID", help="default: the original requester")
+        dp.add_argument(
+            "--as", dest="requester", metavar="ADMIN_USER_ID", help="the admin running it (required; it is recorded)"
+        )
         dp.add_argument("--dry-run", action="store_true")
         dp.add_argument("--wait", action="store_true")
         dp.add_argument("--timeout", type=float, default=300.0)
@@ -114,15 +116,16 @@ def cmd_derived(args: argparse.Namespace, settings: Settings) -> int:
     from producer.derived import UnknownUpload, plan_retry, plan_undo
     from producer.publish import UploadRequest
 
+    requester = derived_requester(args)
     raw = db_engine(settings).raw_connection()
     try:
         cur = raw.cursor()
         try:
             if args.command == "retry":
                 reasons = {r.strip().upper() for r in args.reasons.split(",") if r.strip()} if args.reasons else None
-                plan = plan_retry(cur, args.upload_id, reasons, args.requester)
+                plan = plan_retry(cur, args.upload_id, reasons, requester)
             else:
-                plan = plan_undo(cur, args.upload_id, args.requester)
+                plan = plan_undo(cur, args.upload_id, requester)
         except UnknownUpload as exc:
             raise UserError(str(exc)) from None
         raw.commit()
@@ -140,6 +143,17 @@ def cmd_derived(args: argparse.Namespace, settings: Settings) -> int:
         todo = sum(1 for r in plan.rows if not hasattr(r, "reason"))
         print(f"{plan.kind} of {plan.parent_upload_id}: {todo} rows to {plan.action.lower()}", file=sys.stderr)
     return _publish_and_follow(args, settings, request, plan.rows, origin=plan.origin)
+
+
+def derived_requester(args: argparse.Namespace) -> str:
+    """Who runs `retry` or `undo`: recorded as its requester, so it must be said (never the original's)."""
+    requester = (args.requester or "").strip()
+    if not requester:
+        raise UserError(
+            f"{args.command} needs --as ADMIN_USER_ID: the admin running it is recorded as its requester "
+            "(the original upload's requester is not assumed). Nothing was published."
+        )
+    return requester
 
 
 def _publish_and_follow(

@@ -48,21 +48,21 @@ def _upload_row(cur: Any, upload_id: str) -> tuple[str, str, str]:
     return origin.batch_id, origin.requested_by, origin.action.lower()
 
 
-def plan_retry(cur: Any, upload_id: str, reasons: set[str] | None, requester: str | None) -> Derived:
+def plan_retry(cur: Any, upload_id: str, reasons: set[str] | None, requester: str) -> Derived:
     """The rows of `upload_id` that were REJECTED (for one of `reasons`, if given), to publish again."""
-    batch_id, original_requester, _kind = _upload_row(cur, upload_id)
+    batch_id, _requester, _kind = _upload_row(cur, upload_id)
     rows = [r for r in rejected_rows(cur, upload_id) if reasons is None or r.reason in reasons]
     actions = {r.action for r in rows}
     action = actions.pop() if len(actions) == 1 else "ADD"
-    derived = Derived(batch_id, action, requester or original_requester, "retry", upload_id)
+    derived = Derived(batch_id, action, requester, "retry", upload_id)
     for r in rows:
         derived.rows.append(InputRow(r.line, r.identifier, _id_type(r.id_type)))
     return derived
 
 
-def plan_undo(cur: Any, upload_id: str, requester: str | None) -> Derived:
+def plan_undo(cur: Any, upload_id: str, requester: str) -> Derived:
     """Reverses what `upload_id` changed; participants changed again since then are left alone (drift)."""
-    batch_id, original_requester, _kind = _upload_row(cur, upload_id)
+    batch_id, _requester, _kind = _upload_row(cur, upload_id)
     changes = applied_changes(cur, upload_id, batch_id)
     reasons = {c.reason for c in changes}
     if reasons <= {Reason.ENROLLED}:
@@ -71,7 +71,7 @@ def plan_undo(cur: Any, upload_id: str, requester: str | None) -> Derived:
         action = "ADD"
     else:
         raise UnknownUpload(f"Upload {upload_id} both added and removed participants; undo it in two steps.")
-    derived = Derived(batch_id, action, requester or original_requester, "undo", upload_id)
+    derived = Derived(batch_id, action, requester, "undo", upload_id)
     for c in changes:
         if c.changed_since:
             derived.rows.append(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import time
 import uuid
 from collections import Counter
@@ -11,7 +10,7 @@ from typing import Any, TextIO
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from enrolment.csvsafe import BOM, cell
+from enrolment import csvsafe
 from enrolment.domain.model import Outcome, outcome_of
 from enrolment.files import RefusedRow
 from enrolment.kafka import clients
@@ -188,11 +187,10 @@ def write_report(
         if line not in results:
             rows.append(RowResult(line, identifier, id_type, "PENDING", "PENDING", "No result yet."))
     rows.sort(key=lambda r: r.line)
-    out.write(BOM)
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csvsafe.writer(out)
     writer.writerow(["line", "identifier", "id_type", "outcome", "reason", "message"])
     for r in rows:
-        writer.writerow([r.line, cell(r.identifier), r.id_type, r.outcome, r.reason, cell(r.message)])
+        writer.writerow([r.line, r.identifier, r.id_type, r.outcome, r.reason, r.message])
     return len(rows)
 
 

@@ -7,7 +7,7 @@
       if (el) { el.textContent = String(value); }
     };
     var bar = box.querySelector('[data-field="bar"]');
-    if (bar) { bar.style.width = up.percent + "%"; }
+    if (bar) { bar.className = "pct-" + up.percent; }
     var meter = box.querySelector('[role="progressbar"]');
     if (meter) { meter.setAttribute("aria-valuenow", String(up.percent)); }
     set("state", up.complete ? "Complete" : "In progress");

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from dashboard.web import api, docs, downloads, edit, errors, pages, session
 from dashboard.web.lookups import visible_batch
+from dashboard.web.middleware import BodyLimit, secure_every_response
 from dashboard.web.render import environment
 from dashboard.web.sunbird import sunbird_router
 from dashboard.web.timing import ServerTiming
@@ -41,7 +42,11 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.templates = environment()
+    sunbird_limit = settings.sunbird_api_max_body_bytes  # the Sunbird routes answer their own 413 in the envelope
+    overrides = {f"/v1/course/batch/users/{op}": sunbird_limit for op in ("add", "remove")}
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, overrides=overrides)  # path -> its own limit
     app.add_middleware(ServerTiming)
+    secure_every_response(app)  # outermost: on every answer, 500s too
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     errors.add_handlers(app)
     app.include_router(sunbird_router(settings, engine))  # POST /v1/course/batch/users/add|remove

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import io
+import unicodedata
 from collections.abc import Iterator
+from urllib.parse import quote
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -13,7 +14,7 @@ from dashboard import queries, rules
 from dashboard.models import ProblemOut
 from dashboard.web.deps import AppSettings, Db, EngineDep
 from dashboard.web.lookups import need_batch
-from enrolment.csvsafe import BOM
+from enrolment import csvsafe
 
 CSV_CHUNK_ROWS = 1000
 
@@ -23,8 +24,7 @@ router = APIRouter()
 def csv_chunks(participants: Iterator[queries.Participant], chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
     """UTF-8 with BOM, CRLF, a header, then the rows ``chunk_rows`` at a time (never the whole file in memory)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    buf.write(BOM)
+    writer = csvsafe.writer(buf)
     writer.writerow(rules.CSV_HEADER)
     for n, p in enumerate(participants, 1):
         writer.writerow(
@@ -35,6 +35,18 @@ def csv_chunks(participants: Iterator[queries.Participant], chunk_rows: int = CS
             buf.seek(0)
             buf.truncate()
     yield buf.getvalue().encode("utf-8")
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition for any name: an ASCII ``filename`` and the UTF-8 one (RFC 5987/6266).
+
+    Only letters, marks, digits and ``-_.`` are kept (anything else becomes ``_``), so neither form can hold a
+    path separator, a quote, a semicolon or a control character; the ASCII form also replaces non-ASCII
+    letters. The header is then pure ASCII, which any batch id must not break (non-Latin-1 text made it 500).
+    """
+    safe = "".join(c if c in "-_." or unicodedata.category(c)[0] in "LMN" else "_" for c in filename)
+    fallback = "".join(c if c.isascii() else "_" for c in safe)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(safe, safe='')}"
 
 
 @router.get(
@@ -50,9 +62,8 @@ def csv_chunks(participants: Iterator[queries.Participant], chunk_rows: int = CS
 def participants_csv(batch_id: str, conn: Db, engine: EngineDep, settings: AppSettings) -> StreamingResponse:
     """Streamed through a server-side cursor: 10k+ rows are never held in memory at once."""
     need_batch(conn, settings.dashboard_group, batch_id)
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in batch_id)
     return StreamingResponse(
         csv_chunks(queries.stream_participants(engine, settings.dashboard_group, batch_id)),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="participants-{name}.csv"'},
+        headers={"Content-Disposition": attachment(f"participants-{batch_id}.csv")},
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 from sqlalchemy import Engine, text
 
 from dashboard.rules import EDIT_LIMIT_MESSAGE
@@ -159,6 +159,18 @@ def _open_edit_via_workspace(page: Page, url: str, world: World, batch_id: str) 
 PATHS = {"courses": _open_edit_via_courses, "workspace": _open_edit_via_workspace}
 
 
+def _filled(bar: Locator) -> float:
+    """How much of its track a progress bar fills (0..1), as laid out."""
+    return float(bar.evaluate("e => e.getBoundingClientRect().width / e.parentElement.getBoundingClientRect().width"))
+
+
+def _policy_refusals(page: Page) -> list[str]:
+    """Console messages of the Content-Security-Policy refusing something the page uses (should stay empty)."""
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    return refused
+
+
 def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
     browser: Browser, world: World, dashboard: str, api: httpx.Client, engine: Engine
 ) -> None:
@@ -235,9 +247,19 @@ def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(
 
     context = browser.new_context()
     page = _sign_in(context, dashboard, world)
+    refused = _policy_refusals(page)
     page.goto(f"{dashboard}/batches/{batch_id}?sort=progress&dir=desc")
     expect(page.locator("#participant-count")).to_have_text(str(BIG))
     expect(page.locator("#participants tbody tr")).to_have_count(50)
+    page.goto(f"{dashboard}/batches/{batch_id}")  # mixed progress on the first page
+    shown = page.locator("#participants tbody tr .progress-cell").evaluate_all(
+        "cells => cells.map(c => [c.textContent.trim(), c.querySelector('.bar > span').getBoundingClientRect().width"
+        " / c.querySelector('.bar').getBoundingClientRect().width])"
+    )
+    assert len({label for label, _ in shown}) > 10, shown
+    for label, filled in shown:  # bar widths come from CSS classes (the policy refuses inline styles)
+        assert filled == pytest.approx(int(label.rstrip("%")) / 100, abs=0.02), (label, filled)
+    assert refused == []
     page.screenshot(path=str(SHOTS / "batch-page-10k.png"), full_page=True)
     with page.expect_download() as info:
         page.locator("#download-csv").click()
@@ -265,13 +287,20 @@ def test_upload_page_shows_progress_live_while_the_upload_runs(
 
     context = browser.new_context()
     page = _sign_in(context, dashboard, world)
+    refused = _policy_refusals(page)
     page.goto(f"{dashboard}/uploads/{upload_id}")
     box = page.locator(f'.upload-progress[data-upload-id="{upload_id}"]')
     expect(box.locator('[data-field="state"]')).to_have_text("In progress")
+    bar = box.locator('[data-field="bar"]')
+    expect(bar).to_have_class("pct-0")
+    assert _filled(bar) == pytest.approx(0.0, abs=0.01)
     expect(box.locator('[data-field="published"]')).to_have_text("3")
     process(s, engine)  # the page is not reloaded: its script follows /api/uploads/{id}
     expect(box.locator('[data-field="state"]')).to_have_text("Complete", timeout=60_000)
     expect(box.locator('[data-field="applied"]')).to_have_text("3")
+    expect(bar).to_have_class("pct-100")  # the script moved the bar under the strict policy
+    assert _filled(bar) == pytest.approx(1.0, abs=0.01)
+    assert refused == []
     page.screenshot(path=str(SHOTS / "upload-complete.png"), full_page=True)
     context.close()
 

@@ -96,11 +96,15 @@ def test_like_pattern_escapes_wildcards() -> None:
     assert like_pattern("50%_a\\b") == "%50\\%\\_a\\\\b%"
 
 
-def test_csv_row_neutralises_formulas_and_formats_times() -> None:
+def test_csv_row_formats_times_and_the_download_neutralises_formulas() -> None:
     when = datetime(2026, 9, 1, 10, 30, 5, tzinfo=UTC)
     row = csv_row("=HYPERLINK(1)", "+u1", "-S1", when, "@ui", 75, None)
-    assert row == ["'=HYPERLINK(1)", "'+u1", "'-S1", "2026-09-01T10:30:05Z", "'@ui", "75", ""]
+    assert row == ["=HYPERLINK(1)", "+u1", "-S1", "2026-09-01T10:30:05Z", "@ui", "75", ""]
     assert csv_row(None, "u2", None, when, "backend", None, when)[5:] == ["0", "2026-09-01T10:30:05Z"]
+    odd = Participant("\u200b=u1", "\uff1dHYPERLINK(1)", "\ufeff-S1", when, "@ui", 75, None)
+    data = b"".join(csv_chunks(iter([odd]))).decode("utf-8").removeprefix("\ufeff")
+    (_header, got) = list(csv.reader(io.StringIO(data)))
+    assert got == ["'\uff1dHYPERLINK(1)", "'\u200b=u1", "'\ufeff-S1", "2026-09-01T10:30:05Z", "'@ui", "75", ""]
 
 
 def _participants(n: int) -> Iterator[Participant]:

@@ -456,6 +456,12 @@ def test_unusable_input_or_arguments_publish_nothing(
         assert done.returncode == 2, err(done)
         assert "usage:" in err(done)
 
+    # retry and undo record who ran them: without --as they are refused with a sentence (exit 2)
+    for command in ("retry", "undo"):
+        done = run(s, command, "00000000-0000-0000-0000-000000000000", "--wait")
+        assert done.returncode == 2 and "needs --as" in err(done), err(done)
+        one_sentence(err(done))
+
     unknown = run(s, "status", "00000000-0000-0000-0000-000000000000")
     assert unknown.returncode == 2 and "No upload" in err(unknown)
     one_sentence(err(unknown))

@@ -77,14 +77,16 @@ def test_retry_after_importing_missing_users(
     assert first.returncode == 3, first.stderr.decode()
     first_summary = _json(first)
     assert first_summary["reasons"] == {"ENROLLED": 20, "USER_NOT_FOUND": 5}
+    runner = f"admin2-{unique}"  # a second admin of the state runs the retry: the audit trail must name them
     users = "user_id,state_id,state,name,roles,status\n" + "".join(
         f"late-{unique}-{n},{m},{world.state},Late {n},PUBLIC,active\n" for n, m in enumerate(missing)
     )
+    users += f"{runner},,{world.state},Second Admin,ORG_ADMIN,active\n"
     assert not import_users(engine, io.BytesIO(users.encode())).errors
     report = f"/tmp/retry-{unique}.csv"
     again = cli(
-        s, "retry", str(first_summary["upload_id"]), "--reasons", "USER_NOT_FOUND", "--wait", "--json",
-        "--report", report,
+        s, "retry", str(first_summary["upload_id"]), "--reasons", "USER_NOT_FOUND", "--as", runner, "--wait",
+        "--json", "--report", report,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr.decode()
     summary = _json(again)
@@ -96,6 +98,7 @@ def test_retry_after_importing_missing_users(
     assert len(world.members(batch)) == 25
     results = [r for r in read_topic(s, s.topics.results) if r["upload_id"] == summary["upload_id"]]
     assert {r["origin_upload_id"] for r in results} == {first_summary["upload_id"]}
+    assert {r["requested_by"] for r in results} == {runner}, "the retry records who ran it, not the original"
 
 
 def test_undo_undo_of_undo_and_drift(isolated_settings: Settings, engine: Engine, unique: str, running: None) -> None:
@@ -122,7 +125,8 @@ def test_undo_undo_of_undo_and_drift(isolated_settings: Settings, engine: Engine
         == 0
     )
 
-    undo = cli(s, "undo", upload, "--wait", "--json")
+    assert cli(s, "undo", upload, "--wait").returncode == 2, "undo without --as names no one: refused"
+    undo = cli(s, "undo", upload, "--as", world.admin, "--wait", "--json")
     assert undo.returncode == 3, undo.stderr.decode()  # drift rows are reported as rejected
     undo_summary = _json(undo)
     assert undo_summary["reasons"] == {"UNENROLLED": 9990, "CHANGED_SINCE": 10}
@@ -130,7 +134,7 @@ def test_undo_undo_of_undo_and_drift(isolated_settings: Settings, engine: Engine
     status = _json(cli(s, "status", str(undo_summary["upload_id"]), "--json"))
     assert status["kind"] == "undo" and status["refused"] == 10
 
-    redo = cli(s, "undo", str(undo_summary["upload_id"]), "--wait", "--json")
+    redo = cli(s, "undo", str(undo_summary["upload_id"]), "--as", world.admin, "--wait", "--json")
     assert redo.returncode == 0, redo.stderr.decode()
     assert _json(redo)["reasons"] == {"ENROLLED": 9990}
     assert world.members(batch) == prior | {world.user_id(n) for n in range(10, 10_000)}

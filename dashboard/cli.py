@@ -18,6 +18,7 @@ from dashboard.accounts_cli import add_account_commands
 from enrolment import logs
 from enrolment.commands import SubCommands, group
 from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, UserError
+from enrolment.kafka.audit import install as install_audit
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from enrolment.store.db import engine as db_engine
@@ -145,10 +146,13 @@ def cmd_api_token(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     logs.setup("INFO")  # the audit line of the creation, on stderr
+    audit = install_audit(settings, default_codec())  # and as an AUDIT event on the telemetry topic
     try:
         new = issue_token(db_engine(settings), args.user, args.name, days=days, by=_operator())
     except LookupError as exc:
         raise UserError(str(exc)) from None
+    finally:
+        audit.flush()
     named = f" ({args.name})" if args.name else ""
     print(
         f"Token {new.token_id} for {new.user_id}{named}, expires {_when(new.expires_at)}. The secret is below, "
@@ -191,10 +195,13 @@ def cmd_api_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     from enrolment.store.tokens import revoke_token
 
     logs.setup("INFO")  # the audit line of the revocation, on stderr
+    audit = install_audit(settings, default_codec())  # and as an AUDIT event on the telemetry topic
     try:
         info, revoked = revoke_token(db_engine(settings), args.token_id, by=_operator())
     except LookupError as exc:
         raise UserError(f"{exc} ('participants api-tokens list' shows the ids).") from None
+    finally:
+        audit.flush()
     if revoked:
         print(f"Revoked {info.token_id} of {info.user_id}: it is refused from now on.")
     else:

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from dashboard.consumer import ReadModelConsumer
 from dashboard.web.app import create_app
+from enrolment.kafka.audit import install as install_audit
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 
@@ -37,6 +38,7 @@ class DashboardServer:
         self.engine = engine
         self.stop_event = threading.Event()
         self.consumer = ReadModelConsumer(settings, engine, default_codec())
+        self.audit = install_audit(settings, default_codec())  # sign-ins, downloads, ... also to telemetry
         self.consumer_thread = threading.Thread(
             target=self.consumer.run, args=(self.stop_event,), name="dashboard-read-model", daemon=True
         )
@@ -86,3 +88,4 @@ class DashboardServer:
         self.stop_event.set()
         if self.consumer_thread.is_alive():
             self.consumer_thread.join(15)
+        self.audit.flush()

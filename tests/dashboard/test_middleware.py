@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -229,3 +230,19 @@ def test_the_utf8_file_name_keeps_letters_and_marks() -> None:
     for bad in ('a"b', "a;b", "a/b", "a\\b", "a\rb", "a\nb", "a\x00b", "a\u202eb"):
         name = downloads.attachment(bad).split('filename="')[1].split('"')[0]
         assert name == "a_b", bad
+
+
+def test_a_download_is_audited_with_who_which_batch_and_how_many_rows(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    when = datetime(2026, 9, 1, tzinfo=UTC)
+    rows = [queries.Participant(f"u{i}", "Name", "S1", when, "backend", 50, None) for i in range(3)]
+    monkeypatch.setattr(downloads, "need_batch", lambda conn, group, b: None)
+    monkeypatch.setattr(queries, "stream_participants", lambda engine, group, b: iter(rows))
+    app = _app(signed_in=True)
+    app.dependency_overrides[deps.db] = _no_database
+    with caplog.at_level(logging.INFO, logger="audit"):
+        response = TestClient(app).get("/batches/b-7/participants.csv")
+    assert response.status_code == 200
+    events = [r for r in caplog.records if r.name == "audit" and getattr(r, "event", "") == "CSV_DOWNLOAD"]
+    assert [(r.by, r.batch_id, r.rows) for r in events] == [("admin-ka", "b-7", 3)]  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -324,3 +325,31 @@ def test_the_default_cap_is_2_mb(isolated_settings: Settings, engine: Engine, wo
     with TestClient(app) as c:
         assert c.post(ADD, content=Body(2 * 1024 * 1024 + 1, f"no-such-{world.u}"), headers=auth).status_code == 413
         assert c.post(ADD, content=Body(2 * 1024 * 1024, f"no-such-{world.u}"), headers=auth).status_code == 404
+
+
+def test_token_creation_and_revocation_are_audit_events_on_the_telemetry_topic(
+    isolated_settings: Settings, world: World
+) -> None:
+    from tests.support.helpers import read_topic
+
+    made = run(isolated_settings, "create", "--user", world.admin, "--name", "audit-check")
+    assert made.returncode == 0, made.stderr.decode()
+    token_id = next(t.token_id for t in _tokens_of(isolated_settings, world.admin) if t.name == "audit-check")
+    revoked = run(isolated_settings, "revoke", token_id)
+    assert revoked.returncode == 0, revoked.stderr.decode()
+    audits = [r for r in read_topic(isolated_settings, isolated_settings.topics.telemetry) if r["eid"] == "AUDIT"]
+    mine = [(r["edata"]["type"], r["object"]["id"]) for r in audits if r["object"]["id"] == token_id]
+    assert mine == [("API_TOKEN_CREATE", token_id), ("API_TOKEN_REVOKE", token_id)]
+    secret = made.stdout.decode().strip().splitlines()[-1]
+    assert all(secret not in repr(r) for r in audits), "the secret never reaches telemetry"
+
+
+def _tokens_of(settings: Settings, user_id: str) -> list[Any]:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
+            return list(list_tokens(cur, user_id=user_id))
+    finally:
+        engine.dispose()

@@ -36,7 +36,7 @@ from enrolment.settings import Settings
 from enrolment.store import reference
 from enrolment.store.ledger import row_outcomes
 from enrolment.store.uploads import find_upload
-from producer.publish import UploadRequest, publish_upload
+from producer.publish import Published, UploadRequest, publish_upload
 
 PATH = "/api/uploads"
 SPOOL_BYTES = 1024 * 1024  # a bigger body goes to disk as it arrives
@@ -52,9 +52,18 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 }
 
 
+class RefusalOut(BaseModel):
+    line: int
+    identifier: str
+    reason: str
+    message: str
+
+
 class SubmittedOut(BaseModel):
     upload_id: str
     status_url: str
+    published: int
+    refused_rows: list[RefusalOut]
 
 
 def submit_batch(cur: Any, batch_id: str, viewer: Viewer) -> Batch:
@@ -90,13 +99,12 @@ async def spool_body(request: Request, limit: int) -> BinaryIO:
     return cast(BinaryIO, spool)
 
 
-def check_and_publish(settings: Settings, stream: BinaryIO, request: UploadRequest, id_type: str | None) -> int:
-    """Checks the whole file, then publishes it; returns the commands published. Raises InputError first."""
+def check_and_publish(settings: Settings, stream: BinaryIO, request: UploadRequest, id_type: str | None) -> Published:
+    """Checks the whole file, then publishes it. Raises InputError before anything is published."""
     kind = cast(Any, id_type.upper() if id_type else None)
     validate_file(stream, kind)
     stream.seek(0)
-    published = publish_upload(settings, default_codec(), request, read_participants(stream, kind), keep_rows=False)
-    return published.published + len(published.refused)
+    return publish_upload(settings, default_codec(), request, read_participants(stream, kind), keep_rows=False)
 
 
 def unusable(exc: InputError) -> JSONResponse:
@@ -108,7 +116,13 @@ def unusable(exc: InputError) -> JSONResponse:
     )
 
 
-@router.post("/uploads", status_code=202, summary="Submit a file of participants to a batch", responses=REFUSED)
+@router.post(
+    "/uploads",
+    status_code=202,
+    response_model=SubmittedOut,
+    summary="Submit a file of participants to a batch",
+    responses=REFUSED,
+)
 async def api_submit_upload(
     request: Request,
     who: Who,
@@ -132,15 +146,23 @@ async def api_submit_upload(
     )
     stream = await spool_body(request, settings.upload_max_bytes)
     try:
-        rows = await run_in_threadpool(check_and_publish, settings, stream, upload, id_type)
+        done = await run_in_threadpool(check_and_publish, settings, stream, upload, id_type)
     except InputError as exc:
         return unusable(exc)
     except BrokerUnavailable as exc:
         raise PageError(503, f"{exc} Nothing was published.") from None
     finally:
         stream.close()
-    log_submission(who, upload, rows)
-    return SubmittedOut(upload_id=upload.upload_id, status_url=f"{PATH}/{upload.upload_id}")
+    log_submission(who, upload, done.published + len(done.refused))
+    refused = [
+        RefusalOut(line=r.line, identifier=r.identifier, reason=r.reason, message=r.message) for r in done.refused
+    ]
+    return SubmittedOut(
+        upload_id=upload.upload_id,
+        status_url=f"{PATH}/{upload.upload_id}",
+        published=done.published,
+        refused_rows=refused,
+    )
 
 
 def log_submission(who: Identity, upload: UploadRequest, rows: int) -> None:

@@ -361,14 +361,14 @@ def write_remote_report(out: TextIO, remote: Remote, status: UploadStatus) -> No
 
 
 def status_through_server(server: str, upload_id: str) -> UploadStatus | None:
-    from producer.remote import Remote, status_from_json, token_for
+    from producer.remote import STORED_KEYS, Remote, status_from_json, token_for
 
     remote = Remote(server, token_for(server))
     try:
         found = remote.status(upload_id)
     finally:
         remote.close()
-    return None if found is None else status_from_json(found)
+    return None if found is None else status_from_json(found, STORED_KEYS)
 
 
 def cmd_login(args: argparse.Namespace, settings: Settings) -> int:

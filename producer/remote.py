@@ -189,9 +189,13 @@ def _chunks(stream: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-def status_from_json(data: dict[str, Any]) -> UploadStatus:
+REFUSED_KEYS = ("line", "identifier", "reason", "message")  # as the producer lists a refused row
+STORED_KEYS = ("line", "reason", "message", "identifier")  # as `status` reads it back (jsonb orders keys)
+
+
+def status_from_json(data: dict[str, Any], keys: tuple[str, ...] = REFUSED_KEYS) -> UploadStatus:
     """The summary the server answered, as the CLI's own :class:`UploadStatus` (so it prints the same)."""
-    refused: list[dict[str, Any]] = list(data.get("refused_rows") or [])
+    refused = [{k: r.get(k) for k in keys} for r in data.get("refused_rows") or []]
     reasons = Counter({str(k): int(v) for k, v in (data.get("reasons") or {}).items()})
     reasons.subtract(Counter(str(r["reason"]) for r in refused))  # to_json adds the refused rows back
     return UploadStatus(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import tempfile
 from contextlib import closing
 from typing import Annotated, Any, BinaryIO, Literal, cast
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import Engine
 
 from dashboard.models import ProblemOut
 from dashboard.web.csrf import check_json
@@ -66,9 +68,10 @@ class SubmittedOut(BaseModel):
     refused_rows: list[RefusalOut]
 
 
-def submit_batch(cur: Any, batch_id: str, viewer: Viewer) -> Batch:
+def submit_batch(engine: Engine, batch_id: str, viewer: Viewer) -> Batch:
     """The batch if ``viewer`` may submit to it: 404 when unknown or unseen, 403 when seen but not theirs."""
-    batch = reference.batch(cur, batch_id)
+    with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
+        batch = reference.batch(cur, batch_id)
     if batch is None:
         raise PageError(404, f"Batch {batch_id} does not exist.")
     if may_submit_upload(viewer, batch):
@@ -109,7 +112,9 @@ def check_and_publish(settings: Settings, stream: BinaryIO, request: UploadReque
 
 def unusable(exc: InputError) -> JSONResponse:
     """400 with the file's refusal, as the CLI says it (nothing was published)."""
-    refusal = {"line": None, "reason": exc.reason, "message": exc.message}
+    found = re.match(r"Line (\d+)|The row starting on line (\d+)", exc.message)
+    line = int(found.group(1) or found.group(2)) if found else None
+    refusal = {"line": line, "reason": exc.reason, "message": exc.message}
     return JSONResponse(
         {"detail": f"{exc.message} Nothing was published.", "refusals": [refusal]},
         status_code=400,
@@ -134,8 +139,7 @@ async def api_submit_upload(
     dry_run: bool = False,
 ) -> SubmittedOut | JSONResponse:
     check_json(request, who)
-    with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
-        submit_batch(cur, batch_id, who.viewer)  # before the body is read
+    await run_in_threadpool(submit_batch, engine, batch_id, who.viewer)  # before the body is read
     upload = UploadRequest(
         batch_id=batch_id,
         action=operation.upper(),

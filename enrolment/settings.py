@@ -73,6 +73,7 @@ class Settings:
     session_idle_minutes: float = 30.0  # a dashboard session ends after this long without a request
     session_max_hours: float = 12.0  # and after this long in any case
     max_request_bytes: int = 1024 * 1024  # request bodies (forms, JSON) over this get 413; routes may allow more
+    upload_max_bytes: int = 20 * 1024 * 1024  # a file sent to POST /api/uploads (streamed to a temporary file)
     failpoint: str = ""  # tests only: NAME:N crashes the processor at the N-th pass of NAME
 
     @classmethod
@@ -97,5 +98,6 @@ class Settings:
             session_idle_minutes=float(_env("SESSION_IDLE_MINUTES", "30")),
             session_max_hours=float(_env("SESSION_MAX_HOURS", "12")),
             max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
+            upload_max_bytes=int(_env("UPLOAD_MAX_BYTES", str(20 * 1024 * 1024))),
             failpoint=_env("PARTICIPANTS_FAILPOINT", ""),
         )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from enrolment.files import InputRow, RefusedRow
     from producer.follow import UploadStatus
     from producer.publish import Published, UploadRequest
+    from producer.remote import Remote
 
 
 def add_commands(sub: SubCommands) -> None:
@@ -33,7 +34,13 @@ def add_commands(sub: SubCommands) -> None:
         up = sub.add_parser(action, help=f"{action} the participants listed in FILE ('-' for stdin)")
         up.add_argument("file", metavar="FILE")
         up.add_argument("--batch", required=True, help="batch id")
-        up.add_argument("--as", dest="requester", required=True, metavar="ADMIN_USER_ID", help="requesting admin")
+        up.add_argument(
+            "--as",
+            dest="requester",
+            metavar="ADMIN_USER_ID",
+            help="requesting admin (direct path only; required there)",
+        )
+        up.add_argument("--server", help="upload through this dashboard's API (default: PARTICIPANTS_SERVER)")
         up.add_argument("--id-type", choices=["user_id", "state_id"], help="for a plain list without header")
         up.add_argument("--dry-run", action="store_true", help="evaluate every row, change nothing")
         up.add_argument("--wait", action="store_true", help="follow the results and print the summary")
@@ -45,7 +52,12 @@ def add_commands(sub: SubCommands) -> None:
     st = sub.add_parser("status", help="the summary of an upload so far")
     st.add_argument("upload_id")
     st.add_argument("--json", action="store_true")
+    st.add_argument("--server", help="ask this dashboard's API (default: PARTICIPANTS_SERVER)")
     st.set_defaults(func=cmd_status)
+    login = sub.add_parser("login", help="save an API token for a dashboard, for the commands' server mode")
+    login.add_argument("--server", help="the dashboard's URL (default: PARTICIPANTS_SERVER)")
+    login.add_argument("--token-stdin", action="store_true", help="read the token from one line of stdin")
+    login.set_defaults(func=cmd_login)
     bs = group(sub, "batches", "reference data: course batches").add_parser(
         "show", help="a batch and its participant count"
     )
@@ -85,7 +97,13 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     """`add` and `remove`: the whole file is checked first, so an unusable file publishes nothing."""
     from enrolment.files import InputError, read_participants, validate_file
     from producer.publish import UploadRequest
+    from producer.remote import server_url
 
+    server = server_url(args.server)
+    if server is not None:
+        return upload_through_server(args, server)
+    if not (args.requester or "").strip():
+        raise UserError(f"{args.action} needs --as ADMIN_USER_ID (or --server URL). Nothing was published.")
     id_type = args.id_type.upper() if args.id_type else None
     stream = open_binary(args.file)
     try:
@@ -187,7 +205,7 @@ def _publish_and_follow(
             raise UserError(str(exc), EXIT_UNREACHABLE) from None
         status = _published_status(published, request)
         if follower is None:
-            _print_published(args, status, request)
+            _print_published(args, status)
             if report_out is not None:
                 write_report(report_out, {}, published.refused, published.accepted_rows)
             return EXIT_REJECTED if status.refused else EXIT_OK
@@ -234,14 +252,14 @@ def _open_report(path: str | None) -> TextIO | None:
         raise UserError(f"Cannot write the report {path!r}: {exc.strerror or exc}.") from None
 
 
-def _print_published(args: argparse.Namespace, status: UploadStatus, request: UploadRequest) -> None:
+def _print_published(args: argparse.Namespace, status: UploadStatus) -> None:
     """The summary of an upload published without --wait."""
     if args.json:
         print(json.dumps({**status.to_json(), "complete": False}))
     else:
         print(
             f"Upload {status.upload_id}: {status.published} commands published to batch "
-            f"{request.batch_id}{', ' + str(len(status.refused)) + ' rows refused' if status.refused else ''}.\n"
+            f"{status.batch_id}{', ' + str(len(status.refused)) + ' rows refused' if status.refused else ''}.\n"
             f"Follow it with: participants status {status.upload_id}"
         )
 
@@ -263,15 +281,134 @@ def _print_followed(args: argparse.Namespace, status: UploadStatus) -> int:
     return status.exit_code()
 
 
+# ---------------------------------------------------------------------------- server mode
+def upload_through_server(args: argparse.Namespace, server: str) -> int:
+    """`add`/`remove --server`: the file goes to the upload API; the server records the token's user."""
+    from producer.remote import Remote, token_for
+
+    if args.requester is not None:
+        raise UserError(
+            "--as cannot be used with --server: the server records the token's user as the requester. "
+            "Nothing was published."
+        )
+    remote = Remote(server, token_for(server))
+    report_out = _open_report(args.report)
+    try:
+        status = submit_file(args, remote)
+        if args.wait:
+            status = follow_remote(args, remote, status)
+        if report_out is not None:
+            write_remote_report(report_out, remote, status)
+    finally:
+        remote.close()
+        if report_out is not None:
+            report_out.close()
+    if not args.wait:
+        _print_published(args, status)
+        return EXIT_REJECTED if status.refused else EXIT_OK
+    return _print_followed(args, status)
+
+
+def submit_file(args: argparse.Namespace, remote: Remote) -> UploadStatus:
+    """POSTs the file; the just-published summary, or the file's refusal as the direct path says it."""
+    from producer.follow import UploadStatus
+    from producer.remote import Refused
+
+    params = {"batch_id": args.batch, "operation": args.action}
+    if args.id_type:
+        params["id_type"] = args.id_type
+    if args.dry_run:
+        params["dry_run"] = "true"
+    stream = open_binary(args.file)
+    try:
+        answer = remote.submit(stream, params, None if args.file == "-" else Path(args.file).name)
+    except Refused as exc:
+        why = exc.refusals[0]["message"] if exc.refusals else str(exc).removesuffix(" Nothing was published.")
+        raise UserError(f"{args.file}: {why} Nothing was published.") from None
+    finally:
+        stream.close()
+    return UploadStatus(
+        upload_id=answer["upload_id"],
+        batch_id=args.batch,
+        kind=args.action,
+        dry_run=args.dry_run,
+        published=int(answer["published"]),
+        refused=list(answer["refused_rows"]),
+    )
+
+
+def follow_remote(args: argparse.Namespace, remote: Remote, status: UploadStatus) -> UploadStatus:
+    """Polls the server until the upload is complete or --timeout passes (nothing published: complete now)."""
+    from producer.remote import status_from_json
+
+    if status.published == 0:
+        status.completed = True
+        return status
+    found = remote.follow(status.upload_id, args.timeout)
+    return status if found is None else status_from_json(found)
+
+
+def write_remote_report(out: TextIO, remote: Remote, status: UploadStatus) -> None:
+    """--report: the server's report.csv (the refused rows only when nothing was published)."""
+    from enrolment.files import RefusedRow
+    from producer.follow import write_report
+
+    if status.published == 0:
+        refused = [RefusedRow(r["line"], r["identifier"], None, r["reason"], r["message"]) for r in status.refused]
+        write_report(out, {}, refused, {})
+        return
+    out.write(remote.report(status.upload_id).decode("utf-8"))
+
+
+def status_through_server(server: str, upload_id: str) -> UploadStatus | None:
+    from producer.remote import STORED_KEYS, Remote, status_from_json, token_for
+
+    remote = Remote(server, token_for(server))
+    try:
+        found = remote.status(upload_id)
+    finally:
+        remote.close()
+    return None if found is None else status_from_json(found, STORED_KEYS)
+
+
+def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
+    """Checks a token with the server, then saves it (mode 0600) for the commands' server mode."""
+    import getpass
+
+    from producer.remote import Remote, credentials_path, server_url, write_credentials
+
+    server = server_url(args.server)
+    if server is None:
+        raise UserError("login needs --server URL (or PARTICIPANTS_SERVER).")
+    token = sys.stdin.readline() if args.token_stdin else getpass.getpass(f"API token for {server}: ")
+    token = token.strip()
+    if not token:
+        raise UserError("No token was given; nothing was saved.")
+    remote = Remote(server, token)
+    try:
+        remote.check_token()
+    finally:
+        remote.close()
+    path = credentials_path()
+    write_credentials(path, server, token)
+    print(f"Saved the token for {server} in {path} (readable only by you).")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------- reading the store
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from producer.follow import status_from_store
+    from producer.remote import server_url
 
-    raw = db_engine(settings).raw_connection()
-    try:
-        status = status_from_store(raw.cursor(), args.upload_id)
-    finally:
-        raw.close()
+    server = server_url(args.server)
+    if server is not None:
+        status = status_through_server(server, args.upload_id)
+    else:
+        raw = db_engine(settings).raw_connection()
+        try:
+            status = status_from_store(raw.cursor(), args.upload_id)
+        finally:
+            raw.close()
     if status is None:
         raise UserError(f"No upload {args.upload_id} is known yet (no record and no results).", EXIT_INPUT)
     print(json.dumps(status.to_json()) if args.json else status.render())

@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from dashboard.web import api, docs, downloads, edit, errors, pages, session
+from dashboard.web import api, docs, downloads, edit, errors, pages, session, uploads_api
 from dashboard.web.lookups import visible_batch
 from dashboard.web.middleware import BodyLimit, secure_every_response
 from dashboard.web.render import environment
@@ -44,6 +44,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.state.templates = environment()
     sunbird_limit = settings.sunbird_api_max_body_bytes  # the Sunbird routes answer their own 413 in the envelope
     overrides = {f"/v1/course/batch/users/{op}": sunbird_limit for op in ("add", "remove")}
+    overrides[uploads_api.PATH] = settings.upload_max_bytes  # files of participants, streamed to disk
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, overrides=overrides)  # path -> its own limit
     app.add_middleware(ServerTiming)
     secure_every_response(app)  # outermost: on every answer, 500s too
@@ -55,5 +56,6 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(edit.router)
     app.include_router(downloads.router, dependencies=[Depends(visible_batch)])  # sign-in and the batch's scope
+    app.include_router(uploads_api.router)  # POST /api/uploads, GET /api/uploads/{id}/report.csv
     app.include_router(api.router)
     return app

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from enrolment.domain.model import (
+    IMPLEMENTATION_TEAM,
     OPEN_STATUSES,
     ORG_ADMIN,
     Action,
@@ -33,6 +34,7 @@ class Snapshot:
     users_by_id: Mapping[str, User]
     users_by_state_id: Mapping[tuple[str, str], User]  # (state, state id) -> user
     requesters: Mapping[str, User] = field(default_factory=dict)  # requesting admins/mentors, with roles
+    served: Mapping[str, frozenset[str]] = field(default_factory=dict)  # implementation team member -> states
     members: set[tuple[str, str]] = field(default_factory=set)  # (batch id, user id) currently enrolled
     counts: dict[str, int] = field(default_factory=dict)  # batch id -> participant count
 
@@ -86,6 +88,18 @@ def is_authorized(requester: User | None, batch: Batch) -> bool:
     return requester.user_id in batch.mentors
 
 
+def may_request(requester: User | None, batch: Batch, serves: frozenset[str] = frozenset()) -> bool:
+    """:func:`is_authorized`, or the implementation team serving the batch's state (uploads through the API)."""
+    if is_authorized(requester, batch):
+        return True
+    return (
+        requester is not None
+        and requester.status == "active"
+        and IMPLEMENTATION_TEAM in requester.roles
+        and batch.state in serves
+    )
+
+
 def resolve(cmd: Command, batch: Batch, snapshot: Snapshot) -> User | None:
     if cmd.id_type is IdType.USER_ID:
         return snapshot.users_by_id.get(cmd.identifier)
@@ -99,7 +113,8 @@ def decide(cmd: Command, snapshot: Snapshot, ui_limit: int) -> Decision:
     if rejected is not None:
         return rejected
     assert batch is not None
-    if not is_authorized(snapshot.requesters.get(cmd.requested_by), batch):
+    serves = snapshot.served.get(cmd.requested_by, frozenset())
+    if not may_request(snapshot.requesters.get(cmd.requested_by), batch, serves):
         return _reject(
             cmd,
             Reason.NOT_AUTHORIZED,

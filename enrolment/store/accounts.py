@@ -60,6 +60,15 @@ def served_states(cur: Any, user_id: str) -> frozenset[str]:
     return frozenset(r[0] for r in cur.fetchall())
 
 
+def served_states_of(cur: Any, user_ids: list[str]) -> dict[str, frozenset[str]]:
+    """The states each of ``user_ids`` serves (only those who serve any), in one query."""
+    cur.execute("SELECT user_id, state FROM served_states WHERE user_id = ANY(%s)", (user_ids,))
+    found: dict[str, set[str]] = {}
+    for user_id, state in cur.fetchall():
+        found.setdefault(user_id, set()).add(state)
+    return {u: frozenset(s) for u, s in found.items()}
+
+
 def set_served_states(cur: Any, user_id: str, states: list[str]) -> None:
     """Replaces the states ``user_id`` serves; LookupError for an unknown user or state."""
     if reference.user(cur, user_id) is None:

@@ -92,3 +92,25 @@ def applied_changes(cur: Any, upload_id: str, batch_id: str) -> list[AppliedChan
     """What the upload really changed in ``batch_id`` (dry runs change nothing), by line."""
     cur.execute(_APPLIED_CHANGES, {"u": upload_id, "b": batch_id})
     return [AppliedChange(int(line), str(u), str(r), bool(c)) for line, u, r, c in cur.fetchall()]
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutcome:
+    """One command's recorded result, as a line of an upload's report."""
+
+    line: int
+    identifier: str
+    id_type: str
+    outcome: str
+    reason: str
+    message: str
+
+
+def row_outcomes(cur: Any, upload_id: str) -> list[RowOutcome]:
+    """Every recorded result of the upload, by line (the report served by the upload API)."""
+    cur.execute(
+        "SELECT line, identifier, id_type, outcome, reason, message FROM command_ledger "
+        "WHERE upload_id = %s ORDER BY line",
+        (upload_id,),
+    )
+    return [RowOutcome(int(n), str(i), str(t), str(o), str(r), str(m)) for n, i, t, o, r, m in cur.fetchall()]

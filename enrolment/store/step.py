@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from enrolment.domain.model import Command, Decision, IdType, User
+from enrolment.domain.model import IMPLEMENTATION_TEAM, Command, Decision, IdType, User
 from enrolment.domain.outputs import Recorded, UploadInfo
 from enrolment.domain.rules import Snapshot, evaluate
 from enrolment.messages.millis import from_ms, iso, to_ms
-from enrolment.store import reference
+from enrolment.store import accounts, reference
 from enrolment.store.copy import SEP, copy_cell
 from enrolment.store.dead_letters import DeadLetter, letters_between
 
@@ -85,7 +85,9 @@ def load_snapshot(cur: Any, commands: Sequence[Command]) -> Snapshot:
             if enrolled:
                 members.add((batch_id, user_id))
     requesters = reference.users(cur, {c.requested_by for c in commands})
+    team = sorted(u for u, user in requesters.items() if IMPLEMENTATION_TEAM in user.roles)
     return Snapshot(
+        served=accounts.served_states_of(cur, team) if team else {},
         batches=batches,
         users_by_id=users_by_id,
         users_by_state_id=users_by_state_id,

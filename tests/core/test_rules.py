@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import pytest
 
 from enrolment.domain.model import (
+    IMPLEMENTATION_TEAM,
     ORG_ADMIN,
     OUTCOME_OF,
     Action,
@@ -23,7 +24,7 @@ from enrolment.domain.model import (
     User,
     outcome_of,
 )
-from enrolment.domain.rules import Snapshot, decide, evaluate, is_authorized
+from enrolment.domain.rules import Snapshot, decide, evaluate, is_authorized, may_request
 
 STATE = "KA"
 OTHER_STATE = "MH"
@@ -230,6 +231,19 @@ def test_is_authorized_directly() -> None:
     assert not is_authorized(reqs[PLAIN_USER], b)
     # The admin of the other state is authorized for a batch of that state.
     assert is_authorized(reqs[ADMIN_OTHER_STATE], batch(state=OTHER_STATE))
+
+
+def test_the_implementation_team_may_request_for_the_states_it_serves_only() -> None:
+    team = User("team-1", OTHER_STATE, "active", frozenset({IMPLEMENTATION_TEAM}))
+    snap = snapshot()
+    snap.requesters = {**snap.requesters, team.user_id: team}
+    assert_rejected(one(add(requested_by=team.user_id), snap), Reason.NOT_AUTHORIZED)
+    snap.served = {team.user_id: frozenset({STATE})}
+    assert one(add(requested_by=team.user_id), snap).outcome is Outcome.APPLIED
+    retired = User("team-2", OTHER_STATE, "inactive", frozenset({IMPLEMENTATION_TEAM}))
+    assert not may_request(retired, batch(), frozenset({STATE}))
+    plain = User("plain-1", OTHER_STATE, "active", frozenset({"PUBLIC"}))
+    assert not may_request(plain, batch(), frozenset({STATE}))
 
 
 # ------------------------------------------------------------------------------------------ users

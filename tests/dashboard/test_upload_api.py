@@ -1,0 +1,226 @@
+"""The upload API on the real stack: who may submit, what a refusal publishes (nothing), and that an upload
+through ``POST /api/uploads`` ends exactly as the same file sent by the CLI's direct path.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from sqlalchemy import Engine, text
+
+from dashboard.web.app import create_app
+from enrolment.settings import Settings
+from enrolment.store import accounts
+from enrolment.store.tokens import issue_token, revoke_token
+from processor.imports import import_users
+from producer.follow import status_from_store
+from tests.support.dashboard import World, catch_up, cleanup_world, make_world
+from tests.support.helpers import cli, start_processor, wait_until
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def worlds(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator[tuple[World, World, str]]:
+    """State A (two empty batches), state B (one batch), and an implementation team member of B serving A."""
+    a = make_world(
+        engine, isolated_settings, unique, 8, [("a", "invite-only", "ongoing"), ("b", "invite-only", "ongoing")]
+    )
+    b = make_world(engine, isolated_settings, unique + "b", 3, [("a", "invite-only", "ongoing")])
+    team = f"team-{unique}"
+    rows = f"user_id,state_id,state,name,roles,status\n{team},,{b.state},Team,IMPLEMENTATION_TEAM,active\n"
+    assert not import_users(engine, io.BytesIO(rows.encode())).errors
+    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
+        accounts.set_served_states(cur, team, [a.state])
+    try:
+        yield a, b, team
+    finally:
+        people = [a.admin, a.mentor, b.admin, b.mentor, team]
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM api_tokens WHERE user_id = ANY(:u)"), {"u": people})
+            conn.execute(text("DELETE FROM served_states WHERE user_id = ANY(:u)"), {"u": people})
+        cleanup_world(engine, a)
+        cleanup_world(engine, b)
+
+
+def bearer(engine: Engine, user_id: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(engine, user_id, 'upload test', by='test').secret}"}
+
+
+def commands_end(settings: Settings) -> int:
+    """The sum of the commands topic's end offsets: unchanged means nothing was published."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "offsets-probe"})
+    try:
+        topic = settings.topics.commands
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
+    finally:
+        consumer.close()
+
+
+def the_file(world: World) -> str:
+    """Good rows, a duplicate, an unknown user and an identifier refused before publishing."""
+    t = world.teachers
+    return f"user_id\n{t[0]}\n{t[1]}\n{t[2]}\n{t[1]}\nu-nobody-{world.token}\nbad\u200bid\n"
+
+
+def table(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+
+
+def test_refusals_publish_nothing(worlds: tuple[World, World, str], engine: Engine) -> None:
+    a, b, team = worlds
+    s = a.settings
+    client = TestClient(create_app(s, engine))
+    body = the_file(a).encode()
+    before = commands_end(s)
+    team_auth = bearer(engine, team)
+
+    r = client.post(
+        "/api/uploads", params={"batch_id": b.batches[0], "operation": "add"}, content=body, headers=team_auth
+    )
+    assert r.status_code == 403 and "may not submit uploads" in r.json()["detail"]  # a state it does not serve
+    r = client.post("/api/uploads", params={"batch_id": "no-such", "operation": "add"}, content=body, headers=team_auth)
+    assert r.status_code == 404
+    mentor = bearer(engine, a.mentor)
+    r = client.post("/api/uploads", params={"batch_id": b.batches[0], "operation": "add"}, content=body, headers=mentor)
+    assert r.status_code == 404 and r.json()["detail"] == f"Batch {b.batches[0]} does not exist."
+    r = client.post("/api/uploads", params={"batch_id": a.batches[0], "operation": "add"}, content=body)
+    assert r.status_code == 401
+
+    expired = issue_token(engine, team, "old", by="test")
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE api_tokens SET expires_at = now() - interval '1 minute' WHERE token_id = :t"),
+            {"t": expired.token_id},
+        )
+    revoked = issue_token(engine, team, "gone", by="test")
+    revoke_token(engine, revoked.token_id, by="test")
+    for token in (expired.secret, revoked.secret, "not-a-token"):
+        r = client.post(
+            "/api/uploads",
+            params={"batch_id": a.batches[0], "operation": "add"},
+            content=body,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert r.status_code == 401, r.text
+
+    r = client.post(
+        "/api/uploads",
+        params={"batch_id": a.batches[0], "operation": "add"},
+        content=b"\xff\xfe not text\n",
+        headers=team_auth,
+    )
+    assert r.status_code == 400
+    refusal = r.json()["refusals"][0]
+    assert refusal == {"line": 1, "reason": "NOT_UTF8", "message": refusal["message"]} and "UTF-8" in refusal["message"]
+    r = client.post(
+        "/api/uploads", params={"batch_id": a.batches[0], "operation": "move"}, content=body, headers=team_auth
+    )
+    assert r.status_code == 422
+
+    small = TestClient(create_app(replace(s, upload_max_bytes=1000), engine))
+    big = b"user_id\n" + b"".join(f"u-{i:09d}\n".encode() for i in range(200))  # 2,408 bytes
+    r = small.post(
+        "/api/uploads", params={"batch_id": a.batches[0], "operation": "add"}, content=big, headers=team_auth
+    )
+    assert r.status_code == 413 and "1000 bytes" in r.json()["detail"]
+    chunks = (big[i : i + 300] for i in range(0, len(big), 300))  # streamed: no Content-Length
+    r = small.post(
+        "/api/uploads", params={"batch_id": a.batches[0], "operation": "add"}, content=chunks, headers=team_auth
+    )
+    assert r.status_code == 413
+    assert commands_end(s) == before
+
+
+def test_an_upload_through_the_api_ends_as_the_cli_direct_path(
+    worlds: tuple[World, World, str], engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, _b, team = worlds
+    s = a.settings
+    start_processor(s)
+    file = tmp_path / "people.csv"
+    file.write_text(the_file(a), encoding="utf-8")
+    direct_report = tmp_path / "direct.csv"
+    done = cli(
+        s,
+        "add",
+        str(file),
+        "--batch",
+        a.batches[1],
+        "--as",
+        a.admin,
+        "--wait",
+        "--json",
+        "--report",
+        str(direct_report),
+    )
+    assert done.returncode == 3, done.stderr.decode()  # some rows rejected
+    direct = json.loads(done.stdout)
+
+    client = TestClient(create_app(s, engine))
+    with caplog.at_level(logging.INFO, logger="audit"):
+        r = client.post(
+            "/api/uploads",
+            params={"batch_id": a.batches[0], "operation": "add"},
+            content=file.read_bytes(),
+            headers={**bearer(engine, team), "X-File-Name": "people.csv"},
+        )
+    assert r.status_code == 202, r.text
+    answer = r.json()
+    upload_id = answer["upload_id"]
+    assert answer["status_url"] == f"/api/uploads/{upload_id}" and answer["published"] == 4
+    assert [x["reason"] for x in answer["refused_rows"]] == ["DUPLICATE_IN_FILE", "INVALID_CHARACTERS"]
+    logged = [x for x in caplog.records if getattr(x, "event", "") == "UPLOAD_SUBMITTED"]
+    assert [(x.user_id, x.batch_id, x.upload_id, x.rows) for x in logged] == [(team, a.batches[0], upload_id, 6)]  # type: ignore[attr-defined]
+
+    def finished() -> object:
+        with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
+            found = status_from_store(cur, upload_id)
+        return found if found is not None and found.completed else None
+
+    through_api = wait_until("the API's upload to be processed", finished, 120, 0.3).to_json()  # type: ignore[attr-defined]
+    same = {k: v for k, v in through_api.items() if k not in ("upload_id", "batch_id")}
+    assert same == {k: v for k, v in direct.items() if k not in ("upload_id", "batch_id")}
+    assert through_api["reasons"]["ENROLLED"] == 3 and through_api["reasons"]["USER_NOT_FOUND"] == 1
+
+    with engine.connect() as conn:
+        requesters = conn.execute(
+            text("SELECT DISTINCT requested_by FROM command_ledger WHERE upload_id = :u"), {"u": upload_id}
+        ).all()
+    assert requesters == [(team,)]  # the token's user, recorded on every command
+
+    catch_up(s, engine)
+    summary = client.get(f"/api/uploads/{upload_id}", headers=bearer(engine, team)).json()
+    assert summary["requested_by"] == team and summary["complete"]
+    assert {k: summary[k] for k in same} == same
+
+    report = client.get(f"/api/uploads/{upload_id}/report.csv", headers=bearer(engine, team))
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
+    assert report.content.startswith(b"\xef\xbb\xbf") and b"\r\n" in report.content
+    served = table(report.content)
+    written = table(direct_report.read_bytes().replace(a.batches[1].encode(), a.batches[0].encode()))  # the batch
+    assert served[0] == ["line", "identifier", "id_type", "outcome", "reason", "message"] and len(served) == 7
+    # The upload record keeps no id type for a row refused before publishing: the served report leaves it blank.
+    assert served == [
+        r if r[4] not in ("DUPLICATE_IN_FILE", "INVALID_CHARACTERS") else [*r[:2], "", *r[3:]] for r in written
+    ]
+    admin = bearer(engine, a.admin)
+    assert client.get(f"/api/uploads/{upload_id}/report.csv", headers=admin).status_code == 200
+    other = bearer(engine, _b.admin)
+    assert client.get(f"/api/uploads/{upload_id}/report.csv", headers=other).status_code == 404
+    assert client.get(f"/api/uploads/{upload_id}/report.csv").status_code == 401

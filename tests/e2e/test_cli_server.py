@@ -1,0 +1,157 @@
+"""The CLI's server mode against a real dashboard (web app and read model in threads) and a real processor:
+the same file sent with ``--server`` and by the direct path prints the same summary and ends with the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from dashboard.server import DashboardServer
+from enrolment.settings import Settings
+from enrolment.store.tokens import issue_token
+from tests.support.dashboard import World, cleanup_world, make_world
+from tests.support.helpers import PARTICIPANTS, env_for, start_processor
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def world(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator[World]:
+    w = make_world(
+        engine, isolated_settings, unique, 8, [("a", "invite-only", "ongoing"), ("b", "invite-only", "ongoing")]
+    )
+    try:
+        yield w
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM api_tokens WHERE user_id = ANY(:u)"), {"u": [w.admin, w.mentor]})
+        cleanup_world(engine, w)
+
+
+@pytest.fixture()
+def server(world: World, engine: Engine) -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dashboard = DashboardServer(world.settings, engine, port=port)
+    dashboard.start()
+    try:
+        yield dashboard.url
+    finally:
+        dashboard.stop()
+
+
+def run(settings: Settings, *args: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess[bytes]:
+    full = env_for(settings)
+    for name in ("PARTICIPANTS_SERVER", "PARTICIPANTS_TOKEN", "PARTICIPANTS_CREDENTIALS"):
+        full.pop(name, None)
+    full.update(env)
+    return subprocess.run([PARTICIPANTS, *args], env=full, input=stdin, capture_output=True, timeout=300, check=False)
+
+
+def same(out: bytes, world: World) -> str:
+    """The output with upload ids and batch ids made alike."""
+    text_out = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "UPLOAD", out.decode())
+    return text_out.replace(world.batches[1], "BATCH").replace(world.batches[0], "BATCH")
+
+
+def json_alike(out: bytes) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(out)
+    return {k: v for k, v in data.items() if k not in ("upload_id", "batch_id")}
+
+
+def test_add_through_the_server_prints_what_the_direct_path_prints(
+    world: World, engine: Engine, server: str, tmp_path: Path
+) -> None:
+    s = world.settings
+    start_processor(s)
+    t = world.teachers
+    file = tmp_path / "people.csv"
+    file.write_text(f"user_id\n{t[0]}\n{t[1]}\n{t[1]}\nu-nobody-{world.token}\n", encoding="utf-8")
+    token = issue_token(engine, world.admin, "cli", by="test").secret
+    remote = {"PARTICIPANTS_TOKEN": token}
+
+    direct = run(s, "add", str(file), "--batch", world.batches[1], "--as", world.admin, "--wait")
+    through = run(s, "add", str(file), "--batch", world.batches[0], "--server", server, "--wait", **remote)
+    assert direct.returncode == through.returncode == 3, (direct.stderr, through.stderr)
+    assert same(through.stdout, world) == same(direct.stdout, world)
+    assert "ENROLLED" in direct.stdout.decode() and "DUPLICATE_IN_FILE" in direct.stdout.decode()
+
+    # Again (already in the batch now), as JSON, with the server from the environment and a report.
+    args = ("add", str(file), "--wait", "--json", "--report")
+    direct = run(s, *args, str(tmp_path / "d.csv"), "--batch", world.batches[1], "--as", world.admin)
+    through = run(s, *args, str(tmp_path / "t.csv"), "--batch", world.batches[0], PARTICIPANTS_SERVER=server, **remote)
+    assert direct.returncode == through.returncode == 3, (direct.stderr, through.stderr)
+    assert json_alike(through.stdout) == json_alike(direct.stdout)
+    assert json_alike(direct.stdout)["reasons"]["ALREADY_ENROLLED"] == 2
+    served = (tmp_path / "t.csv").read_text(encoding="utf-8-sig").replace(world.batches[0], "B").splitlines()
+    written = (tmp_path / "d.csv").read_text(encoding="utf-8-sig").replace(world.batches[1], "B").splitlines()
+    assert [x.split(",")[3:] for x in served] == [x.split(",")[3:] for x in written] and len(served) == 5
+
+    upload_id = json.loads(through.stdout)["upload_id"]
+    for flag in (["--json"], []):
+        by_server = run(s, "status", upload_id, "--server", server, *flag, **remote)
+        from_store = run(s, "status", upload_id, *flag)
+        assert by_server.returncode == from_store.returncode == 3
+        assert by_server.stdout == from_store.stdout, (by_server.stdout, from_store.stdout)
+
+    # Without --wait: the published summary, as the direct path prints it.
+    direct = run(s, "remove", str(file), "--batch", world.batches[1], "--as", world.admin, "--dry-run")
+    through = run(s, "remove", str(file), "--batch", world.batches[0], "--server", server, "--dry-run", **remote)
+    assert direct.returncode == through.returncode == 3
+    assert same(through.stdout, world) == same(direct.stdout, world)
+
+
+def test_server_mode_refusals_are_sentences(world: World, engine: Engine, server: str, tmp_path: Path) -> None:
+    s = world.settings
+    file = tmp_path / "people.csv"
+    file.write_text(f"user_id\n{world.teachers[0]}\n", encoding="utf-8")
+    token = issue_token(engine, world.admin, "cli", by="test").secret
+    remote = {"PARTICIPANTS_TOKEN": token}
+    batch = world.batches[0]
+
+    claimed = run(s, "add", str(file), "--batch", batch, "--server", server, "--as", world.admin, **remote)
+    assert claimed.returncode == 2 and b"--as cannot be used with --server" in claimed.stderr
+
+    unusable = tmp_path / "bad.csv"
+    unusable.write_bytes(b"user_id\n\xff\xfe\n")
+    direct = run(s, "add", str(unusable), "--batch", batch, "--as", world.admin)
+    through = run(s, "add", str(unusable), "--batch", batch, "--server", server, **remote)
+    assert direct.returncode == through.returncode == 2
+    assert through.stderr == direct.stderr and b"Nothing was published." in through.stderr
+
+    for args, env, code, words in (
+        (["--server", server], {"PARTICIPANTS_TOKEN": "wrong"}, 2, b"refused the token"),
+        (["--server", server], {"PARTICIPANTS_CREDENTIALS": str(tmp_path / "none")}, 2, b"No API token for"),
+        (["--server", "http://127.0.0.1:9"], remote, 1, b"Cannot reach the server"),
+    ):
+        r = run(s, "add", str(file), "--batch", batch, *args, **env)
+        assert r.returncode == code and words in r.stderr and b"Traceback" not in r.stderr, r.stderr
+    mentor = issue_token(engine, world.mentor, "cli", by="test").secret
+    r = run(s, "add", str(file), "--batch", "no-such-batch", "--server", server, PARTICIPANTS_TOKEN=mentor)
+    assert r.returncode == 2 and b"Batch no-such-batch does not exist." in r.stderr
+
+    # login checks the token, then keeps it readable by its owner only; a file others may read is refused.
+    creds = tmp_path / "config" / "credentials"
+    where = {"PARTICIPANTS_CREDENTIALS": str(creds)}
+    bad = run(s, "login", "--server", server, "--token-stdin", stdin=b"wrong\n", **where)
+    assert bad.returncode == 2 and not creds.exists()
+    ok = run(s, "login", "--server", server, "--token-stdin", stdin=token.encode() + b"\n", **where)
+    assert ok.returncode == 0, ok.stderr
+    assert stat.S_IMODE(os.stat(creds).st_mode) == 0o600 and token.encode() not in ok.stdout + ok.stderr
+    r = run(s, "status", "no-such-upload", "--server", server, **where)
+    assert r.returncode == 2 and b"No upload no-such-upload is known yet" in r.stderr
+    os.chmod(creds, 0o644)
+    r = run(s, "status", "no-such-upload", "--server", server, **where)
+    assert r.returncode == 2 and b"may be read by others" in r.stderr

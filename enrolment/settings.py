@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _env(name: str, default: str) -> str:
@@ -74,6 +74,9 @@ class Settings:
     session_max_hours: float = 12.0  # and after this long in any case
     max_request_bytes: int = 1024 * 1024  # request bodies (forms, JSON) over this get 413; routes may allow more
     upload_max_bytes: int = 20 * 1024 * 1024  # a file sent to POST /api/uploads (streamed to a temporary file)
+    client_server: str = ""  # the CLI's server mode: the dashboard's URL (PARTICIPANTS_SERVER)
+    client_token: str = field(default="", repr=False)  # an API token for it (PARTICIPANTS_TOKEN); never printed
+    client_credentials: str = ""  # where `participants login` keeps tokens (PARTICIPANTS_CREDENTIALS)
     failpoint: str = ""  # tests only: NAME:N crashes the processor at the N-th pass of NAME
 
     @classmethod
@@ -99,5 +102,8 @@ class Settings:
             session_max_hours=float(_env("SESSION_MAX_HOURS", "12")),
             max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
             upload_max_bytes=int(_env("UPLOAD_MAX_BYTES", str(20 * 1024 * 1024))),
+            client_server=_env("PARTICIPANTS_SERVER", ""),
+            client_token=_env("PARTICIPANTS_TOKEN", "").strip(),
+            client_credentials=_env("PARTICIPANTS_CREDENTIALS", ""),
             failpoint=_env("PARTICIPANTS_FAILPOINT", ""),
         )

@@ -99,9 +99,9 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     from producer.publish import UploadRequest
     from producer.remote import server_url
 
-    server = server_url(args.server)
+    server = server_url(args.server, settings.client_server)
     if server is not None:
-        return upload_through_server(args, server)
+        return upload_through_server(args, server, settings)
     if not (args.requester or "").strip():
         raise UserError(f"{args.action} needs --as ADMIN_USER_ID (or --server URL). Nothing was published.")
     id_type = args.id_type.upper() if args.id_type else None
@@ -282,16 +282,16 @@ def _print_followed(args: argparse.Namespace, status: UploadStatus) -> int:
 
 
 # ---------------------------------------------------------------------------- server mode
-def upload_through_server(args: argparse.Namespace, server: str) -> int:
+def upload_through_server(args: argparse.Namespace, server: str, settings: Settings) -> int:
     """`add`/`remove --server`: the file goes to the upload API; the server records the token's user."""
-    from producer.remote import Remote, token_for
+    from producer.remote import Remote, credentials_path, token_for
 
     if args.requester is not None:
         raise UserError(
             "--as cannot be used with --server: the server records the token's user as the requester. "
             "Nothing was published."
         )
-    remote = Remote(server, token_for(server))
+    remote = Remote(server, token_for(server, settings.client_token, credentials_path(settings.client_credentials)))
     report_out = _open_report(args.report)
     try:
         status = submit_file(args, remote)
@@ -360,10 +360,10 @@ def write_remote_report(out: TextIO, remote: Remote, status: UploadStatus) -> No
     out.write(remote.report(status.upload_id).decode("utf-8"))
 
 
-def status_through_server(server: str, upload_id: str) -> UploadStatus | None:
-    from producer.remote import STORED_KEYS, Remote, status_from_json, token_for
+def status_through_server(server: str, upload_id: str, settings: Settings) -> UploadStatus | None:
+    from producer.remote import STORED_KEYS, Remote, credentials_path, status_from_json, token_for
 
-    remote = Remote(server, token_for(server))
+    remote = Remote(server, token_for(server, settings.client_token, credentials_path(settings.client_credentials)))
     try:
         found = remote.status(upload_id)
     finally:
@@ -377,7 +377,7 @@ def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
 
     from producer.remote import Remote, credentials_path, server_url, write_credentials
 
-    server = server_url(args.server)
+    server = server_url(args.server, settings.client_server)
     if server is None:
         raise UserError("login needs --server URL (or PARTICIPANTS_SERVER).")
     token = sys.stdin.readline() if args.token_stdin else getpass.getpass(f"API token for {server}: ")
@@ -389,7 +389,7 @@ def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
         remote.check_token()
     finally:
         remote.close()
-    path = credentials_path()
+    path = credentials_path(settings.client_credentials)
     write_credentials(path, server, token)
     print(f"Saved the token for {server} in {path} (readable only by you).")
     return EXIT_OK
@@ -400,9 +400,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from producer.follow import status_from_store
     from producer.remote import server_url
 
-    server = server_url(args.server)
+    server = server_url(args.server, settings.client_server)
     if server is not None:
-        status = status_through_server(server, args.upload_id)
+        status = status_through_server(server, args.upload_id, settings)
     else:
         raw = db_engine(settings).raw_connection()
         try:

@@ -26,16 +26,16 @@ CHUNK = 64 * 1024
 POLL_S = 0.5
 
 
-def server_url(flag: str | None) -> str | None:
+def server_url(flag: str | None, configured: str = "") -> str | None:
     """The server of this run: --server, else PARTICIPANTS_SERVER; None means the direct path (Kafka)."""
-    url = (flag or os.environ.get("PARTICIPANTS_SERVER", "")).strip().rstrip("/")
+    url = (flag or configured).strip().rstrip("/")
     if url and not url.startswith(("http://", "https://")):
         raise UserError(f"The server {url!r} is not an http:// or https:// URL.")
     return url or None
 
 
-def credentials_path() -> Path:
-    configured = os.environ.get("PARTICIPANTS_CREDENTIALS", "").strip()
+def credentials_path(configured: str = "") -> Path:
+    configured = configured.strip()
     return Path(configured).expanduser() if configured else Path.home() / ".config" / "participants" / "credentials"
 
 
@@ -72,12 +72,11 @@ def write_credentials(path: Path, server: str, token: str) -> None:
         out.write("\n")
 
 
-def token_for(server: str) -> str:
-    """PARTICIPANTS_TOKEN, else this server's token from the credentials file."""
-    token = os.environ.get("PARTICIPANTS_TOKEN", "").strip()
-    if token:
-        return token
-    path = credentials_path()
+def token_for(server: str, given: str = "", path: Path | None = None) -> str:
+    """PARTICIPANTS_TOKEN (``given``), else this server's token from the credentials file."""
+    if given:
+        return given
+    path = path or credentials_path()
     token = read_credentials(path).get(server, "")
     if not token:
         raise UserError(

@@ -55,13 +55,13 @@ def test_credentials_are_kept_per_server_readable_by_their_owner_only(tmp_path: 
     remote.write_credentials(path, "https://b.example", "tok-b")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert remote.read_credentials(path) == {"https://a.example": "tok-a", "https://b.example": "tok-b"}
-    assert remote.token_for("https://a.example") == "tok-a"
+    assert remote.token_for("https://a.example", path=path) == "tok-a"
     path.chmod(0o640)
     with pytest.raises(UserError, match="may be read by others"):
-        remote.token_for("https://a.example")
+        remote.token_for("https://a.example", path=path)
     path.chmod(0o600)
     with pytest.raises(UserError, match=r"No API token for https://c\.example"):
-        remote.token_for("https://c.example")
+        remote.token_for("https://c.example", path=path)
 
 
 def test_the_servers_summary_prints_as_the_cli_own() -> None:

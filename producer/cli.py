@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from enrolment.commands import SubCommands, group
 from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, UserError
 from enrolment.files import open_binary, rereadable
-from enrolment.messages.codec import default_codec
+from enrolment.messages.codec import Codec, default_codec
 from enrolment.settings import Settings
 from enrolment.store.db import engine as db_engine
 
@@ -174,6 +175,26 @@ def derived_requester(args: argparse.Namespace) -> str:
     return requester
 
 
+def _audit_submission(settings: Settings, codec: Codec, request: UploadRequest, upload_id: str, rows: int) -> None:
+    """The direct (Kafka) path's submission, as the upload API's: an audit line and an AUDIT telemetry event."""
+    from enrolment.kafka.audit import install
+
+    handler = install(settings, codec)
+    logging.getLogger("audit").info(
+        "upload submitted",
+        extra={
+            "event": "UPLOAD_SUBMITTED",
+            "by": request.requested_by,
+            "upload_id": upload_id,
+            "batch_id": request.batch_id,
+            "kind": request.kind,
+            "rows": rows,
+            "via": "kafka",
+        },
+    )
+    handler.flush()
+
+
 def _publish_and_follow(
     args: argparse.Namespace,
     settings: Settings,
@@ -203,6 +224,7 @@ def _publish_and_follow(
             )
         except BrokerUnavailable as exc:
             raise UserError(str(exc), EXIT_UNREACHABLE) from None
+        _audit_submission(settings, codec, request, published.upload_id, published.published)
         status = _published_status(published, request)
         if follower is None:
             _print_published(args, status)

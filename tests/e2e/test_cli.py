@@ -583,3 +583,28 @@ def test_reference_imports_report_bad_lines_and_load_the_rest(
     assert done.returncode == 2, out(done) + err(done)
     assert "MISSING_COLUMN" in err(done)
     one_sentence(err(done))
+
+
+def test_a_direct_upload_is_audited_with_its_submitter_on_the_telemetry_topic(
+    isolated_settings: Settings, engine: Engine, unique: str
+) -> None:
+    """Item 7 of the identity issue: every upload's submitter, also on the operators' direct (Kafka) path."""
+    s = isolated_settings
+    world = World(engine, unique, teachers=4)
+    batch = world.batch("audited")
+    ids = "\n".join(world.state_id(n) for n in range(3)) + "\n"
+    done = run(s, "add", "-", "--batch", batch, "--as", world.admin, "--id-type", "state_id", input_bytes=ids.encode())
+    assert done.returncode == 0, out(done) + err(done)
+    match = UPLOAD_ID.search(out(done))
+    assert match, out(done)
+    upload_id = match.group(1)
+    audits = [
+        r
+        for r in read_topic(s, s.topics.telemetry)
+        if r["eid"] == "AUDIT" and r["edata"]["type"] == "UPLOAD_SUBMITTED" and r["object"]["id"] == upload_id
+    ]
+    assert len(audits) == 1, audits
+    event = audits[0]
+    assert event["actor"]["id"] == world.admin and event["object"]["type"] == "Upload"
+    assert event["edata"]["params"]["batch_id"] == batch and event["edata"]["params"]["rows"] == "3"
+    assert "upload submitted" not in err(done), "the audit line is not printed on the CLI's terminal"

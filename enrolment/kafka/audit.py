@@ -18,17 +18,17 @@ from confluent_kafka import Producer
 
 from enrolment.domain.audit import security_record
 from enrolment.kafka import clients
+from enrolment.logs import extra_fields
 from enrolment.messages.codec import Codec
 from enrolment.settings import Settings
 
 AUDIT_LOGGER = "audit"
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 _OBJECTS = (("token_id", "ApiToken"), ("upload_id", "Upload"), ("batch_id", "CourseBatch"))
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, str]:
     """The structured fields a caller passed with ``extra=``, as strings."""
-    return {k: str(v) for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    return {k: str(v) for k, v in extra_fields(record).items()}
 
 
 def telemetry_of(record: logging.LogRecord) -> dict[str, Any]:

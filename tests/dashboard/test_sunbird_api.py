@@ -111,9 +111,7 @@ def test_auth_and_malformed_bodies_publish_nothing(
     assert commands_end(isolated_settings) == before, "nothing was published"
 
 
-def test_accepted_when_processing_takes_longer(
-    isolated_settings: Settings, engine: Engine, unique: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_accepted_when_processing_takes_longer(isolated_settings: Settings, engine: Engine, unique: str) -> None:
     world = World(engine, unique, teachers=3)
     batch = world.batch("slow")
     app = FastAPI()

@@ -6,7 +6,7 @@ The kill-the-process integration tests reach these branches only by chance; here
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from enrolment.kafka.checkpoint import Checkpoint, OutMessage
 from enrolment.kafka.loop import Rewind
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
-from enrolment.store.positions import Position, TopicPartitionKey
+from enrolment.store.positions import PROCESSOR_POSITIONS, Position, TopicPartitionKey
 from enrolment.store.step import InDoubt
 from processor import handler as handler_module
 from processor.assignment import Assignments, plan
@@ -71,30 +71,15 @@ def test_a_replay_partition_with_a_stored_position_resumes_there() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- fakes
-class FakeCheckpoint:
-    group = "g"
-    moves = Checkpoint.moves  # pure: only reads the held positions
+class FakeCheckpoint(Checkpoint):
+    """The real checkpoint with its database read replaced by positions given by the test."""
 
     def __init__(self, stored: dict[TopicPartitionKey, Position]) -> None:
+        super().__init__(None, PROCESSOR_POSITIONS, "g")  # type: ignore[arg-type]  # never touches a database
         self.stored = stored
-        self.positions: dict[TopicPartitionKey, Position] = {}
 
     def load(self, topics: Sequence[str] | None = None) -> dict[TopicPartitionKey, Position]:
         return dict(self.stored)
-
-    def hold(self, key: TopicPartitionKey, position: Position | None) -> None:
-        if position is None:
-            self.positions.pop(key, None)
-        else:
-            self.positions[key] = position
-
-    def release(self, keys: Iterable[TopicPartitionKey]) -> None:
-        for key in keys:
-            self.positions.pop(key, None)
-
-    def next_offset(self, key: TopicPartitionKey) -> int | None:
-        pos = self.positions.get(key)
-        return None if pos is None else pos.next_offset
 
 
 class FakeConsumer:
@@ -146,7 +131,7 @@ class FakeEngine:
 
 def _assignments(stored: dict[int, Position]) -> tuple[Assignments, FakeCheckpoint]:
     checkpoint = FakeCheckpoint({(TOPIC, p): pos for p, pos in stored.items()})
-    return Assignments(TOPIC, checkpoint), checkpoint  # type: ignore[arg-type]
+    return Assignments(TOPIC, checkpoint), checkpoint
 
 
 # ---------------------------------------------------------------------------------------------- Assignments
@@ -226,7 +211,7 @@ def _handler(
         settings,
         FakeEngine(),  # type: ignore[arg-type]
         default_codec(),
-        checkpoint,  # type: ignore[arg-type]
+        checkpoint,
         assignments,
         outbox,  # type: ignore[arg-type]
     )
@@ -356,7 +341,7 @@ class FlakyCheckpoint(FakeCheckpoint):
 
 def test_an_error_while_assigning_leaves_the_partitions_owned_and_owed_a_reseek() -> None:
     checkpoint = FlakyCheckpoint({(TOPIC, 0): Position(100, 60)}, failures=1)
-    assignments = Assignments(TOPIC, checkpoint)  # type: ignore[arg-type]
+    assignments = Assignments(TOPIC, checkpoint)
     consumer = FakeConsumer({0: 60})
     with pytest.raises(ConnectionError):
         assignments.on_assign(consumer, [TopicPartition(TOPIC, 0)])  # type: ignore[arg-type]

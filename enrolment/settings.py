@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from enrolment import credentials
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
+
+def _env(name: str, default: str, env: Mapping[str, str] | None = None) -> str:
+    value = (os.environ if env is None else env).get(name)
     return value if value not in (None, "") else default
 
 
@@ -26,17 +29,20 @@ class Topics:
     enrollments: str = "participants.enrollments"
 
     @classmethod
-    def from_env(cls) -> Topics:
-        prefix = _env("TOPIC_PREFIX", "participants.")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Topics:
+        def get(name: str, default: str) -> str:
+            return _env(name, default, env)
+
+        prefix = get("TOPIC_PREFIX", "participants.")
         return cls(
-            commands=_env("TOPIC_COMMANDS", prefix + "commands"),
-            results=_env("TOPIC_RESULTS", prefix + "results"),
-            enrollment_events=_env("TOPIC_ENROLLMENT_EVENTS", prefix + "enrollment-events"),
-            uploads=_env("TOPIC_UPLOADS", prefix + "uploads"),
-            telemetry=_env("TOPIC_TELEMETRY", prefix + "telemetry"),
-            course_progress=_env("TOPIC_COURSE_PROGRESS", prefix + "course-progress"),
-            dead_letters=_env("TOPIC_DEAD_LETTERS", prefix + "dead-letters"),
-            enrollments=_env("TOPIC_ENROLLMENTS", prefix + "enrollments"),
+            commands=get("TOPIC_COMMANDS", prefix + "commands"),
+            results=get("TOPIC_RESULTS", prefix + "results"),
+            enrollment_events=get("TOPIC_ENROLLMENT_EVENTS", prefix + "enrollment-events"),
+            uploads=get("TOPIC_UPLOADS", prefix + "uploads"),
+            telemetry=get("TOPIC_TELEMETRY", prefix + "telemetry"),
+            course_progress=get("TOPIC_COURSE_PROGRESS", prefix + "course-progress"),
+            dead_letters=get("TOPIC_DEAD_LETTERS", prefix + "dead-letters"),
+            enrollments=get("TOPIC_ENROLLMENTS", prefix + "enrollments"),
         )
 
     def all(self) -> list[str]:
@@ -78,32 +84,50 @@ class Settings:
     client_token: str = field(default="", repr=False)  # an API token for it (PARTICIPANTS_TOKEN); never printed
     client_credentials: str = ""  # where `participants login` keeps tokens (PARTICIPANTS_CREDENTIALS)
     failpoint: str = ""  # tests only: NAME:N crashes the processor at the N-th pass of NAME
+    component: str = credentials.DEFAULT_COMPONENT  # whose credentials these are (enrolment.credentials)
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SASL_PLAINTEXT, SASL_SSL or SSL
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)  # never printed
+    kafka_ssl_ca_location: str = ""  # the CA file that signed the brokers' certificates (SSL listeners)
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, component: str = credentials.DEFAULT_COMPONENT) -> Settings:
+        """The settings of ``component``: its stored credentials, overridden by any variable that is set."""
+        env = credentials.environment(component)
+
+        def get(name: str, default: str) -> str:
+            return _env(name, default, env)
+
         return cls(
-            kafka_bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+            kafka_bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
             database_url=_env(
                 "DATABASE_URL", "postgresql+psycopg2://participants:participants@localhost:5432/participants"
             ),
-            topics=Topics.from_env(),
-            consumer_group=_env("CONSUMER_GROUP", "participants-processor"),
-            dashboard_group=_env("DASHBOARD_GROUP", "participants-dashboard"),
-            instance_id=_env("PROCESSOR_INSTANCE_ID", f"{socket.gethostname()}-0"),
-            commands_partitions=int(_env("COMMANDS_PARTITIONS", "12")),
-            max_batch=int(_env("PROCESSOR_MAX_BATCH", "5000")),
-            batch_timeout_s=float(_env("PROCESSOR_BATCH_TIMEOUT_S", "0.2")),
-            ui_participant_limit=int(_env("UI_PARTICIPANT_LIMIT", "100")),
-            metrics_port=int(_env("METRICS_PORT", "0")),
-            transaction_timeout_ms=int(_env("TRANSACTION_TIMEOUT_MS", "30000")),
-            sunbird_api_wait_s=float(_env("SUNBIRD_API_WAIT_S", "30")),
-            sunbird_api_max_body_bytes=int(_env("SUNBIRD_API_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
-            session_idle_minutes=float(_env("SESSION_IDLE_MINUTES", "30")),
-            session_max_hours=float(_env("SESSION_MAX_HOURS", "12")),
-            max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
-            upload_max_bytes=int(_env("UPLOAD_MAX_BYTES", str(20 * 1024 * 1024))),
-            client_server=_env("PARTICIPANTS_SERVER", ""),
-            client_token=_env("PARTICIPANTS_TOKEN", "").strip(),
-            client_credentials=_env("PARTICIPANTS_CREDENTIALS", ""),
-            failpoint=_env("PARTICIPANTS_FAILPOINT", ""),
+            topics=Topics.from_env(env),
+            consumer_group=get("CONSUMER_GROUP", "participants-processor"),
+            dashboard_group=get("DASHBOARD_GROUP", "participants-dashboard"),
+            instance_id=get("PROCESSOR_INSTANCE_ID", f"{socket.gethostname()}-0"),
+            commands_partitions=int(get("COMMANDS_PARTITIONS", "12")),
+            max_batch=int(get("PROCESSOR_MAX_BATCH", "5000")),
+            batch_timeout_s=float(get("PROCESSOR_BATCH_TIMEOUT_S", "0.2")),
+            ui_participant_limit=int(get("UI_PARTICIPANT_LIMIT", "100")),
+            metrics_port=int(get("METRICS_PORT", "0")),
+            transaction_timeout_ms=int(get("TRANSACTION_TIMEOUT_MS", "30000")),
+            sunbird_api_wait_s=float(get("SUNBIRD_API_WAIT_S", "30")),
+            sunbird_api_max_body_bytes=int(get("SUNBIRD_API_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
+            session_idle_minutes=float(get("SESSION_IDLE_MINUTES", "30")),
+            session_max_hours=float(get("SESSION_MAX_HOURS", "12")),
+            max_request_bytes=int(get("MAX_REQUEST_BYTES", str(1024 * 1024))),
+            upload_max_bytes=int(get("UPLOAD_MAX_BYTES", str(20 * 1024 * 1024))),
+            client_server=get("PARTICIPANTS_SERVER", ""),
+            client_token=get("PARTICIPANTS_TOKEN", "").strip(),
+            client_credentials=get("PARTICIPANTS_CREDENTIALS", ""),
+            failpoint=get("PARTICIPANTS_FAILPOINT", ""),
+            component=component,
+            kafka_security_protocol=get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper(),
+            kafka_sasl_mechanism=get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            kafka_sasl_username=get("KAFKA_SASL_USERNAME", ""),
+            kafka_sasl_password=get("KAFKA_SASL_PASSWORD", ""),
+            kafka_ssl_ca_location=get("KAFKA_SSL_CA_LOCATION", ""),
         )

@@ -17,11 +17,35 @@ from sqlalchemy.exc import OperationalError
 
 from dashboard import cli as dashboard_cli
 from enrolment.commands import SubCommands
+from enrolment.credentials import DEFAULT_COMPONENT
 from enrolment.errors import EXIT_OK, EXIT_UNREACHABLE, UserError
 from enrolment.settings import Settings
 from enrolment.store.db import db_unreachable
 from processor import cli as processor_cli
 from producer import cli as producer_cli
+
+# Whose credentials each sub-command runs with (enrolment.credentials; README "Principals and roles").
+COMPONENT_OF_COMMAND = {
+    "process": "processor",
+    "replay": "processor",
+    "store": "processor",
+    "dead-letters": "processor",
+    "dashboard": "dashboard",
+    "add": "producer",
+    "remove": "producer",
+    "retry": "producer",
+    "undo": "producer",
+    "status": "producer",
+    "login": "producer",
+    "batches show": "producer",
+    "progress": "progress",
+}
+
+
+def component_of(args: argparse.Namespace) -> str:
+    """The component a parsed command line runs as: imports, schema and accounts are the owner's."""
+    words = f"{args.command} {getattr(args, 'sub', '') or ''}".strip()
+    return COMPONENT_OF_COMMAND.get(words) or COMPONENT_OF_COMMAND.get(args.command) or DEFAULT_COMPONENT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +86,7 @@ def cmd_demo_data(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
+    settings = Settings.from_env(component_of(args))
     try:
         code: int = args.func(args, settings)
         return code

@@ -27,8 +27,18 @@ class BrokerUnavailable(Exception):
 
 
 def base_config(settings: Settings) -> dict[str, Any]:
-    """What every client shares: where the brokers are (and, later, how to authenticate to them)."""
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    """What every client shares: where the brokers are and how this component authenticates to them."""
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    protocol = settings.kafka_security_protocol
+    if protocol != "PLAINTEXT":
+        config["security.protocol"] = protocol
+    if protocol.startswith("SASL_"):
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username
+        config["sasl.password"] = settings.kafka_sasl_password
+    if protocol.endswith("SSL") and settings.kafka_ssl_ca_location:
+        config["ssl.ca.location"] = settings.kafka_ssl_ca_location
+    return config
 
 
 # ---------------------------------------------------------------------------------------------- producers

@@ -218,9 +218,7 @@ def test_a_cross_site_form_post_changes_nothing(worlds: tuple[World, World], eng
             r = client.post(f"/api/batches/{batch}/participants", content=body, headers={**headers, **extra})
             assert r.status_code in (403, 422), (content_type, extra, r.status_code, r.text)
         # Even with the CSRF header, a body that does not say it is JSON is not read as JSON.
-        r = client.post(
-            f"/api/batches/{batch}/participants", content=body, headers={**headers, "X-CSRF-Token": token}
-        )
+        r = client.post(f"/api/batches/{batch}/participants", content=body, headers={**headers, "X-CSRF-Token": token})
         assert r.status_code == 422, (content_type, r.status_code, r.text)
     assert client.post("/logout", data={}, follow_redirects=False).status_code == 403
     process(a.settings, engine)

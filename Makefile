@@ -3,15 +3,33 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint test-deps stack-up stack-down stack-reset bench bench-quick
+.PHONY: install lock demo test lint test-deps stack-up stack-down stack-reset bench bench-quick
 
-$(BIN)/participants: pyproject.toml
+LOCK := requirements.lock
+RUNTIME_LOCK := requirements-runtime.lock
+
+# Every package from the lock, each checked against its hashes; then this project alone (its build backend,
+# setuptools, is in the lock too, so nothing is fetched unhashed).
+$(BIN)/participants: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(BIN)/participants
 
 install: $(BIN)/participants
+
+# Regenerates the locks from pyproject.toml for Python 3.11 on Linux: requirements.lock (runtime and the test
+# extra: `make install`, CI) and requirements-runtime.lock (the same versions, runtime only: the Docker image).
+# Pins already in the lock are kept; `make lock LOCK_ARGS=--upgrade` moves everything to the newest releases,
+# `make lock LOCK_ARGS='--upgrade-package fastapi'` one package.
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --all-build-deps --strip-extras \
+  --no-emit-index-url --no-emit-trusted-host --no-emit-find-links
+LOCK_ARGS ?=
+lock: install
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) $(LOCK_ARGS) --extra test \
+	  --output-file $(LOCK) pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) --constraint $(LOCK) \
+	  --output-file $(RUNTIME_LOCK) pyproject.toml
 
 stack-up: install
 	scripts/stack up

@@ -22,6 +22,9 @@ from enrolment.settings import Settings, Topics
 from enrolment.store import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
+# The images of docker-compose.yml (tests/core/test_compose.py keeps them the same).
+POSTGRES_IMAGE = "postgres:15.18-bookworm"
+KAFKA_IMAGE = "apache/kafka:4.1.1"
 
 
 def _docker_answers() -> bool:
@@ -43,7 +46,7 @@ def base_settings() -> Iterator[Settings]:
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:15") as pg, KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka:
+        with PostgresContainer(POSTGRES_IMAGE) as pg, KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka:
             url = pg.get_connection_url().replace("postgresql://", "postgresql+psycopg2://")
             os.environ["DATABASE_URL"] = url
             os.environ["KAFKA_BOOTSTRAP_SERVERS"] = kafka.get_bootstrap_server()

@@ -38,6 +38,9 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         docs_url=None,  # served by docs.router, behind sign-in
         redoc_url=None,
         openapi_url=None,
+        # A body without Content-Type is not read as JSON (FastAPI's default since 0.132, said here so that it
+        # stays so): a cross-site page can send such a body without a CORS preflight.
+        strict_content_type=True,
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -54,3 +54,84 @@ def test_single_node_transaction_settings() -> None:
     stack = (ROOT / "scripts" / "stack").read_text()
     assert "transaction.state.log.min.isr=1" in stack
     assert "group.initial.rebalance.delay.ms=0" in stack
+
+
+# An exact release, optionally with a variant ("-slim-bookworm"): MAJOR.MINOR.PATCH ("4.1.1", "3.11.14"), or
+# MAJOR.MINOR for PostgreSQL, which numbers its releases so ("15.18"); never "latest" or a bare major ("15").
+TAG = re.compile(r"^(?P<version>\d+(?:\.\d+)*)(?:-[a-z0-9][a-z0-9.-]*)?$")
+
+
+def exact(image: str) -> bool:
+    name, _, tag = image.rpartition(":")
+    found = TAG.match(tag) if name and "/" not in tag else None
+    if found is None:
+        return False
+    parts = len(found.group("version").split("."))
+    return parts >= 3 or (parts == 2 and name.rpartition("/")[2] == "postgres")
+
+
+def dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
+def test_exact_tag_rule() -> None:
+    for image in ("apache/kafka:4.1.1", "postgres:15.18-bookworm", "python:3.11.14-slim-bookworm", "postgres:15.18"):
+        assert exact(image), image
+    for image in (
+        "postgres",
+        "postgres:15",
+        "postgres:latest",
+        "postgres:15-bookworm",
+        "python:3.11-slim",
+        "python:3.11-slim-bookworm",
+        "python:3-slim",
+        "apache/kafka:4.1",
+        "apache/kafka:latest",
+        "localhost:5000/kafka",
+    ):
+        assert not exact(image), image
+
+
+def test_every_image_is_pinned_to_an_exact_release() -> None:
+    services = load()["services"]
+    assert isinstance(services, dict)
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+        if "image" in service:
+            assert exact(service["image"]), f"{name}: {service['image']} is not an exact release"
+    bases = re.findall(r"^FROM\s+(?:--\S+\s+)*(\S+)", dockerfile(), flags=re.MULTILINE)
+    assert bases, "the Dockerfile has no FROM"
+    for base in bases:
+        assert exact(base), f"Dockerfile: FROM {base} is not an exact release"
+
+
+def test_images_match_the_local_stack_and_the_tests() -> None:
+    from tests import conftest
+
+    services = load()["services"]
+    assert services["postgres"]["image"] == conftest.POSTGRES_IMAGE  # type: ignore[index]
+    assert services["kafka"]["image"] == conftest.KAFKA_IMAGE  # type: ignore[index]
+    major = conftest.POSTGRES_IMAGE.split(":")[1].split(".")[0]
+    installed = Path("/usr/lib/postgresql")  # the local stack's PostgreSQL (Debian's package)
+    if installed.is_dir():
+        assert major in {p.name for p in installed.iterdir()}, f"local PostgreSQL is not {major}"
+    # The image's Python is the one the lock is made for and the code is checked against.
+    base = re.search(r"^FROM\s+python:(\d+\.\d+)\.\d+-", dockerfile(), flags=re.MULTILINE)
+    assert base is not None
+    assert f"with Python {base.group(1)}\n" in (ROOT / "requirements.lock").read_text()
+    assert f'python_version = "{base.group(1)}"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_the_image_installs_from_the_lock_and_runs_as_a_non_root_user() -> None:
+    text = dockerfile()
+    installs = [line for line in text.splitlines() if re.search(r"\bpip install\b", line)]
+    assert installs
+    assert any("--require-hashes -r requirements-runtime.lock" in line for line in installs), installs
+    for line in installs:  # anything else is the project itself, without its dependencies
+        assert "--require-hashes" in line or "--no-deps" in line, line
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
+    assert users, "the Dockerfile has no USER"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0"), f"the image runs as {users[-1]}"
+    entry = text.index("ENTRYPOINT")
+    assert text.rindex("USER") < entry, "USER must come before the ENTRYPOINT"

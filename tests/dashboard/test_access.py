@@ -209,6 +209,17 @@ def test_a_cross_site_form_post_changes_nothing(worlds: tuple[World, World], eng
         client.post(f"/api/batches/{batch}/participants", json={"add": [person]}, headers={"Origin": EVIL}).status_code
         == 403
     )
+    # A page of another site can send a JSON body without a preflight only with no Content-Type or a "simple"
+    # one (text/plain, a form's): such a body is never read as JSON, and without the header it is refused anyway.
+    body = f'{{"add": ["{person}"]}}'.encode()
+    for content_type in (None, "text/plain", "application/x-www-form-urlencoded"):
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        for extra in ({}, {"Origin": EVIL}):
+            r = client.post(f"/api/batches/{batch}/participants", content=body, headers={**headers, **extra})
+            assert r.status_code in (403, 422), (content_type, extra, r.status_code, r.text)
+        # Even with the CSRF header, a body that does not say it is JSON is not read as JSON.
+        r = client.post(f"/api/batches/{batch}/participants", content=body, headers={**headers, "X-CSRF-Token": token})
+        assert r.status_code == 422, (content_type, r.status_code, r.text)
     assert client.post("/logout", data={}, follow_redirects=False).status_code == 403
     process(a.settings, engine)
     catch_up(a.settings, engine)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import Engine, create_engine
 
 from enrolment.errors import EXIT_UNREACHABLE, UserError
@@ -14,12 +16,16 @@ def engine(settings: Settings) -> Engine:
 
 
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for a message or a log line."""
-    if "@" in url and "://" in url:
+    """``url`` with its password (in the credentials or a ``password=`` parameter) replaced by ``***``.
+
+    Every URL that is printed or logged goes through here: a message or a log line never carries a password.
+    """
+    if "://" in url and "@" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
-    return url
+        if ":" in creds:
+            url = f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
 
 
 def db_unreachable(settings: Settings, exc: BaseException) -> UserError:

@@ -15,6 +15,7 @@ lacks a role (a throw-away test container) simply gets no grants for it.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 from collections.abc import Mapping, Sequence
@@ -190,16 +191,53 @@ def database_urls(owner: str, host: str, port: int, database: str, rotate: str =
     return urls
 
 
+# docker-compose's init step: the passwords come from its env file, one variable per component.
+PASSWORD_VARIABLE = {
+    component: f"{component.upper()}_DB_PASSWORD" for component in (OWNER_COMPONENT, *ROLE_OF_COMPONENT)
+}
+
+
+def create_roles(admin_url: str, passwords: Mapping[str, str], owner: str, database: str) -> None:
+    """As a superuser (``admin_url``): the roles with their passwords, and the database handed to the owner."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            cur = conn.connection.cursor()  # no parameters: a password may hold any character
+            for statement in role_statements(passwords, owner):
+                cur.execute(statement)
+            cur.execute(f"ALTER DATABASE {_quote(database)} OWNER TO {_quote(owner)}")
+    finally:
+        engine.dispose()
+
+
+def _create_roles_from_env(owner: str, database: str) -> int:
+    env = os.environ
+    missing = sorted(v for v in ("ADMIN_DATABASE_URL", *PASSWORD_VARIABLE.values()) if not env.get(v))
+    if missing:
+        print(f"Set {', '.join(missing)} (see .env.example); no role was created.", file=sys.stderr)
+        return 1
+    roles = roles_of(owner)
+    passwords = {roles[component]: env[variable] for component, variable in PASSWORD_VARIABLE.items()}
+    create_roles(env["ADMIN_DATABASE_URL"], passwords, owner, database)
+    print(f"database roles ready: {', '.join(sorted(passwords))}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """For scripts/stack: ``database-urls`` (component TAB url lines) and ``roles-sql`` (for psql), on stdout."""
+    """``database-urls`` (component TAB url lines) and ``roles-sql`` (for psql) for scripts/stack, on stdout;
+    ``create-roles`` for docker-compose's init step (ADMIN_DATABASE_URL and the ``*_DB_PASSWORD`` variables)."""
     parser = argparse.ArgumentParser(prog="python -m enrolment.store.grants")
-    parser.add_argument("what", choices=["database-urls", "roles-sql"])
+    parser.add_argument("what", choices=["database-urls", "roles-sql", "create-roles"])
     parser.add_argument("--owner", default=DEFAULT_OWNER_ROLE)
     parser.add_argument("--host", default="localhost")
     parser.add_argument("--port", type=int, default=5432)
     parser.add_argument("--database", default="participants")
     parser.add_argument("--rotate", default="", help="the component that gets a new password")
     args = parser.parse_args(argv)
+    if args.what == "create-roles":
+        return _create_roles_from_env(args.owner, args.database)
     if args.what == "database-urls":
         for component, url in database_urls(args.owner, args.host, args.port, args.database, args.rotate).items():
             print(f"{component}\t{url}")

@@ -6,6 +6,9 @@ database without them (a throw-away container) these tests are skipped.  Every w
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +19,7 @@ from enrolment import credentials
 from enrolment.settings import Settings
 from enrolment.store import grants
 from enrolment.store.tables import metadata
+from tests.support.helpers import env_for
 
 pytestmark = pytest.mark.integration
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -169,3 +173,20 @@ def test_the_producer_reads_what_status_and_batches_show_need_and_writes_nothing
 def test_the_progress_publisher_reads_no_table(as_role: Connection) -> None:
     for table in sorted(metadata.tables):
         assert "permission denied" in refused(as_role, f"SELECT 1 FROM {table} LIMIT 1"), table
+
+
+def test_a_test_child_runs_as_its_components_role(isolated_settings: Settings) -> None:
+    """With no DATABASE_URL set, the harness lets each child load its own role (the test process is the owner)."""
+    role_url("producer")
+    if os.environ.get("DATABASE_URL"):
+        pytest.skip("DATABASE_URL is set: every child uses it")
+    env = env_for(isolated_settings)
+    assert "DATABASE_URL" not in env
+    who = (
+        "import sys; from sqlalchemy import text; from enrolment.settings import Settings; "
+        "from enrolment.store.db import engine; "
+        "print(engine(Settings.from_env(sys.argv[1])).connect().execute(text('SELECT current_user')).scalar())"
+    )
+    for component, role in grants.ROLE_OF_COMPONENT.items():
+        done = subprocess.run([sys.executable, "-c", who, component], env=env, capture_output=True, timeout=60)
+        assert done.stdout.decode().strip() == role, done.stderr.decode()[-2000:]

@@ -72,3 +72,19 @@ def test_database_urls_keep_stored_passwords_and_rotate_one(tmp_path: Path, monk
     again = grants.database_urls("participants", "localhost", 5433, "participants", rotate="dashboard")
     assert {c: u for c, u in again.items() if c != "dashboard"} == {c: u for c, u in first.items() if c != "dashboard"}
     assert again["dashboard"] != first["dashboard"]
+
+
+def test_the_readme_table_is_the_grant_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    header = next(line for line in readme.splitlines() if line.startswith("| table | owner"))
+    roles = [cell.strip().strip("`") for cell in header.strip("|").split("|")[2:]]
+    assert roles == list(grants.TABLES)
+    letters = {"S": "SELECT", "I": "INSERT", "U": "UPDATE", "D": "DELETE"}
+    shown: dict[str, dict[str, tuple[str, ...]]] = {role: {} for role in roles}
+    for line in readme.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == len(roles) + 2 and cells[0].startswith("`") and cells[1] == "owns":
+            for role, cell in zip(roles, cells[2:], strict=True):
+                if cell != "—":
+                    shown[role][cells[0].strip("`")] = tuple(letters[c] for c in cell)
+    assert shown == {role: dict(tables) for role, tables in grants.TABLES.items()}

@@ -28,6 +28,15 @@ def redact(url: str) -> str:
     return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
 
 
+# scheme://user:password@ (to the last @ of the word: a password may hold one)
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s'\"]+:)[^\s'\"]*@")
+
+
+def redact_urls(text: str) -> str:
+    """Every URL's password in a free text (an exception's message, a log line) replaced by ``***``."""
+    return re.sub(r"(?i)([?&]password=)[^&\s'\"]*", r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+
+
 def db_unreachable(settings: Settings, exc: BaseException) -> UserError:
     """The driver's first line, behind which database we tried: enough to fix a wrong URL or a stopped server."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -20,7 +20,7 @@ from enrolment.commands import SubCommands
 from enrolment.credentials import DEFAULT_COMPONENT
 from enrolment.errors import EXIT_OK, EXIT_UNREACHABLE, UserError
 from enrolment.settings import Settings
-from enrolment.store.db import db_unreachable
+from enrolment.store.db import db_unreachable, redact_urls
 from processor import cli as processor_cli
 from producer import cli as producer_cli
 
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("participants").debug("unexpected error", exc_info=True)
         if args.command == "process":
             logging.getLogger("processor").exception("processor stopped on an unexpected error")
-        print(f"participants: unexpected error ({type(exc).__name__}): {exc}", file=sys.stderr)
+        print(f"participants: unexpected error ({type(exc).__name__}): {redact_urls(str(exc))}", file=sys.stderr)
         return EXIT_UNREACHABLE
 
 

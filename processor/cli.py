@@ -25,7 +25,11 @@ def add_commands(sub: SubCommands) -> None:
     pr.add_argument("--until-idle", action="store_true", help="exit when the group is caught up")
     pr.add_argument("--instance-id", help="stable id of this instance (static membership, transactional id)")
     pr.add_argument("--group", help="consumer group (default CONSUMER_GROUP)")
-    pr.add_argument("--metrics-port", type=int, help="Prometheus port (default METRICS_PORT; 0 = off)")
+    pr.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus port (default METRICS_PORT; 0 = off), on METRICS_HOST (default 127.0.0.1)",
+    )
     pr.add_argument("--log-level", default="INFO")
     pr.set_defaults(func=cmd_process)
 
@@ -96,7 +100,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
 
     logs.setup(args.log_level)
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
-    metrics.serve(port)
+    metrics.serve(port, settings.metrics_host)
     processor = Processor(
         settings,
         db_engine(settings),

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the processor (served on METRICS_PORT when set)."""
+"""Prometheus metrics of the processor (METRICS_HOST:METRICS_PORT when a port is set; 127.0.0.1 by default)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ BATCH_SECONDS = Histogram(
 LAG = Gauge("participants_consumer_lag", "Commands not yet applied, per partition", ["partition"])
 
 
-def serve(port: int) -> None:
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Starts the metrics endpoint on ``host`` (only this machine unless configured otherwise); 0 = off."""
     if port > 0:
-        start_http_server(port)
+        start_http_server(port, addr=host)
 
 
 def observe_batch(recorded: Iterable[Recorded], duplicates: int, seconds: float) -> None:

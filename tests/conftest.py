@@ -41,7 +41,11 @@ def _docker_answers() -> bool:
 
 @pytest.fixture(scope="session")
 def base_settings() -> Iterator[Settings]:
-    """Settings pointing at a live broker and database, migrated to head."""
+    """Settings pointing at a live broker and database, migrated to head (the test process runs as the owner).
+
+    On the local stack the owner's password comes from .stack/secrets/owner.env; children started by the
+    helpers run as their own component's role (tests/support/helpers.database_env).
+    """
     if _docker_answers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer

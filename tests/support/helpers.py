@@ -139,13 +139,25 @@ def process(settings: Settings, engine: Engine, instance_id: str | None = None, 
     ).run()
 
 
+def database_env(settings: Settings) -> dict[str, str]:
+    """DATABASE_URL for a child only when the test chose a database (a private one, an unreachable one).
+
+    Otherwise the child runs as its own component's role, from the stack's secrets (enrolment.credentials),
+    as it would in production: the test process itself is the owner.  A DATABASE_URL set in the environment
+    is inherited by every child anyway.
+    """
+    if settings.database_url == Settings.from_env().database_url:
+        return {}
+    return {"DATABASE_URL": settings.database_url}
+
+
 def env_for(settings: Settings) -> dict[str, str]:
     t = settings.topics
     env = dict(os.environ)
+    env.update(database_env(settings))
     env.update(
         {
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "DATABASE_URL": settings.database_url,
             "TOPIC_COMMANDS": t.commands,
             "TOPIC_RESULTS": t.results,
             "TOPIC_ENROLLMENT_EVENTS": t.enrollment_events,

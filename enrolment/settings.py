@@ -148,6 +148,7 @@ def with_stored_credentials(settings: Settings, component: str) -> Settings:
         protocol = stored.get("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT").upper()
     return replace(
         settings,
+        component=component,
         kafka_security_protocol=protocol,
         kafka_sasl_mechanism=stored.get("KAFKA_SASL_MECHANISM", settings.kafka_sasl_mechanism),
         kafka_sasl_username=stored.get("KAFKA_SASL_USERNAME", component),

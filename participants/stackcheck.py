@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 from sqlalchemy import text
 
@@ -56,11 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--migrate", action="store_true")
     parser.add_argument("--reset", action="store_true")
     parser.add_argument("--secure", action="store_true", help="act as admin; set the components' users and ACLs")
+    parser.add_argument("--admin-over", metavar="HOST:PORT", help="first set admin's SCRAM credential over PLAIN")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     wait_postgres(settings, args.timeout)
     print("[stack] postgresql: healthy", file=sys.stderr)
     kafka = with_stored_credentials(settings, "admin") if args.secure else settings
+    if args.admin_over:
+        set_admin(kafka, args.admin_over, args.timeout)
     wait_kafka(kafka, args.timeout)
     print("[stack] kafka: healthy", file=sys.stderr)
     specs = topic_specs(kafka)
@@ -77,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.secure:
         secure(kafka)
     return 0
+
+
+def set_admin(admin: Settings, listener: str, timeout: float) -> None:
+    """Sets the admin's SCRAM credential over the broker's INTERNAL listener (admin over SASL/PLAIN)."""
+    plain = replace(admin, kafka_bootstrap_servers=listener, kafka_sasl_mechanism="PLAIN")
+    wait_kafka(plain, timeout)
+    acls.upsert_users(plain, {"admin": admin.kafka_sasl_password})
+    print("[stack] kafka: the admin's SCRAM credential is set", file=sys.stderr)
 
 
 def secure(admin: Settings) -> None:

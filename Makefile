@@ -65,6 +65,7 @@ test: stack-up lint test-deps
 bench: stack-up
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.dashboard_bench
+	$(BIN)/python -m bench.secure
 
 bench-quick: stack-up
 	$(BIN)/python -m bench.run --quick

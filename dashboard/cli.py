@@ -83,6 +83,7 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as exc:
             raise UserError(f"Cannot listen on {args.host}:{args.port}: {exc.strerror}.", EXIT_INPUT) from None
     server = DashboardServer(settings, engine, host=args.host, port=args.port, log_level="warning")
+    server.consumer.check_access()  # refused credentials or ACLs: one sentence now, not a silent read model
     print(
         f"Dashboard on {server.url}/courses (read model: group {settings.dashboard_group}). Ctrl-C stops it.",
         flush=True,

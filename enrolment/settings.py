@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from enrolment import credentials
 
@@ -132,3 +132,26 @@ class Settings:
             kafka_sasl_password=get("KAFKA_SASL_PASSWORD", ""),
             kafka_ssl_ca_location=get("KAFKA_SSL_CA_LOCATION", ""),
         )
+
+
+def with_stored_credentials(settings: Settings, component: str) -> Settings:
+    """``settings`` authenticating to Kafka as ``component``, with the credentials stored for it.
+
+    For the stack's own tools and the tests, which act as the admin principal: its password is passed in the
+    settings, never exported, so no subprocess inherits it (variables in the environment win over the files).
+    Without stored credentials (an open broker) the settings are returned as they are.
+    """
+    stored = credentials.load(component)
+    if not stored.get("KAFKA_SASL_PASSWORD"):
+        return settings
+    protocol = settings.kafka_security_protocol
+    if not protocol.startswith("SASL_"):
+        protocol = stored.get("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT").upper()
+    return replace(
+        settings,
+        component=component,
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism=stored.get("KAFKA_SASL_MECHANISM", settings.kafka_sasl_mechanism),
+        kafka_sasl_username=stored.get("KAFKA_SASL_USERNAME", component),
+        kafka_sasl_password=stored["KAFKA_SASL_PASSWORD"],
+    )

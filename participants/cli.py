@@ -19,6 +19,7 @@ from dashboard import cli as dashboard_cli
 from enrolment.commands import SubCommands
 from enrolment.credentials import DEFAULT_COMPONENT
 from enrolment.errors import EXIT_OK, EXIT_UNREACHABLE, UserError
+from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.settings import Settings
 from enrolment.store.db import db_unreachable, redact_urls
 from processor import cli as processor_cli
@@ -93,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"participants: {exc}", file=sys.stderr)
         return exc.code
+    except BrokerUnavailable as exc:  # unreachable, or refused credentials / ACLs (clients.AccessDenied)
+        print(f"participants: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except OperationalError as exc:
         print(f"participants: {db_unreachable(settings, exc.orig or exc)}", file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -28,7 +28,7 @@ def replay_dead_letters(settings: Settings, raw: Any, ids: list[int] | None) -> 
         return []
     producer = clients.bulk_producer(settings)
     clients.check_topic(producer, settings, settings.topics.commands)
-    on_delivery = clients.Deliveries()
+    on_delivery = clients.Deliveries(settings)
     for _id, key, value in rows:
         clients.produce(
             producer,

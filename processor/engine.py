@@ -63,7 +63,7 @@ class Processor:
             replay.end_offsets if replay else None,
         )
         txn_id = f"{self.group}.{self.instance_id}"
-        self.outbox = Outbox(clients.transactional_producer(settings, txn_id), txn_id)
+        self.outbox = Outbox(clients.transactional_producer(settings, txn_id), txn_id, settings)
         self.handler = CommandHandler(settings, engine, codec, self.checkpoint, self.assignments, self.outbox, replay)
 
     @property
@@ -85,6 +85,7 @@ class Processor:
 
     def run(self) -> int:
         """Runs until stopped (or idle with --until-idle); returns the process exit code."""
+        clients.check_topic(self.outbox.producer, self.settings, self.topic)  # refused credentials: a sentence now
         self.outbox.init(30)
         loop = RunLoop(
             self._connect,
@@ -94,6 +95,7 @@ class Processor:
             poll_timeout_s=self.settings.batch_timeout_s,
             stop=self.stop,
             backoff=Backoff(first_s=1.0, cap_s=30.0),
+            settings=self.settings,
         )
         log.info("processor started", extra={"group": self.group, "instance": self.instance_id, "topic": self.topic})
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -123,13 +122,11 @@ class ResultFollower:
         self.settings = settings
         self.codec = codec
         # librdkafka's own log lines are noise for a CLI; failures raise below.
-        self.consumer = clients.reader(settings, f"follow-{uuid.uuid4()}", log_level=0)
+        self.consumer = clients.reader(settings, clients.reader_group(settings, "follow"))
         topic = settings.topics.results
         try:
-            md = self.consumer.list_topics(topic, timeout=10)
-            parts = md.topics[topic].partitions if topic in md.topics else {}
-            if not parts:
-                raise BrokerUnavailable(f"Kafka has no topic {topic} (run 'scripts/stack up').")
+            clients.check_topic(self.consumer, settings, topic)
+            parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
             assignment = []
             for p in sorted(parts):
                 _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)

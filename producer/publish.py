@@ -80,7 +80,7 @@ def publish_upload(
     started = time.perf_counter()
     producer = clients.bulk_producer(settings)
     clients.check_topic(producer, settings, settings.topics.commands)
-    on_delivery = clients.Deliveries()
+    on_delivery = clients.Deliveries(settings)
     schema = codec.current["ParticipantCommand"]
     topic = settings.topics.commands
     key = request.batch_id.encode()

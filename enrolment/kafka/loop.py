@@ -7,7 +7,8 @@ at once); `caught_up` says whether there is nothing left to do; `idle` runs afte
 `failed` is told about an exception from any of them and says whether the consumer must be rebuilt. Partitions
 can be assigned inside the poll itself (rebalance callbacks), so `handle` must settle whatever an assignment
 left pending before it applies anything. The loop waits between failures with one policy (`Backoff`), resets
-it after a success, and never swallows `Fatal`.
+it after a success, and never swallows `Fatal` or `clients.AccessDenied` (refused credentials or ACLs: waiting
+does not help, the process stops with the sentence).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from enrolment.kafka import clients
 from enrolment.kafka.checkpoint import Checkpoint, Fatal
+from enrolment.settings import Settings
 
 log = logging.getLogger("enrolment.kafka")
 
@@ -73,11 +76,17 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
-def usable(msg: Message) -> bool:
-    """False for the consumer's error events (logged, except the harmless end-of-partition)."""
+def usable(msg: Message, settings: Settings | None = None) -> bool:
+    """False for the consumer's error events (logged, except the harmless end-of-partition).
+
+    An authentication or authorization error raises `clients.AccessDenied` when the settings are known.
+    """
     err = msg.error()
     if err is None:
         return True
+    if settings is not None and clients.is_refusal(err):
+        what = f"reading topic {msg.topic()}" if msg.topic() else "the consumer's request"
+        raise clients.AccessDenied(clients.refusal(settings, err, what))
     if err.code() != KafkaError._PARTITION_EOF:
         log.warning("consumer error", extra={"error": err.str()})
     return False
@@ -110,7 +119,9 @@ class RunLoop:
         poll_timeout_s: float,
         stop: threading.Event | None = None,
         backoff: Backoff | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        self.settings = settings  # whose refusals stop the loop (clients.AccessDenied)
         self.connect = connect
         self.handler = handler
         self.checkpoint = checkpoint
@@ -125,13 +136,15 @@ class RunLoop:
         consumer = self.ensure_consumer()
         self.handler.prepare(consumer)
         msgs = consumer.consume(self.max_batch, self.poll_timeout_s)
+        if self.settings is not None:
+            clients.check_refused(self.settings)
         kept = [m for m in msgs if self._keep(m)]
         if kept:
             self.handler.handle(consumer, kept)
         return len(kept)
 
     def _keep(self, m: Message) -> bool:
-        if not usable(m):
+        if not usable(m, self.settings):
             return False
         return self.checkpoint.is_new(str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)) and (
             self.handler.wants(m)
@@ -163,7 +176,7 @@ class RunLoop:
         """One step under the retry policy: the count handled, or None after a failure (waited out)."""
         try:
             handled = self.step()
-        except Fatal:
+        except (Fatal, clients.AccessDenied):
             raise
         except Rewind:
             return None

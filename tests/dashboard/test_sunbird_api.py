@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from dashboard.web.sunbird import sunbird_router
+from enrolment.kafka.clients import base_config
 from enrolment.settings import Settings
 from enrolment.store.tokens import create_token
 from tests.support.helpers import World, start_processor
@@ -23,7 +24,7 @@ REMOVE = "/v1/course/batch/users/remove"
 
 
 def commands_end(s: Settings) -> int:
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": "probe"})
+    c = Consumer({**base_config(s), "group.id": "probe"})
     try:
         parts = c.list_topics(s.topics.commands, timeout=10).topics[s.topics.commands].partitions
         return sum(c.get_watermark_offsets(TopicPartition(s.topics.commands, p), timeout=10)[1] for p in parts)

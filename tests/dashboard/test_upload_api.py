@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, text
 
 from dashboard.web.app import create_app
+from enrolment.kafka.clients import base_config
 from enrolment.settings import Settings
 from enrolment.store import accounts
 from enrolment.store.tokens import issue_token, revoke_token
@@ -63,7 +64,7 @@ def bearer(engine: Engine, user_id: str) -> dict[str, str]:
 
 def commands_end(settings: Settings) -> int:
     """The sum of the commands topic's end offsets: unchanged means nothing was published."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "offsets-probe"})
+    consumer = Consumer({**base_config(settings), "group.id": "offsets-probe"})
     try:
         topic = settings.topics.commands
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions

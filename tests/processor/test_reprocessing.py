@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from enrolment import credentials
+from enrolment.kafka.clients import base_config
 from enrolment.messages.codec import Codec, default_codec
 from enrolment.settings import Settings
 from enrolment.store import migrate
@@ -244,7 +245,7 @@ def test_dead_letter_replayed_after_fix_is_applied_once(
         "source": "BACKEND", "dry_run": False, "requested_at": 0, "origin_upload_id": None, "origin_line": None,
         "channel": "portal",
     }  # fmt: skip
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap_servers, "partitioner": "murmur2_random"})
+    producer = Producer({**base_config(s), "partitioner": "murmur2_random"})
     producer.produce(s.topics.commands, Codec.encode_with(entry, command), batch.encode())
     producer.produce(s.topics.commands, b"not avro at all", batch.encode())
     producer.flush(30)

@@ -85,6 +85,7 @@ class EditResultOut(BaseModel):
 class RefusedOut(BaseModel):
     line: int
     identifier: str
+    id_type: str | None = Field(default=None, description="USER_ID or STATE_ID where the row told")
     reason: str
     message: str
 
@@ -93,7 +94,10 @@ class UploadOut(BaseModel):
     upload_id: str
     batch_id: str | None
     kind: str | None
-    requested_by: str | None
+    requested_by: str | None = Field(description="On whose authority: the person the processor checks")
+    submitted_by: str | None = Field(
+        description="Who sent it: the API's signed-in user, or the operator (cli:LOGIN) of the direct path"
+    )
     file_name: str | None
     dry_run: bool
     complete: bool

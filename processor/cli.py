@@ -48,7 +48,9 @@ def add_commands(sub: SubCommands) -> None:
 
 def _add_reference_imports(sub: SubCommands) -> None:
     users = group(sub, "users", "reference data: users")
-    ui = users.add_parser("import", help="upsert users from a CSV (user_id,state_id,state,name,roles,status)")
+    ui = users.add_parser(
+        "import", help="upsert users from a CSV (user_id,state_id,state,name,roles,status[,served_states: a;b])"
+    )
     ui.add_argument("file")
     ui.set_defaults(func=cmd_import, kind="users")
     bi = group(sub, "batches", "reference data: course batches").add_parser("import", help="upsert batches from a CSV")

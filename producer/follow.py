@@ -52,6 +52,8 @@ class UploadStatus:
     reasons: Counter[str] = field(default_factory=Counter)
     refused: list[dict[str, Any]] = field(default_factory=list)
     completed: bool = False
+    requested_by: str | None = None  # on whose authority (the processor checks them)
+    submitted_by: str | None = None  # who sent it, where that is recorded (None before it was)
 
     @property
     def rejected_total(self) -> int:
@@ -73,6 +75,8 @@ class UploadStatus:
             "upload_id": self.upload_id,
             "batch_id": self.batch_id,
             "kind": self.kind,
+            "requested_by": self.requested_by,
+            "submitted_by": self.submitted_by,
             "dry_run": self.dry_run,
             "complete": self.completed,
             "published": self.published,
@@ -81,7 +85,7 @@ class UploadStatus:
             "outcomes": dict(sorted(outcomes.items())),
             "reasons": dict(sorted(reasons.items())),
             "processor_outcomes": dict(sorted(self.outcomes.items())),
-            "refused_rows": self.refused,
+            "refused_rows": [refused_json(r) for r in self.refused],
         }
 
     def render(self) -> str:
@@ -110,6 +114,14 @@ class UploadStatus:
         if not self.completed:
             lines.append(f"  follow it with: participants status {self.upload_id}")
         return "\n".join(lines)
+
+
+REFUSED_KEYS = ("line", "identifier", "id_type", "reason", "message")
+
+
+def refused_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A refused row in one key order wherever it was read from (the store's jsonb orders keys its own way)."""
+    return {k: row.get(k) for k in REFUSED_KEYS}
 
 
 class ResultFollower:
@@ -200,6 +212,7 @@ def status_from_store(cur: Any, upload_id: str) -> UploadStatus | None:
     status = UploadStatus(upload_id=upload_id)
     if record is not None:
         status.batch_id, status.kind, status.dry_run = record.batch_id, record.kind, record.dry_run
+        status.requested_by, status.submitted_by = record.requested_by or None, record.submitted_by
         status.published, status.refused, status.completed = record.published, record.refused, record.completed
     for c in counts:
         status.outcomes[c.outcome] += c.count

@@ -31,6 +31,7 @@ class UploadRequest:
     source: str = "BACKEND"
     file_name: str | None = None
     parent_upload_id: str | None = None
+    submitted_by: str | None = None  # who sends it: the API's signed-in user, or the operator (cli:LOGIN)
     upload_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -128,18 +129,20 @@ def publish_upload(
             if progress:
                 progress.update(n)
     on_delivery.flush(producer, f"the commands of upload {upload_id}", 120)
-    seal = {
+    seal: dict[str, Any] = {
         "upload_id": upload_id,
         "batch_id": request.batch_id,
         "phase": "PUBLISHED",
         "kind": request.kind,
         "requested_by": request.requested_by,
+        "submitted_by": request.submitted_by,
         "dry_run": request.dry_run,
         "file_name": request.file_name,
         "parent_upload_id": request.parent_upload_id,
         "commands_published": n,
         "refused": [
-            {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message} for r in refused
+            {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message, "id_type": r.id_type}
+            for r in refused
         ],
         "outcomes": {},
         "reasons": {},

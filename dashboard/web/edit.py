@@ -77,7 +77,13 @@ def apply_edit(
         if not people:
             continue
         request = UploadRequest(
-            batch_id=b.batch_id, action=action, requested_by=requested_by, kind="ui", source="UI", file_name=None
+            batch_id=b.batch_id,
+            action=action,
+            requested_by=requested_by,
+            kind="ui",
+            source="UI",
+            file_name=None,
+            submitted_by=viewer.user_id,
         )
         try:
             ids.append(kafka_publisher(settings, request, people))

@@ -138,7 +138,11 @@ def publish_and_follow(
     """Publishes the ids as one upload and waits up to ``wait_s`` for their results: (status, total, results)."""
     codec = default_codec()
     upload = UploadRequest(
-        batch_id=batch.batch_id, action=action.upper(), requested_by=user.user_id, kind=f"api-{action}"
+        batch_id=batch.batch_id,
+        action=action.upper(),
+        requested_by=user.user_id,
+        kind=f"api-{action}",
+        submitted_by=user.user_id,
     )
     id_type = cast(IdTypeValue, req.id_type)
     rows = [InputRow(i + 1, ident, id_type) for i, ident in enumerate(dict.fromkeys(req.identifiers))]

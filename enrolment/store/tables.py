@@ -143,6 +143,7 @@ uploads = Table(
     Column("commands_published", Integer, nullable=True),
     Column("refused", JSONB, nullable=False, server_default="[]"),
     Column("created_at", DateTime(timezone=True), nullable=True),
+    Column("submitted_by", Text, nullable=True, doc="Who sent it (0007): the API's user or cli:LOGIN"),
     Column("sealed_topic", Text, nullable=True),
     Column("sealed_group", Text, nullable=True),
     Column("sealed_partition", Integer, nullable=True),
@@ -308,6 +309,7 @@ dash_uploads = Table(
     Column("created_at", DateTime(timezone=True), nullable=True),
     Column("completed_at", DateTime(timezone=True), nullable=True),
     Column("first_seen_at", DateTime(timezone=True), nullable=False, doc="Earliest time any message names"),
+    Column("submitted_by", Text, nullable=True),
     PrimaryKeyConstraint("group_id", "upload_id"),
 )
 Index("dash_uploads_batch_idx", dash_uploads.c.group_id, dash_uploads.c.batch_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -91,9 +92,16 @@ def set_admin(admin: Settings, listener: str, timeout: float) -> None:
     print("[stack] kafka: the admin's SCRAM credential is set", file=sys.stderr)
 
 
+def component_password(component: str) -> str:
+    """A component's Kafka password: ``<COMPONENT>_KAFKA_PASSWORD`` (docker compose's .env), else its file."""
+    return os.environ.get(f"{component.upper()}_KAFKA_PASSWORD") or credentials.load(component).get(
+        "KAFKA_SASL_PASSWORD", ""
+    )
+
+
 def secure(admin: Settings) -> None:
     """Every component's SCRAM user (the password in its file) and the ACL table (enrolment.kafka.acls)."""
-    passwords = {c: credentials.load(c).get("KAFKA_SASL_PASSWORD", "") for c in acls.PRINCIPALS}
+    passwords = {c: component_password(c) for c in acls.PRINCIPALS}
     users = acls.upsert_users(admin, passwords)
     count = acls.apply(admin, [*acls.grants(admin), *acls.shared_grants()])
     print(f"[stack] kafka: SCRAM users {', '.join(users)}; {count} ACLs", file=sys.stderr)

@@ -37,8 +37,9 @@ def test_app_environment_matches_settings() -> None:
     services = load()["services"]
     env = dict(services["processor"]["environment"])  # type: ignore[index]
     dash = dict(services["dashboard"]["environment"])  # type: ignore[index]
-    shared = {k: v for k, v in env.items() if k not in ("DATABASE_URL", "METRICS_HOST")}
-    assert shared == {k: v for k, v in dash.items() if k != "DATABASE_URL"}
+    own = ("DATABASE_URL", "METRICS_HOST", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")
+    shared = {k: v for k, v in env.items() if k not in own}
+    assert shared == {k: v for k, v in dash.items() if k not in own}
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "CONSUMER_GROUP", "DASHBOARD_GROUP"):
         assert name in env
     defaults = Settings.from_env()
@@ -70,6 +71,25 @@ def test_no_secret_is_committed_and_the_example_env_file_names_every_one() -> No
     assert not re.search(r"PASSWORD: +[^$\s]", text), "a literal password in docker-compose.yml"
     assert not re.search(r"://[^:/\s]+:(?!\$\{)[^@\s]*@", text), "a URL with a literal password"
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_kafka_is_locked_down_as_on_the_local_stack() -> None:
+    services = load()["services"]
+    kafka = services["kafka"]["environment"]  # type: ignore[index]
+    assert "PLAINTEXT" not in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].replace("SASL_PLAINTEXT", "")
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert kafka["KAFKA_SUPER_USERS"] == "User:admin"
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    for name in ("processor", "dashboard"):
+        env = services[name]["environment"]  # type: ignore[index]
+        assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_USERNAME"]) == ("SASL_PLAINTEXT", name)
+        assert env["KAFKA_SASL_PASSWORD"].startswith(f"${{{name.upper()}_KAFKA_PASSWORD")
+    init = services["init"]  # type: ignore[index]
+    assert "--secure" in " ".join(init["entrypoint"])
+    assert {f"{c.upper()}_KAFKA_PASSWORD" for c in ("processor", "dashboard", "producer", "progress")} <= set(
+        init["environment"]
+    )
 
 
 def test_ports_are_published_on_localhost_only() -> None:

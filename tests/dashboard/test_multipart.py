@@ -12,12 +12,12 @@ from dashboard.web.multipart import MultipartError, read_file_field
 
 CT = "multipart/form-data; boundary=XyZ"
 BODY = (
-    b"preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
-    b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.csv\"\r\nContent-Type: text/csv\r\n\r\n"
-    b"batchId,userIds\r\nb1,\"u1,u2\"\r\n--XyA-not-the-boundary\r\n"
+    b'preamble\r\n--XyZ\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n'
+    b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="b.csv"\r\nContent-Type: text/csv\r\n\r\n'
+    b'batchId,userIds\r\nb1,"u1,u2"\r\n--XyA-not-the-boundary\r\n'
     b"\r\n--XyZ--\r\nepilogue"
 )
-FILE = b"batchId,userIds\r\nb1,\"u1,u2\"\r\n--XyA-not-the-boundary\r\n"
+FILE = b'batchId,userIds\r\nb1,"u1,u2"\r\n--XyA-not-the-boundary\r\n'
 
 
 async def chunks(data: bytes, size: int) -> AsyncIterator[bytes]:

@@ -42,8 +42,9 @@ class DashboardServer:
         self.consumer_thread = threading.Thread(
             target=self.consumer.run, args=(self.stop_event,), name="dashboard-read-model", daemon=True
         )
+        self.app = create_app(settings, engine)
         config = uvicorn.Config(
-            create_app(settings, engine),
+            self.app,
             host=host,
             port=port,
             log_level=log_level,
@@ -85,6 +86,7 @@ class DashboardServer:
         self._stop_consumer()
 
     def _stop_consumer(self) -> None:
+        self.app.state.sunbird_hub.close()  # the Sunbird APIs' shared producer, results follower and pool
         self.stop_event.set()
         if self.consumer_thread.is_alive():
             self.consumer_thread.join(15)

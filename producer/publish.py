@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from confluent_kafka import Producer
+
 from enrolment.files import InputRow, RefusedRow
 from enrolment.kafka import clients
 from enrolment.messages.codec import Codec
@@ -76,11 +78,16 @@ def publish_upload(
     progress: Progress | None = None,
     keep_rows: bool = True,
     origin: Callable[[int], tuple[str | None, int | None]] | None = None,
+    producer: Producer | None = None,
 ) -> Published:
-    """Publishes the commands of one upload and its seal; returns what was published and refused."""
+    """Publishes the commands of one upload and its seal; returns what was published and refused.
+
+    ``producer``: a long-lived one shared by a server's calls (already checked), instead of one for this upload.
+    """
     started = time.perf_counter()
-    producer = clients.bulk_producer(settings)
-    clients.check_topic(producer, settings, settings.topics.commands)
+    if producer is None:
+        producer = clients.bulk_producer(settings)
+        clients.check_topic(producer, settings, settings.topics.commands)
     on_delivery = clients.Deliveries(settings)
     schema = codec.current["ParticipantCommand"]
     topic = settings.topics.commands

@@ -66,6 +66,8 @@ TABLES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "web_sessions": ALL_ROWS,
         "sign_in_failures": (SEL, INS, DEL),
         "api_tokens": (SEL, UPD),
+        # Sunbird's bulk upload API: the uploads of a processId (enrolment.store.bulk)
+        "bulk_processes": (SEL, INS),
         # its read model (dashboard.readstore; `dashboard rebuild` empties a group's rows)
         "dash_positions": ALL_ROWS,
         "dash_applied_events": ALL_ROWS,

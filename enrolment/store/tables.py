@@ -213,6 +213,21 @@ api_tokens = Table(
 Index("api_tokens_token_id_idx", api_tokens.c.token_id, unique=True)
 Index("api_tokens_user_idx", api_tokens.c.user_id)
 
+# 0010: Sunbird's bulk upload API — a processId spans several batches, each an upload (enrolment.store.bulk)
+bulk_processes = Table(
+    "bulk_processes",
+    metadata,
+    Column("process_id", Text, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("upload_id", Text, primary_key=True),
+    Column("batch_id", Text, nullable=False),
+    Column("operation", Text, nullable=False),
+    Column("requested_by", Text, nullable=False),
+    Column("ids", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    UniqueConstraint("process_id", "position", name="bulk_processes_position_key"),
+)
+
 # ------------------------------------------------------------------------------ the dashboard's read model (0002)
 # Every row carries the dashboard consumer group that built it, so one dashboard's rebuild touches only its rows.
 

@@ -32,6 +32,7 @@ from enrolment.settings import Settings
 from producer.publish import UploadRequest, publish_upload
 
 CANDIDATE_LIMIT = 50
+MAX_SEARCH = 200
 
 router = APIRouter(dependencies=[Depends(signed_in)])
 
@@ -113,6 +114,12 @@ def edit_page(
     settings = app_settings(request)
     st = edit_state_for(settings, b, viewer)
     group = settings.dashboard_group
+    marked = marked or rules.EditPlan(adds=(), removes=())
+    candidates: list[queries.Person] = []
+    if st.enabled:  # the people already marked to add stay listed (and ticked) whatever the search shows
+        found = queries.candidates(conn, group, b, q, CANDIDATE_LIMIT)
+        pending = set(marked.adds)
+        candidates = named(conn, b.state, marked.adds) + [p for p in found if p.user_id not in pending]
     return render(
         request,
         "edit.html",
@@ -120,8 +127,8 @@ def edit_page(
         batch=b,
         edit=st,
         members=[] if st.limit_reached else queries.members(conn, group, b.batch_id),
-        candidates=queries.candidates(conn, group, b, q, CANDIDATE_LIMIT) if st.enabled else [],
-        marked=marked or rules.EditPlan(adds=(), removes=()),
+        candidates=candidates,
+        marked=marked,
         q=q,
         came_from=came_from,
         error=error,
@@ -176,7 +183,7 @@ def edit_batch_page(
     who: Who,
     conn: Db,
     settings: AppSettings,
-    q: Annotated[str, Query(max_length=200)] = "",
+    q: Annotated[str, Query(max_length=MAX_SEARCH)] = "",
     came_from: Annotated[str, Query(alias="from")] = "courses",
 ) -> HTMLResponse:
     b = need_batch(conn, settings.dashboard_group, batch_id, who.viewer)
@@ -200,7 +207,10 @@ CHANGED_MEANWHILE = (
 
 
 def submit_edit(request: Request, batch_id: str, who: Identity, form: dict[str, list[str]]) -> Response:
-    """Marks → the confirmation page; only its confirmation (step=confirm, matching digest) publishes."""
+    """Marks → the confirmation page; only its confirmation (step=confirm, matching digest) publishes.
+
+    ``step=search`` re-renders the page with the marks kept, so searching never loses what was ticked.
+    """
     came_from = first_value(form, "from") or "courses"
     settings = app_settings(request)
     viewer = who.viewer
@@ -209,10 +219,14 @@ def submit_edit(request: Request, batch_id: str, who: Identity, form: dict[str, 
         b = need_batch_to_change(conn, settings.dashboard_group, batch_id, viewer)
         current = queries.member_ids(conn, settings.dashboard_group, batch_id, sorted(set(adds) | set(removes)))
         plan = rules.plan_marked(adds, removes, current)
+        step = first_value(form, "step") or "review"
+        if step == "search":  # a new search that keeps the marks; nothing is checked or published
+            q = " ".join((first_value(form, "q") or "").split())[:MAX_SEARCH]
+            return edit_page(request, conn, b, viewer, q, came_from, marked=plan)
         if plan.empty:
             return edit_page(request, conn, b, viewer, "", came_from, error=NOTHING_MARKED)
         digest = change_digest(who, batch_id, plan)
-        confirmed = first_value(form, "step") == "confirm"
+        confirmed = step == "confirm"
         if confirmed and not hmac.compare_digest(first_value(form, "change") or "", digest):
             return confirm_page(request, conn, b, plan, digest, came_from, 409, CHANGED_MEANWHILE)
         try:

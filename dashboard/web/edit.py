@@ -226,13 +226,13 @@ def submit_edit(request: Request, batch_id: str, who: Identity, form: dict[str, 
         if plan.empty:
             return edit_page(request, conn, b, viewer, "", came_from, error=NOTHING_MARKED)
         digest = change_digest(who, batch_id, plan)
-        confirmed = step == "confirm"
-        if confirmed and not hmac.compare_digest(first_value(form, "change") or "", digest):
-            return confirm_page(request, conn, b, plan, digest, came_from, 409, CHANGED_MEANWHILE)
+        confirmed = step == "confirm" and hmac.compare_digest(first_value(form, "change") or "", digest)
         try:
-            if not confirmed:
+            if not confirmed:  # a review, or a confirmation of something else than this change: (re)confirm
                 check_edit(conn, settings, b, viewer, plan)
-                return confirm_page(request, conn, b, plan, digest, came_from)
+                again = step == "confirm"
+                notice = CHANGED_MEANWHILE if again else None
+                return confirm_page(request, conn, b, plan, digest, came_from, 409 if again else 200, notice)
             ids = apply_edit(conn, settings, b, viewer, plan)
         except PageError as exc:
             return edit_page(request, conn, b, viewer, "", came_from, exc.status, exc.message, plan)

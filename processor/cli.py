@@ -177,6 +177,7 @@ def cmd_store_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"store rebuilt: {report.enrolments} enrolments from {settings.topics.enrollments}, "
         f"{report.ledger_rows} ledger rows from {settings.topics.results}, {report.uploads} uploads, "
+        f"{report.completions} course completions from {settings.topics.course_progress}, "
         f"{report.batches_recounted} batch counts set"
         + (f", {report.undecodable} undecodable messages skipped" if report.undecodable else "")
     )

@@ -49,7 +49,9 @@ def add_commands(sub: SubCommands) -> None:
 def _add_reference_imports(sub: SubCommands) -> None:
     users = group(sub, "users", "reference data: users")
     ui = users.add_parser(
-        "import", help="upsert users from a CSV (user_id,state_id,state,name,roles,status[,served_states: a;b])"
+        "import",
+        help="upsert users from a CSV (user_id,state_id,state,name,roles,status[,served_states: a;b]"
+        "[,org_name,district,block,school_name,school_udise])",
     )
     ui.add_argument("file")
     ui.set_defaults(func=cmd_import, kind="users")

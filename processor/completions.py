@@ -148,6 +148,17 @@ class CompletionFollower:
             return True
         return int(consumer.position([TopicPartition(self.topic, p)])[0].offset) >= end  # past transaction markers
 
+    def caught_up(self) -> bool:
+        """Every followed partition recorded up to its high watermark (for --until-idle)."""
+        consumer = self._consumer()
+        for p in sorted(self.assigned):
+            tp = TopicPartition(self.topic, p)
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            held = self.checkpoint.next_offset((self.topic, p)) or 0
+            if high > 0 and held < high and consumer.position([tp])[0].offset < high:
+                return False
+        return True
+
     def applied(self, pending: Pending) -> None:
         """After the transaction that recorded ``pending`` committed: its moves are the held positions."""
         self.checkpoint.advance(pending.moves)

@@ -155,7 +155,7 @@ class CommandHandler:
             _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
             if high > 0 and done < high:
                 return False
-        return True
+        return self.completions is None or self.completions.caught_up()
 
     def idle(self, consumer: Consumer) -> None:
         metrics.update_lag(consumer, self.topic, self.assignments.owned, self.checkpoint)

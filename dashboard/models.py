@@ -34,6 +34,13 @@ class ParticipantOut(BaseModel):
     added_via: str = Field(description="ui or backend")
     progress: int = Field(description="Course progress in percent (0 when none was reported yet)")
     completed_at: datetime | None
+    batch_id: str
+    course_id: str
+    org_name: str | None = Field(description="Organisation (users import), for Sunbird's progress report")
+    district: str | None
+    block: str | None
+    school_name: str | None
+    school_udise: str | None = Field(description="School UDISE code")
 
 
 class ParticipantPageOut(BaseModel):

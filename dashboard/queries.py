@@ -67,6 +67,14 @@ class Participant:
     added_via: str
     progress: int | None
     completed_at: datetime | None
+    batch_id: str = ""
+    course_id: str = ""
+    # the user's profile (users import, 0009), read from the users table: the state report's columns
+    org_name: str | None = None
+    district: str | None = None
+    block: str | None = None
+    school_name: str | None = None
+    school_udise: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +154,12 @@ def user(conn: Connection, user_id: str) -> User | None:
         return reference.user(cur, user_id)
 
 
+def state_name(conn: Connection, code: str) -> str:
+    """A state's name (its code when the states table has no other), for Sunbird's report."""
+    row = conn.execute(text("SELECT name FROM states WHERE code = :c"), {"c": code}).first()
+    return code if row is None or not row[0] else str(row[0])
+
+
 def user_name(conn: Connection, user_id: str) -> str | None:
     row = conn.execute(text("SELECT name FROM users WHERE user_id = :u"), {"u": user_id}).first()
     return None if row is None else str(row[0])
@@ -162,10 +176,14 @@ _ORDER = {
     "completed_at": "p.completed_at {d} NULLS LAST, m.name {d}, m.user_id {d}",
 }
 
+# The profile columns come straight from the users table (reference data the dashboard may read), so an
+# import shows at once and the read model keeps no copy of them.
 _PARTICIPANTS = """
-SELECT m.user_id, m.name, m.state_id, m.enrolled_at, m.added_via, p.progress, p.completed_at
+SELECT m.user_id, m.name, m.state_id, m.enrolled_at, m.added_via, p.progress, p.completed_at, m.batch_id,
+       m.course_id, u.org_name, u.district, u.block, u.school_name, u.school_udise
 FROM dash_members m
 LEFT JOIN dash_progress p ON p.group_id = m.group_id AND p.batch_id = m.batch_id AND p.user_id = m.user_id
+LEFT JOIN users u ON u.user_id = m.user_id
 WHERE m.group_id = :g AND m.batch_id = :b
 """
 _SEARCH = " AND (m.name ILIKE :q OR m.user_id ILIKE :q OR m.state_id ILIKE :q)"
@@ -199,7 +217,7 @@ def stream_participants(engine: Engine, group: str, batch_id: str, chunk: int = 
             text(_PARTICIPANTS + " ORDER BY m.name, m.user_id"), {"g": group, "b": batch_id}
         )
         for r in result:
-            yield Participant(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+            yield Participant(*r)
 
 
 def members(conn: Connection, group: str, batch_id: str) -> list[Person]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from enrolment.domain.model import OPEN_STATUSES
 
@@ -149,7 +149,33 @@ CSV_HEADER: tuple[str, ...] = (
     "added_via",
     "progress",
     "completed_at",
+    # appended (so scripts reading the first columns by position keep working): the state report's columns
+    "course_id",
+    "batch_id",
+    "org_name",
+    "district",
+    "block",
+    "school_name",
+    "school_udise",
 )
+# Sunbird's course progress report (sunbird-data-products CourseMetricsJob), its names and order; the masked
+# Email ID / Mobile Number and the Certificate Status columns are Sunbird's own data and are left out.
+SUNBIRD_CSV_HEADER: tuple[str, ...] = (
+    "External ID",
+    "User ID",
+    "User Name",
+    "Organisation Name",
+    "State Name",
+    "District Name",
+    "School UDISE Code",
+    "School Name",
+    "Block Name",
+    "Enrolment Date",
+    "Course Progress",
+    "Completion Date",
+)
+# Report dates are the learners' calendar dates: India Standard Time (UTC+05:30 all year, no DST).
+IST = timezone(timedelta(hours=5, minutes=30), "IST")
 
 
 def iso(value: datetime | None) -> str:
@@ -171,8 +197,10 @@ def csv_row(
     added_via: str,
     progress: int | None,
     completed_at: datetime | None,
+    *more: str | None,
 ) -> list[str]:
-    """One participant as CSV cells (no progress yet = 0); the CSV writer (enrolment.csvsafe) guards every cell."""
+    """One participant as CSV cells (no progress yet = 0), then ``more`` (course, batch, profile) as given;
+    the CSV writer (enrolment.csvsafe) guards every cell."""
     return [
         name or "",
         user_id,
@@ -181,6 +209,50 @@ def csv_row(
         added_via,
         str(progress if progress is not None else 0),
         iso(completed_at),
+        *(m or "" for m in more),
+    ]
+
+
+def report_date(value: datetime | None) -> str:
+    """Sunbird's report date, ``dd/MM/yyyy``, in India Standard Time; empty for none."""
+    return "" if value is None else value.astimezone(IST).strftime("%d/%m/%Y")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Where a learner works (users import): the state report's organisation, district, block and school."""
+
+    org_name: str | None = None
+    district: str | None = None
+    block: str | None = None
+    school_name: str | None = None
+    school_udise: str | None = None
+
+
+def sunbird_row(
+    state_id: str | None,
+    user_id: str,
+    name: str | None,
+    profile: Profile,
+    state_name: str,
+    enrolled_at: datetime | None,
+    progress: int | None,
+    completed_at: datetime | None,
+) -> list[str]:
+    """One participant in SUNBIRD_CSV_HEADER's order: progress as ``N%``, dates as ``dd/MM/yyyy``."""
+    return [
+        state_id or "",
+        user_id,
+        name or "",
+        profile.org_name or "",
+        state_name,
+        profile.district or "",
+        profile.school_udise or "",
+        profile.school_name or "",
+        profile.block or "",
+        report_date(enrolled_at),
+        progress_label(progress),
+        report_date(completed_at),
     ]
 
 

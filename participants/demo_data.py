@@ -2,7 +2,8 @@
 
 ``python -m participants.demo_data --out demo-data`` writes:
 
-* ``users.csv`` — teachers of states KA and MH (``u-ka-000001`` / ``KA-T000001``, ~2% inactive, role PUBLIC),
+* ``users.csv`` — teachers of states KA and MH (``u-ka-000001`` / ``KA-T000001``, ~2% inactive, role PUBLIC,
+  with organisation, district, block, school and UDISE code for the state report),
   per state one ORG_ADMIN (``admin-ka``, ``admin-mh``) and the mentors ``mentor-ka-1``, ``mentor-ka-2``,
   ``mentor-mh-1`` (COURSE_MENTOR);
 * ``batches.csv`` — ``batch-ka-invite``, ``batch-ka-open``, ``batch-ka-ended`` (status given as Sunbird's
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from processor.imports import BATCH_COLUMNS, USER_COLUMNS
+from processor.imports import BATCH_COLUMNS, PROFILE_COLUMNS, USER_COLUMNS
 
 __all__ = ["DEFAULT_SEED", "STATES", "UPLOAD_ROWS", "DemoFiles", "main", "write_demo_data"]
 
@@ -82,7 +83,7 @@ LAST_NAMES: tuple[str, ...] = (
     "Shinde",
 )
 
-USER_HEADER = USER_COLUMNS
+USER_HEADER = (*USER_COLUMNS, *PROFILE_COLUMNS)
 BATCH_HEADER = BATCH_COLUMNS
 PROGRESS_HEADER = ("batch_id", "user_id", "progress", "completed_at")
 
@@ -144,6 +145,36 @@ BATCHES: tuple[tuple[str, ...], ...] = (
         "mentor-mh-1",
     ),
 )
+
+# Where teachers work (the state report's columns): a state's department, districts with their blocks and
+# UDISE state codes. Chosen from the teacher's number, so the other columns' random draws stay as they were.
+ORGS: dict[str, str] = {"KA": "Samagra Shikshana Karnataka", "MH": "Maharashtra Prathamik Shikshan Parishad"}
+UDISE_STATE: dict[str, str] = {"KA": "29", "MH": "27"}
+DISTRICTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "KA": (
+        ("Mysuru", ("Hunsur", "Nanjangud", "T. Narasipura")),
+        ("Belagavi", ("Athani", "Gokak", "Khanapur")),
+        ("Dharwad", ("Hubballi", "Kalghatgi")),
+        ("Kalaburagi", ("Aland", "Chincholi", "Sedam")),
+    ),
+    "MH": (
+        ("Pune", ("Baramati", "Junnar", "Maval")),
+        ("Nashik", ("Igatpuri", "Sinnar")),
+        ("Nagpur", ("Katol", "Ramtek", "Umred")),
+    ),
+}
+
+
+def teacher_profile(state: str, n: int) -> tuple[str, str, str, str, str]:
+    """(org_name, district, block, school_name, school_udise) of teacher ``n``: ~8 teachers per school."""
+    districts = DISTRICTS[state]
+    d = n % len(districts)
+    district, blocks = districts[d]
+    b = (n // len(districts)) % len(blocks)
+    school = n // 8 % 97 + 1
+    udise = f"{UDISE_STATE[state]}{d + 1:02d}{b + 1:02d}{school:03d}{n % 3 + 1:02d}"  # 11 digits, as UDISE
+    return ORGS[state], district, blocks[b], f"GHPS {blocks[b]} No. {school}", udise
+
 
 # Progress completions fall in this window (fixed, so the files are deterministic).
 _COMPLETION_START = datetime(2026, 9, 1, tzinfo=UTC)
@@ -207,15 +238,17 @@ def write_demo_data(out_dir: Path, teachers_per_state: int | None = None, *, see
     names: dict[str, str] = {}  # KA state id -> name, reused by the upload file
     for state in STATES:
         code = state.lower()
-        users.append((f"admin-{code}", "", state, _name(rng), "ORG_ADMIN", "active"))
+        users.append((f"admin-{code}", "", state, _name(rng), "ORG_ADMIN", "active", ORGS[state], "", "", "", ""))
         mentors = ("1", "2") if state == "KA" else ("1",)
         for m in mentors:
-            users.append((f"mentor-{code}-{m}", f"{state}-M{int(m):06d}", state, _name(rng), "COURSE_MENTOR", "active"))
+            mentor = (f"mentor-{code}-{m}", f"{state}-M{int(m):06d}", state, _name(rng), "COURSE_MENTOR", "active")
+            users.append((*mentor, ORGS[state], "", "", "", ""))
         for n in range(1, teachers[state] + 1):
             name = _name(rng)
             status = "inactive" if rng.random() < INACTIVE_SHARE else "active"
             state_id = teacher_state_id(state, n)
-            users.append((teacher_user_id(state, n), state_id, state, name, "PUBLIC", status))
+            teacher = (teacher_user_id(state, n), state_id, state, name, "PUBLIC", status)
+            users.append((*teacher, *teacher_profile(state, n)))
             if state == "KA":
                 names[state_id] = name
     _write_csv(files.users, USER_HEADER, users)

@@ -49,7 +49,9 @@ def add_commands(sub: SubCommands) -> None:
 def _add_reference_imports(sub: SubCommands) -> None:
     users = group(sub, "users", "reference data: users")
     ui = users.add_parser(
-        "import", help="upsert users from a CSV (user_id,state_id,state,name,roles,status[,served_states: a;b])"
+        "import",
+        help="upsert users from a CSV (user_id,state_id,state,name,roles,status[,served_states: a;b]"
+        "[,org_name,district,block,school_name,school_udise])",
     )
     ui.add_argument("file")
     ui.set_defaults(func=cmd_import, kind="users")
@@ -177,6 +179,7 @@ def cmd_store_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"store rebuilt: {report.enrolments} enrolments from {settings.topics.enrollments}, "
         f"{report.ledger_rows} ledger rows from {settings.topics.results}, {report.uploads} uploads, "
+        f"{report.completions} course completions from {settings.topics.course_progress}, "
         f"{report.batches_recounted} batch counts set"
         + (f", {report.undecodable} undecodable messages skipped" if report.undecodable else "")
     )

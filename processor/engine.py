@@ -26,6 +26,7 @@ from enrolment.settings import Settings
 from enrolment.store.positions import PROCESSOR_POSITIONS
 from processor.assignment import Assignments
 from processor.batch import ReplayRange
+from processor.completions import CompletionFollower
 from processor.handler import CommandHandler
 
 __all__ = ["Fatal", "Processor", "ReplayRange"]
@@ -64,7 +65,11 @@ class Processor:
         )
         txn_id = f"{self.group}.{self.instance_id}"
         self.outbox = Outbox(clients.transactional_producer(settings, txn_id), txn_id, settings)
-        self.handler = CommandHandler(settings, engine, codec, self.checkpoint, self.assignments, self.outbox, replay)
+        # A replay decides against the completions the store holds; only the group's members follow course progress.
+        self.completions = None if replay else CompletionFollower(settings, engine, codec, self.checkpoint)
+        self.handler = CommandHandler(
+            settings, engine, codec, self.checkpoint, self.assignments, self.outbox, replay, self.completions
+        )
 
     @property
     def report(self) -> Counter[tuple[str, str]]:
@@ -86,6 +91,8 @@ class Processor:
     def run(self) -> int:
         """Runs until stopped (or idle with --until-idle); returns the process exit code."""
         clients.check_topic(self.outbox.producer, self.settings, self.topic)  # refused credentials: a sentence now
+        if self.completions is not None:
+            self.completions.check(self.topic)
         self.outbox.init(30)
         loop = RunLoop(
             self._connect,
@@ -102,6 +109,8 @@ class Processor:
             loop.run(until_idle=self.until_idle, idle_grace_s=self.idle_grace_s)
         finally:
             self.outbox.close()
+            if self.completions is not None:
+                self.completions.close()
         if self.until_idle and not self.stop.is_set():
             log.info("caught up, exiting (--until-idle)", extra=dict(self.processed))
         return 0

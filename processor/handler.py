@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 from sqlalchemy import Engine
 
+from enrolment.domain.model import Action
 from enrolment.domain.outputs import UploadInfo
 from enrolment.kafka.checkpoint import Checkpoint, Outbox
 from enrolment.kafka.loop import Rewind, at_end
@@ -29,6 +30,7 @@ from enrolment.store.step import StepResult, apply_commands, load_in_doubt, seal
 from processor import metrics
 from processor.assignment import Assignments
 from processor.batch import Decoded, ReplayRange, decode_batch
+from processor.completions import CompletionFollower, Pending, record_pending
 from processor.emit import outputs_for
 
 log = logging.getLogger("processor")
@@ -77,8 +79,10 @@ class CommandHandler:
         assignments: Assignments,
         outbox: Outbox,
         replay: ReplayRange | None = None,
+        completions: CompletionFollower | None = None,
     ) -> None:
         self.settings = settings
+        self.completions = completions  # the completion rule's input (None for a replay: the store's as is)
         self.engine = engine
         self.codec = codec
         self.checkpoint = checkpoint
@@ -95,6 +99,8 @@ class CommandHandler:
     def prepare(self, consumer: Consumer) -> None:
         self.assignments.reassign_if_needed(consumer)
         self._recover_pending(consumer)
+        if self.completions is not None:
+            self.completions.sync(self.assignments.owned)
 
     def wants(self, msg: Message) -> bool:
         p = msg.partition()
@@ -116,10 +122,13 @@ class CommandHandler:
             self.report[("dead-lettered", "UNDECODABLE")] += len(decoded.letters)
             decoded.letters = []
         t_decoded = time.perf_counter()
-        applied = self._apply(decoded, self.checkpoint.moves(msgs), ts)
+        pending = self._completions_for(decoded)
+        applied = self._apply(decoded, self.checkpoint.moves(msgs), ts, pending)
         applied.timings["decode"] = t_decoded - started
         applied.timings["database"] = time.perf_counter() - t_decoded
         self.checkpoint.advance(applied.moves)
+        if self.completions is not None:
+            self.completions.applied(pending)
         self.failpoint("after-db-commit")
         self._count_replay(applied.step)
         self._publish(consumer, applied, decoded)
@@ -146,24 +155,35 @@ class CommandHandler:
             _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
             if high > 0 and done < high:
                 return False
-        return True
+        return self.completions is None or self.completions.caught_up()
 
     def idle(self, consumer: Consumer) -> None:
         metrics.update_lag(consumer, self.topic, self.assignments.owned, self.checkpoint)
+        if self.completions is not None:
+            self.completions.catch_up()
 
     def failed(self, exc: Exception) -> bool:
         """Any failure: re-read positions and seek before the next poll; keep the consumer (and the group)."""
         self.assignments.needs_reassign = True
+        if self.completions is not None:
+            self.completions.dirty = True
         return False
 
+    def _completions_for(self, decoded: Decoded) -> Pending:
+        """Course progress up to now on the partitions of this poll's removes (processor.completions: ordering)."""
+        if self.completions is None:
+            return Pending()
+        self.completions.sync(self.assignments.owned)
+        removes = {p.partition for p in decoded.commands if p.command.action is Action.REMOVE}
+        return self.completions.read_to_end(removes) if removes else self.completions.fetched()
+
     # ------------------------------------------------------------------ the two transactions
-    def _apply(self, decoded: Decoded, moves: Moves, ts: int) -> Applied:
+    def _apply(self, decoded: Decoded, moves: Moves, ts: int, pending: Pending) -> Applied:
         dry = self.replay is not None and self.replay.dry_run
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
-            if not dry:
-                self.checkpoint.claim(cur, moves)
+            record_pending(cur, self.checkpoint, pending, moves, dry)
             step = apply_commands(cur, decoded.commands, self.settings.ui_participant_limit, ts, self.topic, self.group)
             record_dead_letters(cur, decoded.letters)
             completed = [
@@ -177,15 +197,21 @@ class CommandHandler:
                 raw.commit()
         except PositionConflict as exc:
             raw.rollback()
+            self._unsettle()
             log.warning("position conflict, another owner applied these partitions", extra={"error": str(exc)})
             self.assignments.needs_reassign = True
             raise Rewind(str(exc)) from None
         except BaseException:
             raw.rollback()
+            self._unsettle()
             raise
         finally:
             raw.close()
         return Applied(step, completed, moves)
+
+    def _unsettle(self) -> None:
+        if self.completions is not None:
+            self.completions.dirty = True  # what it read was not recorded: read it again
 
     def _publish(self, consumer: Consumer, applied: Applied, decoded: Decoded) -> None:
         if self.replay is not None and self.replay.dry_run:

@@ -25,6 +25,8 @@ Users: ``user_id`` and ``state`` are required, ``state_id`` and ``name`` may be 
 are); where the column is present it replaces the user's served states (empty: none), where it is absent
 they are left alone.  A state no file or batch has named yet is UNKNOWN_STATE, served states on a user
 without the role NOT_IMPLEMENTATION_TEAM; a user whose only change is their served states counts as updated.
+The optional profile columns ``org_name``, ``district``, ``block``, ``school_name`` and ``school_udise`` (Sunbird's
+course progress report) work the same way: a file with the column sets it (empty: none), one without leaves it.
 The first row naming a ``user_id`` (or a ``(state, state_id)`` pair) claims it; later rows are DUPLICATE_ID errors, and
 so is a row taking a ``(state, state_id)`` that the database gives to a user the file does not mention.
 State ids swapped or moved between users of the same file are handled.
@@ -52,6 +54,7 @@ from enrolment.store.copy import copy_cell
 
 __all__ = [
     "BATCH_COLUMNS",
+    "PROFILE_COLUMNS",
     "USER_COLUMNS",
     "USER_OPTIONAL_COLUMNS",
     "ImportFileError",
@@ -63,7 +66,10 @@ __all__ = [
 ]
 
 USER_COLUMNS: tuple[str, ...] = ("user_id", "state_id", "state", "name", "roles", "status")
-USER_OPTIONAL_COLUMNS: tuple[str, ...] = ("served_states",)
+# The profile columns of Sunbird's course progress report (organisation, district, block, school): optional,
+# and where a file has one it sets it (an empty value clears it), where it has not the stored value stays.
+PROFILE_COLUMNS: tuple[str, ...] = ("org_name", "district", "block", "school_name", "school_udise")
+USER_OPTIONAL_COLUMNS: tuple[str, ...] = ("served_states", *PROFILE_COLUMNS)
 BATCH_COLUMNS: tuple[str, ...] = (
     "batch_id",
     "course_id",
@@ -272,7 +278,8 @@ class _UserRows:
         return parsed
 
     def __call__(self, line: int, values: list[str], errors: list[RowError]) -> list[str | None] | None:
-        user_id, state_id, state, name, roles_text, status_text, served_text = values
+        user_id, state_id, state, name, roles_text, status_text, served_text = values[:7]
+        profile = [v or None for v in values[7:]]
         state = state.upper()
         before = len(errors)
         if not user_id:
@@ -321,7 +328,7 @@ class _UserRows:
         served = _served_states(line, served_text if self.served else None, roles, errors)
         if len(errors) != before:
             return None
-        return [user_id, state_id or None, state, name, roles, status, served]
+        return [user_id, state_id or None, state, name, roles, status, served, *profile]
 
 
 class _BatchRows:
@@ -385,7 +392,7 @@ class _BatchRows:
 # ------------------------------------------------------------------------------------------------- SQL
 
 _Cursor = psycopg2.extensions.cursor
-_Finish = Callable[[_Cursor], tuple[int, int, list[RowError]]]
+_Finish = Callable[[_Cursor, frozenset[str]], tuple[int, int, list[RowError]]]  # given the optional columns
 
 
 @dataclass(frozen=True)
@@ -409,6 +416,11 @@ CREATE TEMP TABLE {_USERS_STAGE} (
     roles text[] NOT NULL,
     status text NOT NULL,
     served_states text[],
+    org_name text,
+    district text,
+    block text,
+    school_name text,
+    school_udise text,
     outcome text
 ) ON COMMIT DROP
 """
@@ -446,24 +458,25 @@ WHERE s.served_states IS NOT NULL
 RETURNING s.line, ARRAY(SELECT x FROM unnest(s.served_states) x WHERE x NOT IN (SELECT code FROM states))
 """
 
-_USERS_UPSERT = f"""
+
+def _users_upsert(present: frozenset[str]) -> str:
+    """The upsert for a file: the profile columns it has are set (empty clears), the others left as stored."""
+    cols = ["state_id", "state", "name", "roles", "status", *(c for c in PROFILE_COLUMNS if c in present)]
+    return f"""
 WITH up AS (
-    INSERT INTO users AS t (user_id, state_id, state, name, roles, status)
-    SELECT user_id, state_id, state, name, roles, status FROM {_USERS_STAGE}
+    INSERT INTO users AS t (user_id, {", ".join(cols)})
+    SELECT user_id, {", ".join(cols)} FROM {_USERS_STAGE}
     ON CONFLICT (user_id) DO UPDATE SET
-        state_id = EXCLUDED.state_id,
-        state = EXCLUDED.state,
-        name = EXCLUDED.name,
-        roles = EXCLUDED.roles,
-        status = EXCLUDED.status,
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in cols)},
         updated_at = now()
-    WHERE (t.state_id, t.state, t.name, t.roles, t.status)
-        IS DISTINCT FROM (EXCLUDED.state_id, EXCLUDED.state, EXCLUDED.name, EXCLUDED.roles, EXCLUDED.status)
+    WHERE ({", ".join(f"t.{c}" for c in cols)})
+        IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in cols)})
     RETURNING t.user_id, (t.xmax = 0) AS inserted
 )
 UPDATE {_USERS_STAGE} s SET outcome = CASE WHEN up.inserted THEN 'inserted' ELSE 'updated' END
 FROM up WHERE s.user_id = up.user_id
 """
+
 
 # Where the file has the column, each user's served states become the file's, touching only what differs.
 _USERS_SYNC_SERVED = f"""
@@ -488,7 +501,7 @@ FROM {_USERS_STAGE}
 """
 
 
-def _finish_users(cur: _Cursor) -> tuple[int, int, list[RowError]]:
+def _finish_users(cur: _Cursor, present: frozenset[str]) -> tuple[int, int, list[RowError]]:
     errors: list[RowError] = []
     while True:
         cur.execute(_USERS_REJECT_TAKEN)
@@ -515,7 +528,7 @@ def _finish_users(cur: _Cursor) -> tuple[int, int, list[RowError]]:
         for line, unknown in cur.fetchall()
     )
     cur.execute(_USERS_RELEASE_MOVED)
-    cur.execute(_USERS_UPSERT)
+    cur.execute(_users_upsert(present))
     cur.execute(_USERS_SYNC_SERVED)
     cur.execute(_USERS_COUNT)
     inserted, updated = _two_counts(cur)
@@ -599,7 +612,7 @@ FROM {_BATCHES_STAGE}
 """
 
 
-def _finish_batches(cur: _Cursor) -> tuple[int, int, list[RowError]]:
+def _finish_batches(cur: _Cursor, present: frozenset[str]) -> tuple[int, int, list[RowError]]:
     cur.execute(_CREATE_STATES.format(stage=_BATCHES_STAGE))
     cur.execute(_BATCHES_UPSERT)
     cur.execute(_BATCHES_SYNC_MENTORS)
@@ -689,7 +702,7 @@ def _load(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int, kind: _K
                     cur.copy_expert(copy_sql, io.StringIO("".join(buffer)), size=_COPY_READ_SIZE)
                 inserted = updated = 0
                 if good:
-                    inserted, updated, rejected = kind.finish(cur)
+                    inserted, updated, rejected = kind.finish(cur, present)
                     good -= len(rejected)
                     errors.extend(rejected)
             conn.commit()

@@ -18,7 +18,8 @@ from sqlalchemy import Engine
 from enrolment.kafka.clients import read_all
 from enrolment.messages.codec import Codec, DecodeError
 from enrolment.settings import Settings
-from enrolment.store import restore
+from enrolment.store import completions, restore
+from enrolment.store.completions import CompletionKey
 
 
 class StoreNotEmpty(Exception):
@@ -30,6 +31,7 @@ class RebuildReport:
     enrolments: int = 0
     ledger_rows: int = 0
     uploads: int = 0
+    completions: int = 0
     batches_recounted: int = 0
     undecodable: int = 0
 
@@ -78,8 +80,19 @@ def _decoded(messages: Iterator[Message], codec: Codec, expect: str, report: Reb
         yield rec
 
 
+def completions_from_progress(settings: Settings, codec: Codec, report: RebuildReport) -> dict[CompletionKey, int]:
+    """Every completion the course-progress topic reports (the earliest per learner), for the completion rule."""
+    found: dict[CompletionKey, int] = {}
+    for rec in _decoded(read_all(settings, settings.topics.course_progress), codec, "CourseProgress", report):
+        completion = completions.completion_of(rec)
+        if completion is not None:
+            completions.merge(found, *completion)
+    return found
+
+
 def rebuild(settings: Settings, engine: Engine, codec: Codec) -> RebuildReport:
-    """One transaction: enrolments from the changelog, the ledger from the results, uploads, then the counts."""
+    """One transaction: enrolments from the changelog, the ledger from the results, uploads, completions from
+    course progress, then the counts."""
     report = RebuildReport()
     raw = engine.raw_connection()
     try:
@@ -96,6 +109,7 @@ def rebuild(settings: Settings, engine: Engine, codec: Codec) -> RebuildReport:
         report.ledger_rows = restore.copy_ledger(cur, results)
         for rec in _decoded(read_all(settings, settings.topics.uploads), codec, "UploadSummary", report):
             report.uploads += 1 if restore.put_upload(cur, rec) else 0
+        report.completions = completions.record(cur, completions_from_progress(settings, codec, report))
         report.batches_recounted = restore.recount_batches(cur)
         raw.commit()
     except BaseException:

@@ -48,7 +48,9 @@ def add_commands(sub: SubCommands) -> None:
         up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait (default 300)")
         up.add_argument("--json", action="store_true", help="print the summary as one JSON object")
         up.add_argument("--report", metavar="PATH", help="write a CSV line per input row")
-        up.set_defaults(func=cmd_upload, action=action)
+        if action == "remove":
+            _include_completed_flag(up)
+        up.set_defaults(func=cmd_upload, action=action, include_completed=False)
     _add_derived_commands(sub)
     st = sub.add_parser("status", help="the summary of an upload so far")
     st.add_argument("upload_id")
@@ -94,7 +96,17 @@ def _add_derived_commands(sub: SubCommands) -> None:
         dp.add_argument("--timeout", type=float, default=300.0)
         dp.add_argument("--json", action="store_true")
         dp.add_argument("--report", metavar="PATH")
-        dp.set_defaults(func=cmd_derived)
+        if name == "undo":
+            _include_completed_flag(dp)
+        dp.set_defaults(func=cmd_derived, include_completed=False)
+
+
+def _include_completed_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--include-completed",
+        action="store_true",
+        help="also remove participants who completed the course (refused as COURSE_COMPLETED without it)",
+    )
 
 
 # ---------------------------------------------------------------------------- uploads
@@ -129,6 +141,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
             dry_run=args.dry_run,
             file_name=None if args.file == "-" else Path(args.file).name,
             submitted_by=operator(),
+            include_completed=args.include_completed,
         )
         return _publish_and_follow(args, settings, request, read_participants(stream, id_type))
     finally:
@@ -166,6 +179,7 @@ def cmd_derived(args: argparse.Namespace, settings: Settings) -> int:
         dry_run=args.dry_run,
         parent_upload_id=plan.parent_upload_id,
         submitted_by=operator(),
+        include_completed=args.include_completed,
     )
     if not args.json:
         todo = sum(1 for r in plan.rows if not hasattr(r, "reason"))
@@ -199,6 +213,7 @@ def _audit_submission(settings: Settings, codec: Codec, request: UploadRequest, 
             "batch_id": request.batch_id,
             "kind": request.kind,
             "rows": rows,
+            "include_completed": request.include_completed,
             "via": "kafka",
         },
     )
@@ -358,6 +373,8 @@ def submit_file(args: argparse.Namespace, remote: Remote) -> UploadStatus:
         params["id_type"] = args.id_type
     if args.dry_run:
         params["dry_run"] = "true"
+    if args.include_completed:
+        params["include_completed"] = "true"
     stream = open_binary(args.file)
     try:
         answer = remote.submit(stream, params, None if args.file == "-" else Path(args.file).name)
@@ -383,6 +400,8 @@ def submit_derived(args: argparse.Namespace, remote: Remote) -> UploadStatus:
     from producer.follow import UploadStatus
 
     params = {"dry_run": "true"} if args.dry_run else {}
+    if args.include_completed:
+        params["include_completed"] = "true"
     if args.command == "retry" and args.reasons:
         params["reasons"] = args.reasons
     answer = remote.derive(args.upload_id, args.command, params)

@@ -34,6 +34,7 @@ class UploadRequest:
     file_name: str | None = None
     parent_upload_id: str | None = None
     submitted_by: str | None = None  # who sends it: the API's signed-in user, or the operator (cli:LOGIN)
+    include_completed: bool = False  # removes apply to participants who completed the course too
     upload_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -110,6 +111,7 @@ def publish_upload(
         "requested_at": now,
         "origin_upload_id": None,
         "origin_line": None,
+        "include_completed": request.include_completed,
     }
     n = 0
     produce = producer.produce
@@ -144,6 +146,7 @@ def publish_upload(
         "requested_by": request.requested_by,
         "submitted_by": request.submitted_by,
         "dry_run": request.dry_run,
+        "include_completed": request.include_completed,
         "file_name": request.file_name,
         "parent_upload_id": request.parent_upload_id,
         "commands_published": n,

@@ -35,6 +35,13 @@ def participant_out(p: queries.Participant) -> ParticipantOut:
         added_via=p.added_via,
         progress=p.progress or 0,
         completed_at=p.completed_at,
+        batch_id=p.batch_id,
+        course_id=p.course_id,
+        org_name=p.org_name,
+        district=p.district,
+        block=p.block,
+        school_name=p.school_name,
+        school_udise=p.school_udise,
     )
 
 

@@ -142,6 +142,9 @@ def unusable(exc: InputError) -> JSONResponse:
     )
 
 
+INCLUDE_COMPLETED = "Removes apply to participants who completed the course too (else COURSE_COMPLETED)"
+
+
 @router.post(
     "/uploads",
     status_code=202,
@@ -158,6 +161,7 @@ async def api_submit_upload(
     operation: Literal["add", "remove"],
     id_type: Literal["user_id", "state_id"] | None = None,
     dry_run: bool = False,
+    include_completed: Annotated[bool, Query(description=INCLUDE_COMPLETED)] = False,
 ) -> SubmittedOut | JSONResponse:
     check_json(request, who)
     await run_in_threadpool(submit_batch, engine, batch_id, who.viewer)  # before the body is read
@@ -169,6 +173,7 @@ async def api_submit_upload(
         kind=operation,
         dry_run=dry_run,
         file_name=request.headers.get("x-file-name") or None,
+        include_completed=include_completed and operation == "remove",
     )
     stream = await spool_body(request, settings.upload_max_bytes)
     try:
@@ -202,6 +207,7 @@ def log_submission(who: Identity, upload: UploadRequest, rows: int) -> None:
             "operation": upload.kind,
             "parent_upload_id": upload.parent_upload_id,
             "dry_run": upload.dry_run,
+            "include_completed": upload.include_completed,
             "rows": rows,
         },
     )
@@ -235,6 +241,7 @@ def submit_derived(
     kind: str,
     reasons: set[str] | None,
     dry_run: bool,
+    include_completed: bool = False,
 ) -> DerivedOut:
     """Plans the derived upload from the store, publishes it as the caller, audits it; the 202 answer."""
     plan = plan_derived(engine, who.viewer, upload_id, kind, reasons)
@@ -246,6 +253,7 @@ def submit_derived(
         kind=plan.kind,
         dry_run=dry_run,
         parent_upload_id=plan.parent_upload_id,
+        include_completed=include_completed and plan.action == "REMOVE",
     )
     try:
         done = publish_upload(settings, default_codec(), upload, plan.rows, keep_rows=False, origin=plan.origin)
@@ -303,10 +311,16 @@ def api_retry_upload(
     responses=DERIVED_REFUSED,
 )
 def api_undo_upload(
-    request: Request, upload_id: str, who: Who, settings: AppSettings, engine: EngineDep, dry_run: bool = False
+    request: Request,
+    upload_id: str,
+    who: Who,
+    settings: AppSettings,
+    engine: EngineDep,
+    dry_run: bool = False,
+    include_completed: Annotated[bool, Query(description=INCLUDE_COMPLETED)] = False,
 ) -> DerivedOut:
     check_json(request, who)
-    return submit_derived(settings, engine, who, upload_id, "undo", None, dry_run)
+    return submit_derived(settings, engine, who, upload_id, "undo", None, dry_run, include_completed)
 
 
 def report_csv(cur: Any, upload_id: str, viewer: Viewer) -> str:

@@ -48,6 +48,7 @@ class Reason(StrEnum):
     USER_OTHER_STATE = "USER_OTHER_STATE"
     USER_INACTIVE = "USER_INACTIVE"
     UI_LIMIT_REACHED = "UI_LIMIT_REACHED"
+    COURSE_COMPLETED = "COURSE_COMPLETED"
 
 
 # What each reason means for the row: a change, nothing to do, or a refusal (keyed by value, as records carry it).
@@ -64,6 +65,7 @@ OUTCOME_OF: Mapping[str, Outcome] = {
     Reason.USER_OTHER_STATE: Outcome.REJECTED,
     Reason.USER_INACTIVE: Outcome.REJECTED,
     Reason.UI_LIMIT_REACHED: Outcome.REJECTED,
+    Reason.COURSE_COMPLETED: Outcome.REJECTED,
 }
 
 
@@ -101,6 +103,7 @@ class Command:
     requested_at_ms: int = 0
     origin_upload_id: str | None = None
     origin_line: int | None = None
+    include_completed: bool = False  # a remove applies to participants who completed the course too
 
 
 @dataclass(frozen=True, slots=True)

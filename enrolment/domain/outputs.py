@@ -178,6 +178,7 @@ class UploadInfo:
     reasons: Mapping[str, int]
     state: str | None = None
     submitted_by: str | None = None
+    include_completed: bool = False
 
 
 def summary_record(u: UploadInfo) -> dict[str, Any]:
@@ -189,6 +190,7 @@ def summary_record(u: UploadInfo) -> dict[str, Any]:
         "requested_by": u.requested_by,
         "submitted_by": u.submitted_by,
         "dry_run": u.dry_run,
+        "include_completed": u.include_completed,
         "file_name": u.file_name,
         "parent_upload_id": u.parent_upload_id,
         "commands_published": u.commands_published,

@@ -36,6 +36,7 @@ class Snapshot:
     requesters: Mapping[str, User] = field(default_factory=dict)  # requesting admins/mentors, with roles
     served: Mapping[str, frozenset[str]] = field(default_factory=dict)  # implementation team member -> states
     members: set[tuple[str, str]] = field(default_factory=set)  # (batch id, user id) currently enrolled
+    completed: set[tuple[str, str]] = field(default_factory=set)  # (batch id, user id) who completed the course
     counts: dict[str, int] = field(default_factory=dict)  # batch id -> participant count
 
     def count(self, batch_id: str) -> int:
@@ -150,6 +151,8 @@ def decide(cmd: Command, snapshot: Snapshot, ui_limit: int) -> Decision:
                 count,
                 None,
             )
+        if key in snapshot.completed and not cmd.include_completed:
+            return _completed(cmd, user, batch)
         # An inactive user who is in the batch is still removed.
         if not cmd.dry_run:
             snapshot.members.discard(key)
@@ -202,6 +205,18 @@ def decide(cmd: Command, snapshot: Snapshot, ui_limit: int) -> Decision:
         batch.course_id,
         count + 1,
         None if cmd.dry_run else Reason.ENROLLED,
+    )
+
+
+def _completed(cmd: Command, user: User, batch: Batch) -> Decision:
+    """Sunbird refuses to unenrol a learner who completed the course: it would orphan their completion."""
+    return _reject(
+        cmd,
+        Reason.COURSE_COMPLETED,
+        f"User {user.user_id} has completed the course of batch {batch.batch_id}; "
+        "remove them with --include-completed (include_completed=true) if you mean it.",
+        user,
+        batch,
     )
 
 

@@ -61,10 +61,13 @@ def grants(settings: Settings) -> list[Grant]:
     t = settings.topics
     processor_txn = f"{settings.consumer_group}."  # processor.engine: transactional id "<group>.<instance>"
     return [
-        # processor: consumes commands in its group, publishes its outputs in transactions; `store rebuild|verify`
-        # read the changelog, results and upload records; `dead-letters list|replay` read dead letters and
-        # re-publish them as commands.
-        *_topics("processor", "READ", [t.commands, t.enrollments, t.results, t.uploads, t.dead_letters]),
+        # processor: consumes commands in its group, publishes its outputs in transactions; follows course
+        # progress for the completion rule (processor.completions; `store rebuild` restores completions from it);
+        # `store rebuild|verify` read the changelog, results and upload records; `dead-letters list|replay` read
+        # dead letters and re-publish them as commands.
+        *_topics(
+            "processor", "READ", [t.commands, t.course_progress, t.enrollments, t.results, t.uploads, t.dead_letters]
+        ),
         *_topics(
             "processor",
             "WRITE",

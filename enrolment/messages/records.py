@@ -24,4 +24,5 @@ def command_from_record(rec: dict[str, Any]) -> Command:
         requested_at_ms=to_ms(rec["requested_at"]),
         origin_upload_id=rec.get("origin_upload_id"),
         origin_line=rec.get("origin_line"),
+        include_completed=bool(rec.get("include_completed", False)),
     )

@@ -51,6 +51,8 @@ TABLES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "uploads": (SEL, INS, UPD),
         "consumer_positions": ALL_ROWS,  # replay groups forget their positions
         "dead_letters": (SEL, INS, UPD),  # dead-letters replay marks them
+        # the completion rule: completions learned from course progress (upsert keeps the earliest)
+        "course_completions": (SEL, INS, UPD),
     },
     "participants_dashboard": {
         # what the pages, the upload API (find_upload, report.csv) and the Sunbird API read

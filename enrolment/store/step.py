@@ -38,19 +38,21 @@ def ledger_hits(cur: Any, command_ids: Sequence[str]) -> dict[str, str]:
 
 
 _PAIRS = "unnest(string_to_array(%s, E'\\x1f'), string_to_array(%s, E'\\x1f')) AS q(batch_id, ident)"
+# The completion rule needs to know who completed the batch's course (enrolment.store.completions).
+_COMPLETED = """
+LEFT JOIN course_completions c ON c.batch_id = q.batch_id AND c.user_id = u.user_id
+"""
 _BY_USER_ID = f"""
-SELECT q.batch_id, u.user_id, u.state_id, u.state, u.status, e.user_id IS NOT NULL
+SELECT q.batch_id, u.user_id, u.state_id, u.state, u.status, e.user_id IS NOT NULL, c.user_id IS NOT NULL
 FROM {_PAIRS}
 JOIN users u ON u.user_id = q.ident
-LEFT JOIN enrolments e ON e.batch_id = q.batch_id AND e.user_id = u.user_id
-"""
+LEFT JOIN enrolments e ON e.batch_id = q.batch_id AND e.user_id = u.user_id{_COMPLETED}"""
 _BY_STATE_ID = f"""
-SELECT q.batch_id, u.user_id, u.state_id, u.state, u.status, e.user_id IS NOT NULL
+SELECT q.batch_id, u.user_id, u.state_id, u.state, u.status, e.user_id IS NOT NULL, c.user_id IS NOT NULL
 FROM {_PAIRS}
 JOIN course_batches b ON b.batch_id = q.batch_id
 JOIN users u ON u.state = b.state AND u.state_id = q.ident
-LEFT JOIN enrolments e ON e.batch_id = q.batch_id AND e.user_id = u.user_id
-"""
+LEFT JOIN enrolments e ON e.batch_id = q.batch_id AND e.user_id = u.user_id{_COMPLETED}"""
 _BY_USER_ID_LIST = _BY_USER_ID.replace(_PAIRS, "unnest(%s::text[], %s::text[]) AS q(batch_id, ident)")
 _BY_STATE_ID_LIST = _BY_STATE_ID.replace(_PAIRS, "unnest(%s::text[], %s::text[]) AS q(batch_id, ident)")
 _NO_ROLES: frozenset[str] = frozenset()
@@ -63,6 +65,7 @@ def load_snapshot(cur: Any, commands: Sequence[Command]) -> Snapshot:
     users_by_id: dict[str, User] = {}
     users_by_state_id: dict[tuple[str, str], User] = {}
     members: set[tuple[str, str]] = set()
+    completed: set[tuple[str, str]] = set()
     queries = (
         (IdType.USER_ID, _BY_USER_ID, _BY_USER_ID_LIST),
         (IdType.STATE_ID, _BY_STATE_ID, _BY_STATE_ID_LIST),
@@ -77,13 +80,15 @@ def load_snapshot(cur: Any, commands: Sequence[Command]) -> Snapshot:
             cur.execute(list_sql, (b_ids, idents))
         else:
             cur.execute(sql, (SEP.join(b_ids), SEP.join(idents)))
-        for batch_id, user_id, state_id, state, status, enrolled in cur.fetchall():
+        for batch_id, user_id, state_id, state, status, enrolled, done in cur.fetchall():
             user = User(user_id, state, status, _NO_ROLES, state_id)
             users_by_id[user_id] = user
             if state_id is not None:
                 users_by_state_id[(state, state_id)] = user
             if enrolled:
                 members.add((batch_id, user_id))
+            if done:
+                completed.add((batch_id, user_id))
     requesters = reference.users(cur, {c.requested_by for c in commands})
     team = sorted(u for u, user in requesters.items() if IMPLEMENTATION_TEAM in user.roles)
     return Snapshot(
@@ -92,6 +97,7 @@ def load_snapshot(cur: Any, commands: Sequence[Command]) -> Snapshot:
         users_by_id=users_by_id,
         users_by_state_id=users_by_state_id,
         members=members,
+        completed=completed,
         requesters=requesters,
     )
 
@@ -236,10 +242,10 @@ def upsert_upload_record(cur: Any, record: dict[str, Any]) -> None:
     cur.execute(
         """
         INSERT INTO uploads (upload_id, batch_id, kind, requested_by, dry_run, file_name, parent_upload_id,
-                             commands_published, refused, created_at, submitted_by)
-        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                             commands_published, refused, created_at, submitted_by, include_completed)
+        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
         ON CONFLICT (upload_id) DO UPDATE SET kind = EXCLUDED.kind, requested_by = EXCLUDED.requested_by,
-            submitted_by = EXCLUDED.submitted_by,
+            submitted_by = EXCLUDED.submitted_by, include_completed = EXCLUDED.include_completed,
             dry_run = EXCLUDED.dry_run, file_name = EXCLUDED.file_name, parent_upload_id = EXCLUDED.parent_upload_id,
             commands_published = EXCLUDED.commands_published, refused = EXCLUDED.refused,
             created_at = EXCLUDED.created_at
@@ -256,6 +262,7 @@ def upsert_upload_record(cur: Any, record: dict[str, Any]) -> None:
             json.dumps(record["refused"]),
             from_ms(to_ms(record["created_at"])),
             record.get("submitted_by"),
+            bool(record.get("include_completed", False)),
         ),
     )
 
@@ -308,7 +315,8 @@ def load_upload_info(cur: Any, upload_id: str) -> UploadInfo | None:
         SELECT u.upload_id, u.batch_id, u.kind, u.requested_by, u.dry_run, u.file_name, u.parent_upload_id,
                coalesce(u.commands_published, 0), u.refused,
                (extract(epoch FROM coalesce(u.created_at, u.completed_at)) * 1000)::bigint,
-               (extract(epoch FROM u.completed_at) * 1000)::bigint, u.outcomes, u.reasons, b.state, u.submitted_by
+               (extract(epoch FROM u.completed_at) * 1000)::bigint, u.outcomes, u.reasons, b.state, u.submitted_by,
+               u.include_completed
         FROM uploads u LEFT JOIN course_batches b ON b.batch_id = u.batch_id
         WHERE u.upload_id = %s AND u.completed_at IS NOT NULL
         """,
@@ -333,6 +341,7 @@ def load_upload_info(cur: Any, upload_id: str) -> UploadInfo | None:
         reasons=dict(r[12] or {}),
         state=r[13],
         submitted_by=r[14],
+        include_completed=bool(r[15]),
     )
 
 

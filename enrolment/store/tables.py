@@ -49,6 +49,12 @@ users = Table(
     Column("roles", ARRAY(Text), nullable=False, server_default="{}"),
     Column("status", Text, nullable=False, server_default="active"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # 0009: optional profile columns of Sunbird's course progress report (users import)
+    Column("org_name", Text, nullable=True),
+    Column("district", Text, nullable=True),
+    Column("block", Text, nullable=True),
+    Column("school_name", Text, nullable=True),
+    Column("school_udise", Text, nullable=True),
     CheckConstraint("status IN ('active','inactive')", name="users_status_check"),
     UniqueConstraint("state", "state_id", name="users_state_state_id_key"),
 )
@@ -144,6 +150,7 @@ uploads = Table(
     Column("refused", JSONB, nullable=False, server_default="[]"),
     Column("created_at", DateTime(timezone=True), nullable=True),
     Column("submitted_by", Text, nullable=True, doc="Who sent it (0007): the API's user or cli:LOGIN"),
+    Column("include_completed", Boolean, nullable=False, server_default="false", doc="0009: removes completers too"),
     Column("sealed_topic", Text, nullable=True),
     Column("sealed_group", Text, nullable=True),
     Column("sealed_partition", Integer, nullable=True),
@@ -159,6 +166,17 @@ Index(
     uploads.c.sealed_topic,
     uploads.c.sealed_partition,
     uploads.c.sealed_offset,
+)
+
+course_completions = Table(
+    "course_completions",
+    metadata,
+    Column("batch_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("course_id", Text, nullable=True, doc="The batch's course when the completion was recorded"),
+    Column("completed_at", DateTime(timezone=True), nullable=False, doc="The earliest completion reported"),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("batch_id", "user_id"),
 )
 
 consumer_positions = Table(

@@ -21,6 +21,7 @@ def test_each_principal_gets_only_what_its_commands_do() -> None:
     t = s.topics
     assert t.results not in _allowed(s, "dashboard", "WRITE")
     assert t.course_progress not in _allowed(s, "processor", "WRITE")
+    assert t.course_progress in _allowed(s, "processor", "READ")  # the completion rule (processor.completions)
     assert _allowed(s, "progress", "WRITE") == {t.course_progress} and not _allowed(s, "progress", "READ")
     assert _allowed(s, "owner", "WRITE") == {t.telemetry}
     assert _allowed(s, "producer", "READ") == {t.results, t.uploads}

@@ -104,6 +104,7 @@ _sample(
         "requested_at": T0,
         "origin_upload_id": "up-0",
         "origin_line": 17,
+        "include_completed": True,
     },
     requested_at=ts(T0),
 )
@@ -156,6 +157,7 @@ _sample(
         "requested_by": "admin-1",
         "submitted_by": "cli:operator",
         "dry_run": False,
+        "include_completed": True,
         "file_name": "participants (1).csv",
         "parent_upload_id": None,
         "commands_published": 300,
@@ -284,6 +286,7 @@ def test_decoded_command_maps_to_the_domain_command() -> None:
         requested_at_ms=T0,
         origin_upload_id="up-0",
         origin_line=17,
+        include_completed=True,
     )
 
 

@@ -91,7 +91,9 @@ REQUESTERS = (
 )
 
 
-def snapshot(*batches: Batch, members: Iterable[tuple[str, str]] = ()) -> Snapshot:
+def snapshot(
+    *batches: Batch, members: Iterable[tuple[str, str]] = (), completed: Iterable[tuple[str, str]] = ()
+) -> Snapshot:
     batches = batches or (batch(),)
     return Snapshot(
         batches={b.batch_id: b for b in batches},
@@ -99,6 +101,7 @@ def snapshot(*batches: Batch, members: Iterable[tuple[str, str]] = ()) -> Snapsh
         users_by_state_id={(u.state, u.state_id): u for u in LEARNERS if u.state_id},
         requesters={u.user_id: u for u in REQUESTERS},
         members=set(members),
+        completed=set(completed),
     )
 
 
@@ -111,6 +114,7 @@ def cmd(
     requested_by: str = ADMIN,
     source: Source = Source.BACKEND,
     dry_run: bool = False,
+    include_completed: bool = False,
 ) -> Command:
     line = next(_ids) + 1
     return Command(
@@ -125,6 +129,7 @@ def cmd(
         source=source,
         dry_run=dry_run,
         requested_at_ms=1_700_000_000_000,
+        include_completed=include_completed,
     )
 
 
@@ -577,6 +582,7 @@ def test_every_decision_has_a_message_sentence() -> None:
         (snapshot(members={(BATCH, ALICE.user_id)}), remove()),
         (snapshot(), add(dry_run=True)),
         (snapshot(members={(BATCH, ALICE.user_id)}), remove(dry_run=True)),
+        (snapshot(members={(BATCH, ALICE.user_id)}, completed={(BATCH, ALICE.user_id)}), remove()),
     ]
     seen = set()
     for snap, c in scenarios:
@@ -586,6 +592,27 @@ def test_every_decision_has_a_message_sentence() -> None:
         assert d.outcome is outcome_of(d.reason), d
         seen.add(d.reason)
     assert seen == set(Reason)
+
+
+# ---------------------------------------------------------------------------------------- completion rule
+
+
+def test_a_participant_who_completed_the_course_is_not_removed_unless_the_upload_says_so() -> None:
+    done = {(BATCH, ALICE.user_id)}
+    snap = snapshot(members={(BATCH, ALICE.user_id)}, completed=done)
+    refused = one(remove(), snap)
+    assert_rejected(refused, Reason.COURSE_COMPLETED)
+    assert refused.user_id == ALICE.user_id and (BATCH, ALICE.user_id) in snap.members
+    applied = one(remove(include_completed=True), snap)
+    assert applied.reason is Reason.UNENROLLED and (BATCH, ALICE.user_id) not in snap.members
+
+
+def test_the_completion_rule_guards_removes_only_and_after_the_membership_check() -> None:
+    done = {(BATCH, ALICE.user_id)}
+    assert one(remove(), snapshot(completed=done)).reason is Reason.NOT_ENROLLED  # not in the batch: nothing to refuse
+    assert one(add(), snapshot(completed=done)).reason is Reason.ENROLLED  # re-adding a completer is fine
+    other = snapshot(members={(BATCH, ALICE.user_id)}, completed={("another-batch", ALICE.user_id)})
+    assert one(remove(), other).reason is Reason.UNENROLLED  # completion counts in the batch it happened in
 
 
 # ---------------------------------------------------------------------------------------- vocabulary

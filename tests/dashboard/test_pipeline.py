@@ -122,6 +122,60 @@ def test_backend_upload_and_progress_reach_the_pages_api_and_csv(world: World, e
     assert last.json()["participants"][0]["name"] == "Zoe Renamed"
 
 
+def test_state_report_columns_reach_the_table_json_and_both_csv_formats(world: World, engine: Engine) -> None:
+    s, batch = world.settings, world.batches[0]
+    people = list(world.teachers[:3])
+    upload(s, batch, world.admin, people)
+    process(s, engine)
+    publish_progress(s, default_codec(), [ProgressRow(0, batch, people[0], 100, T1 + 3_600_000 * 20, T2)])
+    catch_up(s, engine)
+    # 2026-08-29 20:00 UTC is 30/08 in India: Sunbird's report dates are the learners' (IST) dates.
+    profile = "org_name,district,block,school_name,school_udise"
+    lines = [
+        f"{people[0]},{world.state}-T000001,{world.state},{world.name_of(people[0])},PUBLIC,active,"
+        "GHS Org,Mysuru,Hunsur,=GHS Hunsur,29220100101"
+    ]
+    lines.append(f"{people[1]},{world.state}-T000002,{world.state},{world.name_of(people[1])},PUBLIC,active,,,,,")
+    report = import_users(
+        engine, io.BytesIO((f"user_id,state_id,state,name,roles,status,{profile}\n" + "\n".join(lines)).encode())
+    )
+    assert not report.errors and report.updated == 1, report  # people[1]: empty values, nothing stored before
+    client = _client(world, engine)
+    page = client.get(f"/api/batches/{batch}/participants", params={"sort": "user_id"}).json()["participants"]
+    first = page[0]
+    assert (first["org_name"], first["district"], first["block"], first["school_name"], first["school_udise"]) == (
+        "GHS Org", "Mysuru", "Hunsur", "=GHS Hunsur", "29220100101"
+    )  # fmt: skip
+    assert (first["batch_id"], first["course_id"]) == (batch, f"course-{world.token}")
+    assert page[1]["org_name"] is None and page[1]["school_udise"] is None
+    html = client.get(f"/batches/{batch}").text
+    assert "Mysuru" in html and "29220100101" in html and "participants.csv?format=sunbird" in html
+
+    standard = client.get(f"/batches/{batch}/participants.csv")
+    rows = {r["user_id"]: r for r in csv.DictReader(io.StringIO(standard.content.decode("utf-8-sig")))}
+    assert rows[people[0]]["school_name"] == "'=GHS Hunsur" and rows[people[0]]["batch_id"] == batch
+    assert rows[people[0]]["course_id"] == f"course-{world.token}" and rows[people[2]]["district"] == ""
+
+    sunbird = client.get(f"/batches/{batch}/participants.csv", params={"format": "sunbird"})
+    assert sunbird.status_code == 200 and sunbird.content.startswith(b"\xef\xbb\xbf")
+    assert "course-progress-" in sunbird.headers["content-disposition"]
+    table = list(csv.reader(io.StringIO(sunbird.content.decode("utf-8-sig"))))
+    assert table[0] == [
+        "External ID", "User ID", "User Name", "Organisation Name", "State Name", "District Name",
+        "School UDISE Code", "School Name", "Block Name", "Enrolment Date", "Course Progress", "Completion Date",
+    ]  # fmt: skip
+    got = {r[1]: r for r in table[1:]}
+    assert len(got) == 3
+    assert got[people[0]][:9] == [
+        f"{world.state}-T000001", people[0], world.name_of(people[0]), "GHS Org", world.state, "Mysuru",
+        "29220100101", "'=GHS Hunsur", "Hunsur",
+    ]  # fmt: skip
+    assert re.fullmatch(r"\d{2}/\d{2}/\d{4}", got[people[0]][9])
+    assert got[people[0]][10:] == ["100%", "30/08/2026"]
+    assert got[people[1]][3] == "" and got[people[1]][10:] == ["0%", ""]
+    assert client.get(f"/batches/{batch}/participants.csv", params={"format": "xlsx"}).status_code == 400
+
+
 def test_edit_batch_changes_go_through_the_processor_as_ui_uploads(world: World, engine: Engine) -> None:
     s, batch = world.settings, world.batches[0]
     t = world.teachers

@@ -13,8 +13,10 @@ from dashboard.queries import Participant
 from dashboard.rules import (
     CSV_HEADER,
     EDIT_LIMIT_MESSAGE,
+    SUNBIRD_CSV_HEADER,
     EditPlan,
     EditState,
+    Profile,
     change_summary,
     csv_row,
     edit_allowed,
@@ -23,9 +25,11 @@ from dashboard.rules import (
     like_pattern,
     page_count,
     plan_marked,
+    report_date,
+    sunbird_row,
     table_query,
 )
-from dashboard.web.downloads import csv_chunks
+from dashboard.web.downloads import csv_chunks, sunbird_rows
 from dashboard.web.render import href
 from enrolment.settings import Settings
 
@@ -113,7 +117,34 @@ def test_csv_row_formats_times_and_the_download_neutralises_formulas() -> None:
     odd = Participant("\u200b=u1", "\uff1dHYPERLINK(1)", "\ufeff-S1", when, "@ui", 75, None)
     data = b"".join(csv_chunks(iter([odd]))).decode("utf-8").removeprefix("\ufeff")
     (_header, got) = list(csv.reader(io.StringIO(data)))
-    assert got == ["'\uff1dHYPERLINK(1)", "'\u200b=u1", "'\ufeff-S1", "2026-09-01T10:30:05Z", "'@ui", "75", ""]
+    assert got == [
+        "'\uff1dHYPERLINK(1)",
+        "'\u200b=u1",
+        "'\ufeff-S1",
+        "2026-09-01T10:30:05Z",
+        "'@ui",
+        "75",
+        "",
+        *[""] * 7,
+    ]
+    assert csv_row("n", "u", None, when, "ui", 1, None, "c1", "b1", None, "=D")[7:] == ["c1", "b1", "", "=D"]
+
+
+def test_sunbird_rows_have_sunbird_names_order_percent_and_indian_dates() -> None:
+    late = datetime(2026, 9, 1, 20, 0, tzinfo=UTC)  # 2 September in India
+    profile = Profile("Org", "Dist", "Blk", "School", "2922")
+    row = sunbird_row("KA-1", "u1", "Asha", profile, "Karnataka", late, 40, None)
+    assert dict(zip(SUNBIRD_CSV_HEADER, row, strict=True)) == {
+        "External ID": "KA-1", "User ID": "u1", "User Name": "Asha", "Organisation Name": "Org",
+        "State Name": "Karnataka", "District Name": "Dist", "School UDISE Code": "2922", "School Name": "School",
+        "Block Name": "Blk", "Enrolment Date": "02/09/2026", "Course Progress": "40%", "Completion Date": "",
+    }  # fmt: skip
+    assert report_date(datetime(2026, 12, 31, 18, 29, tzinfo=UTC)) == "31/12/2026"
+    assert sunbird_row(None, "u2", None, Profile(), "KA", late, None, late)[9:] == ["02/09/2026", "0%", "02/09/2026"]
+    odd = Participant("u3", "=cmd()", None, late, "ui", 100, late, org_name="+Org")
+    data = b"".join(csv_chunks(iter([odd]), row=sunbird_rows("KA"), header=SUNBIRD_CSV_HEADER)).decode("utf-8")
+    (header, got) = list(csv.reader(io.StringIO(data.removeprefix("\ufeff"))))
+    assert tuple(header) == SUNBIRD_CSV_HEADER and got[2:4] == ["'=cmd()", "'+Org"] and got[10] == "100%"
 
 
 def _participants(n: int) -> Iterator[Participant]:

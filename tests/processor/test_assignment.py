@@ -305,7 +305,7 @@ def test_an_assignment_inside_consume_is_recovered_before_its_messages_are_appli
     outbox.publish = publish  # type: ignore[method-assign]
     handler, consumer = _handler(outbox, {0: Position(100, 60)}, {0: 60})  # the assignment, as consume() runs it
 
-    def apply(decoded: Any, moves: Any, ts: int) -> Any:
+    def apply(decoded: Any, moves: Any, ts: int, pending: Any) -> Any:
         events.append(("apply", sorted(moves)))
         raise Stop
 

@@ -22,12 +22,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoFiles:
 
 
 def test_users(demo: DemoFiles) -> None:
-    assert demo.users.read_bytes().startswith(b"user_id,state_id,state,name,roles,status\n")
+    header = b"user_id,state_id,state,name,roles,status,org_name,district,block,school_name,school_udise\n"
+    assert demo.users.read_bytes().startswith(header)
     rows = _rows(demo.users)
     assert len(rows) == 2 * 300 + 5
     by_id = {r["user_id"]: r for r in rows}
     assert len(by_id) == len(rows)
     assert by_id["admin-ka"]["roles"] == "ORG_ADMIN" and by_id["admin-mh"]["roles"] == "ORG_ADMIN"
+    teacher = by_id["u-ka-000001"]  # the state report's columns are filled for every teacher
+    assert all(teacher[c] for c in ("org_name", "district", "block", "school_name", "school_udise"))
+    assert len(teacher["school_udise"]) == 11 and teacher["school_udise"].startswith("29")
     for mentor, state in (("mentor-ka-1", "KA"), ("mentor-ka-2", "KA"), ("mentor-mh-1", "MH")):
         assert (by_id[mentor]["roles"], by_id[mentor]["state"]) == ("COURSE_MENTOR", state)
     assert by_id["u-ka-000001"]["state_id"] == "KA-T000001"

@@ -139,6 +139,7 @@ def publish(
     action: str = "ADD",
     dry_run: bool = False,
     source: str = "BACKEND",
+    include_completed: bool = False,
 ) -> Published:
     request = UploadRequest(
         batch_id=batch_id,
@@ -147,6 +148,7 @@ def publish(
         kind=action.lower(),
         dry_run=dry_run,
         source=source,
+        include_completed=include_completed,
     )
     return publish_upload(settings, default_codec(), request, items)
 

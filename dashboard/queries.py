@@ -177,12 +177,18 @@ _ORDER = {
 }
 
 # The profile columns come straight from the users table (reference data the dashboard may read), so an
-# import shows at once and the read model keeps no copy of them.
+# import shows at once and the read model keeps no copy of them.  Progress is looked up per member through
+# its primary key (LATERAL ... LIMIT 1 is never flattened): with the statistics of a batch that has just grown
+# from nothing to 10k rows, a plain join was planned as a nested loop on (group, batch) alone — 10k x 10k
+# rows, 45 s for one page — while the lookup stays ~80 ms whatever the statistics say.
 _PARTICIPANTS = """
 SELECT m.user_id, m.name, m.state_id, m.enrolled_at, m.added_via, p.progress, p.completed_at, m.batch_id,
        m.course_id, u.org_name, u.district, u.block, u.school_name, u.school_udise
 FROM dash_members m
-LEFT JOIN dash_progress p ON p.group_id = m.group_id AND p.batch_id = m.batch_id AND p.user_id = m.user_id
+LEFT JOIN LATERAL (
+    SELECT dp.progress, dp.completed_at FROM dash_progress dp
+    WHERE dp.group_id = m.group_id AND dp.batch_id = m.batch_id AND dp.user_id = m.user_id LIMIT 1
+) p ON true
 LEFT JOIN users u ON u.user_id = m.user_id
 WHERE m.group_id = :g AND m.batch_id = :b
 """

@@ -60,7 +60,9 @@ def test_50_concurrent_calls_answer_within_the_wait_with_flat_threads_and_connec
     assert max(s for _code, s in calls) < wait_s
     figures = sample.summary()
     assert figures["threads_peak"] <= figures["threads_before"], figures
-    assert figures["connections_peak"] <= figures["connections_before"], figures
+    # Flat, not frozen: librdkafka may re-open its bootstrap link or the pool one more connection at any moment
+    # (seen: 9 -> 10 on a loaded machine); clients per call would add 50 to 100.
+    assert figures["connections_peak"] <= figures["connections_before"] + 2, figures
     assert figures["threads_after"] == figures["threads_before"], figures
     assert figures["connections_before"] >= 2, f"the sample sees the server's Kafka and PostgreSQL links {figures}"
     assert world.members(batch) == set(users)

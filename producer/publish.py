@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from enrolment.domain.text import CONTROL_CHARACTER, control_character, control_sentence, printable, refuse_control
 from enrolment.files import InputRow, RefusedRow
 from enrolment.kafka import clients
 from enrolment.messages.codec import Codec
@@ -32,6 +33,19 @@ class UploadRequest:
     file_name: str | None = None
     parent_upload_id: str | None = None
     upload_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def __post_init__(self) -> None:
+        """Refuses (ControlCharacter) a request whose ids or text hold a control character: nothing is published."""
+        refuse_control(
+            (
+                ("batch id", self.batch_id),
+                ("requester id", self.requested_by),
+                ("file name", self.file_name),
+                ("parent upload id", self.parent_upload_id),
+                ("upload id", self.upload_id),
+                ("kind", self.kind),
+            )
+        )
 
 
 @dataclass
@@ -106,6 +120,8 @@ def publish_upload(
     n = 0
     produce = producer.produce
     for row in rows:
+        if isinstance(row, InputRow) and control_character(row.identifier) is not None:
+            row = refused_control(row)  # rows built by the web paths, not read from a file
         if isinstance(row, RefusedRow):
             refused.append(row)
             continue
@@ -139,7 +155,8 @@ def publish_upload(
         "parent_upload_id": request.parent_upload_id,
         "commands_published": n,
         "refused": [
-            {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message} for r in refused
+            {"line": r.line, "identifier": printable(r.identifier), "reason": r.reason, "message": r.message}
+            for r in refused
         ],
         "outcomes": {},
         "reasons": {},
@@ -154,3 +171,11 @@ def publish_upload(
         progress.update(n, force=True)
         progress.done()
     return Published(upload_id, n, refused, accepted, time.perf_counter() - started)
+
+
+def refused_control(row: InputRow) -> RefusedRow:
+    """A row whose id holds a control character, refused with the reason code and a sentence."""
+    label = "user id" if row.id_type == "USER_ID" else "state id"
+    sentence = control_sentence(label, row.identifier) or ""
+    message = f"Line {row.line}: t{sentence[1:]}"
+    return RefusedRow(row.line, printable(row.identifier), row.id_type, CONTROL_CHARACTER, message)

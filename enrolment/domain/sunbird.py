@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from enrolment.domain.model import MAX_ID_LENGTH, Reason
+from enrolment.domain.text import CONTROL_CHARACTER, control_sentence
 
 SUCCESS_REASONS = {
     "add": frozenset({Reason.ENROLLED, Reason.ALREADY_ENROLLED}),
@@ -48,6 +49,9 @@ def parse_request(body: Any) -> ParticipantsRequest:
     batch_id = req.get("batchId")
     if not isinstance(batch_id, str) or not batch_id.strip():
         raise BadRequest("MISSING_BATCH_ID", "request.batchId is required and must be a non-empty string.")
+    control = control_sentence("request.batchId", batch_id)
+    if control is not None:
+        raise BadRequest(CONTROL_CHARACTER, control)
     has_users, has_states = "userIds" in req, "stateIds" in req
     if has_users == has_states:
         raise BadRequest("MISSING_IDS", "Give exactly one of request.userIds or request.stateIds (a list of ids).")
@@ -61,6 +65,9 @@ def parse_request(body: Any) -> ParticipantsRequest:
     for i, value in enumerate(ids):
         if not isinstance(value, str) or not value.strip():
             raise BadRequest("INVALID_ID", f"request.{key}[{i}] must be a non-empty string.")
+        control = control_sentence(f"request.{key}[{i}]", value)
+        if control is not None:
+            raise BadRequest(CONTROL_CHARACTER, control)
         value = value.strip()
         if len(value) > MAX_ID_LENGTH or any(ch.isspace() or not ch.isprintable() for ch in value):
             raise BadRequest("INVALID_ID", f"request.{key}[{i}] is not a valid id.")

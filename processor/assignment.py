@@ -124,6 +124,13 @@ class Assignments:
             consumer.unassign()
             self.on_assign(consumer, parts)
 
+    def forget(self) -> None:
+        """The consumer was dropped (a fatal state): nothing is owned until the next assignment."""
+        self.checkpoint.release([(self.topic, p) for p in self.owned])
+        self.owned = set()
+        self.pending_recovery = {}
+        self.needs_reassign = False
+
     def take_recovery(self) -> dict[int, tuple[int, int]]:
         pending, self.pending_recovery = self.pending_recovery, {}
         return pending

@@ -69,7 +69,7 @@ def _add_dead_letter_commands(sub: SubCommands) -> None:
     dll.add_argument("--all", action="store_true", help="include those already replayed")
     dll.add_argument("--json", action="store_true")
     dll.set_defaults(func=cmd_dead_letters_list)
-    dlr = dl.add_parser("replay", help="send dead letters back to the commands topic (once the cause is fixed)")
+    dlr = dl.add_parser("replay", help="send dead letters back to the topic they came from (once the cause is fixed)")
     dlr.add_argument("--id", type=int, action="append", help="dead letter id (repeatable; default: all not replayed)")
     dlr.set_defaults(func=cmd_dead_letters_replay)
 
@@ -96,7 +96,6 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
 
     logs.setup(args.log_level)
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
-    metrics.serve(port)
     processor = Processor(
         settings,
         db_engine(settings),
@@ -105,11 +104,13 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
         instance_id=args.instance_id,
         until_idle=args.until_idle,
     )
+    metrics.serve(port, processor.health)  # /metrics and /healthz
     processor.install_signal_handlers()
     try:
         return processor.run()
     except Fatal as exc:
-        raise UserError(str(exc), EXIT_UNREACHABLE) from None
+        hint = f" Is a second processor running with instance id {processor.instance_id}?"
+        raise UserError(f"{exc}{hint if 'fenced' in str(exc).lower() else ''}", EXIT_UNREACHABLE) from None
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -235,5 +236,5 @@ def cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> int
         raise UserError(str(exc), EXIT_UNREACHABLE) from None
     finally:
         raw.close()
-    print(f"replayed {len(done)} dead letters to {settings.topics.commands}: {done}")
+    print(f"replayed {len(done)} dead letters to the topics they came from: {done}")
     return EXIT_OK

@@ -1,8 +1,9 @@
 """`participants dead-letters list|replay`: what was dead-lettered and why, and sending it back once fixed.
 
-The processor records each dead letter in the store (and on the dead-letter topic). A replay publishes the
-original bytes to the commands topic again, with the original key, and marks the row replayed: a message that
-fails again becomes a new dead letter (at its new offset), so nothing ever loops by itself.
+The processor and the dashboard's read-model consumer record each dead letter in the store (and on the
+dead-letter topic). A replay publishes the original bytes to the topic they came from (commands, or one of the
+dashboard's topics), with the original key, and marks the row replayed: a message that fails again becomes a
+new dead letter (at its new offset), so nothing ever loops by itself.
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ def list_dead_letters(cur: Any, include_replayed: bool = False) -> list[DeadLett
 
 
 def replay_dead_letters(settings: Settings, raw: Any, ids: list[int] | None) -> list[int]:
-    """Publishes the chosen (default: all not yet replayed) dead letters to the commands topic again."""
+    """Publishes the chosen (default: all not yet replayed) dead letters to the topics they came from."""
     cur = raw.cursor()
     rows = replayable(cur, ids)
     if not rows:
         return []
     producer = clients.bulk_producer(settings)
-    clients.check_topic(producer, settings, settings.topics.commands)
+    for topic in sorted({r.source_topic or settings.topics.commands for r in rows}):
+        clients.check_topic(producer, settings, topic)
     on_delivery = clients.Deliveries()
-    for _id, key, value in rows:
+    for _id, key, value, source_topic in rows:
         clients.produce(
             producer,
-            settings.topics.commands,
+            source_topic or settings.topics.commands,
             bytes(value) if value is not None else None,
             bytes(key) if key is not None else None,
             on_delivery=on_delivery,

@@ -20,6 +20,7 @@ loop keeps a `Health` (ready while it owns partitions and its last attempt succe
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -84,13 +85,23 @@ def install_signal_handlers(stop: threading.Event, timeout_s: float | None = Non
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal received, stopping after the current batch", extra={"signal": signum, "timeout_s": timeout_s})
         if timeout_s is not None and not stop.is_set():
-            watchdog = threading.Timer(timeout_s, _abandon, args=(timeout_s,))
-            watchdog.daemon = True
-            watchdog.start()
+            # The backstop needs no thread and no GIL: the kernel ends the process (SIGALRM's default action)
+            # a second after the bound, should a client call keep the interpreter from getting there.
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(int(math.ceil(timeout_s)) + 1)
         stop.set()
 
+    if timeout_s is not None:
+        threading.Thread(target=_watchdog, args=(stop, timeout_s), name="stop-watchdog", daemon=True).start()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+
+def _watchdog(stop: threading.Event, timeout_s: float) -> None:
+    """Started with the process: once a stop is asked for, it ends the process after ``timeout_s`` at the latest."""
+    stop.wait()
+    time.sleep(timeout_s)
+    _abandon(timeout_s)
 
 
 def _abandon(timeout_s: float) -> None:
@@ -99,7 +110,8 @@ def _abandon(timeout_s: float) -> None:
         "owner applies it)",
         extra={"timeout_s": timeout_s},
     )
-    logging.shutdown()
+    for handler in logging.getLogger().handlers:
+        handler.flush()
     os._exit(0)
 
 

@@ -88,7 +88,7 @@ def install_signal_handlers(stop: threading.Event, timeout_s: float | None = Non
             # The backstop needs no thread and no GIL: the kernel ends the process (SIGALRM's default action)
             # a second after the bound, should a client call keep the interpreter from getting there.
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            signal.alarm(int(math.ceil(timeout_s)) + 1)
+            signal.alarm(math.ceil(timeout_s) + 1)
         stop.set()
 
     if timeout_s is not None:

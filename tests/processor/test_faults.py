@@ -129,6 +129,7 @@ def test_sigterm_with_the_broker_down_exits_within_the_bound(
         _stop(second)
     assert second.returncode == 0
     print(
-        f"\nbounded stop: exit (code {first.returncode}) {took:.1f} s after SIGTERM with the broker down (bound {bound:g} s); "
+        f"\nbounded stop: exit (code {first.returncode}) {took:.1f} s after SIGTERM with the broker down "
+        f"(bound {bound:g} s); "
         f"{applied_before} of {n} applied before; the rest completed {recovered:.1f} s after the next start"
     )

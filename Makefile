@@ -65,6 +65,8 @@ test: stack-up lint test-deps
 bench: stack-up
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.dashboard_bench
+	$(BIN)/python -m bench.secure
+	$(BIN)/python -m bench.sunbird_api
 
 bench-quick: stack-up
 	$(BIN)/python -m bench.run --quick

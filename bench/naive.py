@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from enrolment.domain.model import Batch, Command, Decision, IdType, Reason, User
 from enrolment.domain.outputs import Recorded, result_record
 from enrolment.domain.rules import Snapshot, decide
+from enrolment.kafka.clients import base_config
 from enrolment.messages.codec import Codec
 from enrolment.messages.records import command_from_record
 from enrolment.settings import Settings
@@ -180,16 +181,14 @@ def run_naive(settings: Settings, engine: Engine, codec: Codec, total: int, time
     group = settings.consumer_group
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **base_config(settings),
             "group.id": group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
         }
     )
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True, "acks": "all"}
-    )
+    producer = Producer({**base_config(settings), "enable.idempotence": True, "acks": "all"})
 
     def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
         stats.assigned_at = time.perf_counter()

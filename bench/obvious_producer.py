@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
 import time
 import uuid
@@ -22,7 +21,9 @@ import uuid
 import fastavro
 from confluent_kafka import KafkaError, Message, Producer
 
+from enrolment.kafka.clients import base_config
 from enrolment.messages.codec import MARKER, default_codec
+from enrolment.settings import Settings
 
 
 def main() -> int:
@@ -35,7 +36,7 @@ def main() -> int:
 
     entry = default_codec().current["ParticipantCommand"]
     header = MARKER + entry.fingerprint
-    producer = Producer({"bootstrap.servers": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")})
+    producer = Producer(base_config(Settings.from_env("producer")))  # the producer principal's credentials
     errors: list[KafkaError] = []
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:

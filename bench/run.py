@@ -57,7 +57,7 @@ from bench.world import PARTICIPANTS, PYTHON, ROOT, World, chunks
 from enrolment.domain.model import Action, Command, IdType
 from enrolment.files import InputRow, RefusedRow, read_participants
 from enrolment.messages.codec import Codec, default_codec
-from enrolment.settings import Settings
+from enrolment.settings import Settings, with_stored_credentials
 from enrolment.store.step import Positioned, apply_commands
 from producer.publish import UploadRequest, publish_upload
 
@@ -485,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--set: no volume named {name!r} (one of {', '.join(Volumes.__dataclass_fields__)})")
         vol = replace(vol, **{name: int(value)})
     wanted = [s for s in SCENARIOS if args.only is None or s in args.only]
-    base = Settings.from_env()
+    base = with_stored_credentials(Settings.from_env(), "admin")  # the bench creates topics and grants ACLs
     engine: Engine = create_engine(base.database_url)
     token = time.strftime("%y%m%d%H%M%S")
     world = World(base, engine, token)

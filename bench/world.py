@@ -17,6 +17,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from sqlalchemy import Engine
 
+from enrolment.kafka import acls
 from enrolment.kafka.admin import create_topics, delete_topics, topic_specs
 from enrolment.kafka.clients import admin_client
 from enrolment.settings import Settings, Topics
@@ -70,6 +71,7 @@ class World:
     settings: dict[str, Settings] = field(default_factory=dict)
     batches: list[str] = field(default_factory=list)
     extra_groups: list[str] = field(default_factory=list)  # groups of side runs (idle baseline, profile)
+    granted: list[acls.Grant] = field(default_factory=list)  # the components' ACLs on the private topics
 
     @property
     def state(self) -> str:
@@ -150,6 +152,10 @@ class World:
         self._ours([t.name for t in specs] + topics.all())
         self.settings[scenario] = settings
         create_topics(settings, specs)
+        if settings.kafka_sasl_username == "admin":  # a secured broker: the children run as their components
+            table = acls.grants(settings)
+            acls.apply(settings, table)
+            self.granted += table
         return settings
 
     # -------------------------------------------------------------------------------- cleanup
@@ -188,6 +194,10 @@ class World:
                 delete_topics(settings, self._ours(settings.topics.all()))
             except (KafkaException, RuntimeError) as exc:
                 problems.append(f"topics: {exc}")
+        try:
+            acls.revoke(self.base, self.granted)
+        except (KafkaException, RuntimeError) as exc:
+            problems.append(f"ACLs: {exc}")
         left = self.delete_groups(self.groups())
         if left:
             problems.append(f"consumer groups not deleted: {left}")

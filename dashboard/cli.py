@@ -6,7 +6,6 @@ Heavy imports (FastAPI, uvicorn) happen inside the commands so the rest of the C
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import socket
 import sys
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from dashboard.accounts_cli import add_account_commands
 from enrolment import logs
-from enrolment.commands import SubCommands, group
+from enrolment.commands import SubCommands, group, operator
 from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, UserError
 from enrolment.kafka.audit import install as install_audit
 from enrolment.messages.codec import default_codec
@@ -87,11 +86,14 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as exc:
             raise UserError(f"Cannot listen on {args.host}:{args.port}: {exc.strerror}.", EXIT_INPUT) from None
     server = DashboardServer(settings, engine, host=args.host, port=args.port, log_level="warning")
+    server.consumer.check_access()  # refused credentials or ACLs: one sentence now, not a silent read model
     print(
         f"Dashboard on {server.url}/courses (read model: group {settings.dashboard_group}). Ctrl-C stops it.",
         flush=True,
     )
-    serve_health(args.metrics_port, server.consumer.health)  # /healthz and /metrics on a port of their own
+    serve_health(
+        args.metrics_port, server.consumer.health, settings.metrics_host
+    )  # /healthz and /metrics on a port of their own
     server.serve_forever()
     if server.failure is not None:
         raise UserError(f"The read-model consumer gave up: {server.failure}", EXIT_UNREACHABLE)
@@ -132,14 +134,6 @@ def cmd_dashboard_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _operator() -> str:
-    """Who runs the CLI, for created_by/revoked_by and the audit log: the bootstrap path has no signed-in user."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no login name (e.g. a container without one)
-        return "cli"
-
-
 def _when(value: datetime | None) -> str:
     return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -155,7 +149,7 @@ def cmd_api_token(args: argparse.Namespace, settings: Settings) -> int:
     logs.setup("INFO")  # the audit line of the creation, on stderr
     audit = install_audit(settings, default_codec())  # and as an AUDIT event on the telemetry topic
     try:
-        new = issue_token(db_engine(settings), args.user, args.name, days=days, by=_operator())
+        new = issue_token(db_engine(settings), args.user, args.name, days=days, by=operator())
     except LookupError as exc:
         raise UserError(str(exc)) from None
     finally:
@@ -204,7 +198,7 @@ def cmd_api_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     logs.setup("INFO")  # the audit line of the revocation, on stderr
     audit = install_audit(settings, default_codec())  # and as an AUDIT event on the telemetry topic
     try:
-        info, revoked = revoke_token(db_engine(settings), args.token_id, by=_operator())
+        info, revoked = revoke_token(db_engine(settings), args.token_id, by=operator())
     except LookupError as exc:
         raise UserError(f"{exc} ('participants api-tokens list' shows the ids).") from None
     finally:

@@ -88,6 +88,8 @@ class ReadModelHandler:
         try:
             md = consumer.list_topics(timeout=10)
         except KafkaException as exc:
+            consumer.poll(0)  # not assigned yet: only runs the error callback
+            clients.check_refused(self.settings)
             raise ConnectionError(f"Cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {exc}") from None
         stored = self.checkpoint.load()
         assignment: list[TopicPartition] = []
@@ -193,7 +195,7 @@ class ReadModelHandler:
     def _send_letters(self, letters: list[DeadLetter]) -> None:
         if self.producer is None:
             self.producer = clients.bulk_producer(self.settings)
-        deliveries = clients.Deliveries()
+        deliveries = clients.Deliveries(self.settings)  # refused ACLs: a sentence, not a retry
         for d in letters:
             headers: clients.Headers = list(dead_letter_headers(d))
             clients.produce(
@@ -282,6 +284,7 @@ class ReadModelConsumer:
             health=self.health,
             ready=lambda: bool(self.handler.assigned),
             max_rebuilds=settings.max_rebuilds,
+            settings=settings,
         )
 
     @property
@@ -322,10 +325,26 @@ class ReadModelConsumer:
                 return self.stats
         raise NotCaughtUp(f"the read model did not catch up within {timeout_s:g} s")
 
+    def check_access(self) -> None:
+        """Raises clients.AccessDenied at once when this principal's credentials or ACLs are refused."""
+        probe = clients.reader(self.settings, self.group)
+        try:
+            for topic in self.handler.expected:
+                clients.check_topic(probe, self.settings, topic)
+        except clients.AccessDenied:
+            raise
+        except clients.BrokerUnavailable:
+            return  # unreachable or a topic missing: the consumer waits and looks again, as before
+        finally:
+            probe.close()
+
     def run(self, stop: threading.Event) -> None:
-        """Runs until ``stop`` is set; Kafka or database trouble is logged and retried, never raised."""
+        """Runs until ``stop`` is set; Kafka or database trouble is logged and retried, refused access logged."""
         self.loop.stop = stop
-        self.loop.run()
+        try:
+            self.loop.run()
+        except clients.AccessDenied as exc:
+            log.error("the read model stopped: Kafka refused access", extra={"error": str(exc)})
 
     def close(self) -> None:
         self.loop.close()

@@ -53,9 +53,9 @@ class EditStateOut(BaseModel):
     batch_id: str
     participant_count: int
     limit: int = Field(description="Settings.ui_participant_limit: above it only the backend changes participants")
-    enabled: bool = Field(description="Whether the participants drop-down of Edit Batch can be used")
+    enabled: bool = Field(description="Whether the participant controls of Edit Batch can be used")
     limit_reached: bool
-    message: str | None = Field(description="Why the drop-down is disabled, as shown on the page")
+    message: str | None = Field(description="Why the controls are disabled, as shown on the page")
     room: int = Field(description="How many participants the UI may still add")
 
 
@@ -67,7 +67,7 @@ class PersonOut(BaseModel):
 
 class EditOut(EditStateOut):
     members: list[PersonOut] = Field(description="Current participants (empty above the limit)")
-    candidates: list[PersonOut] = Field(description="Users the drop-down offers to add (matching q, at most 50)")
+    candidates: list[PersonOut] = Field(description="Users the search offers to add (matching q, at most 50)")
 
 
 class EditIn(BaseModel):
@@ -85,6 +85,7 @@ class EditResultOut(BaseModel):
 class RefusedOut(BaseModel):
     line: int
     identifier: str
+    id_type: str | None = Field(default=None, description="USER_ID or STATE_ID where the row told")
     reason: str
     message: str
 
@@ -93,7 +94,10 @@ class UploadOut(BaseModel):
     upload_id: str
     batch_id: str | None
     kind: str | None
-    requested_by: str | None
+    requested_by: str | None = Field(description="On whose authority: the person the processor checks")
+    submitted_by: str | None = Field(
+        description="Who sent it: the API's signed-in user, or the operator (cli:LOGIN) of the direct path"
+    )
     file_name: str | None
     dry_run: bool
     complete: bool

@@ -203,7 +203,7 @@ def stream_participants(engine: Engine, group: str, batch_id: str, chunk: int = 
 
 
 def members(conn: Connection, group: str, batch_id: str) -> list[Person]:
-    """The batch's participants for the Edit Batch drop-down (called only at or under the UI limit)."""
+    """The batch's participants for the Edit Batch list (called only at or under the UI limit)."""
     rows = conn.execute(
         text(
             "SELECT m.user_id, m.name, m.state_id FROM dash_members m WHERE m.group_id = :g AND m.batch_id = :b "
@@ -223,7 +223,7 @@ def member_ids(conn: Connection, group: str, batch_id: str, user_ids: list[str])
 
 
 def candidates(conn: Connection, group: str, batch: BatchInfo, q: str, limit: int) -> list[Person]:
-    """Active users of the batch's state not in it yet, matching ``q``: what the drop-down offers to add."""
+    """Active users of the batch's state not in it yet, matching ``q``: what the Edit Batch search offers to add."""
     params: dict[str, Any] = {"g": group, "b": batch.batch_id, "s": batch.state, "lim": limit}
     search = ""
     if q:
@@ -246,6 +246,15 @@ def existing_users(conn: Connection, state: str, user_ids: list[str]) -> set[str
         text("SELECT user_id FROM users WHERE state = :s AND user_id = ANY(:u)"), {"s": state, "u": user_ids}
     ).all()
     return {r[0] for r in rows}
+
+
+def people(conn: Connection, state: str, user_ids: list[str]) -> list[Person]:
+    """Users of ``state`` among ``user_ids`` with their names, for the Edit Batch confirmation."""
+    rows = conn.execute(
+        text("SELECT user_id, name, state_id FROM users WHERE state = :s AND user_id = ANY(:u) ORDER BY name, user_id"),
+        {"s": state, "u": user_ids},
+    ).all()
+    return [Person(r[0], r[1], r[2]) for r in rows]
 
 
 _UPLOADS = f"SELECT {UPLOAD_COLUMNS_MS} FROM dash_uploads WHERE group_id = :g"

@@ -95,6 +95,7 @@ class UploadRecord:
     reasons: Mapping[str, int]
     created_at_ms: int
     completed_at_ms: int | None
+    submitted_by: str | None = None
 
 
 Message = MembershipEvent | ProgressUpdate | ResultSeen | UploadRecord
@@ -137,6 +138,7 @@ class UploadRow:
     reasons: Mapping[str, int] = field(default_factory=dict)
     created_at_ms: int | None = None
     completed_at_ms: int | None = None
+    submitted_by: str | None = None
 
     @property
     def completed(self) -> bool:
@@ -238,6 +240,7 @@ def merge_upload(row: UploadRow | None, rec: UploadRecord) -> UploadRow:
         first_seen_at_ms=min(base.first_seen_at_ms, rec.created_at_ms),
         kind=rec.kind,
         requested_by=rec.requested_by,
+        submitted_by=rec.submitted_by or base.submitted_by,
         dry_run=rec.dry_run,
         file_name=rec.file_name,
         parent_upload_id=rec.parent_upload_id,
@@ -425,6 +428,7 @@ def _upload(rec: Mapping[str, Any]) -> UploadRecord:
         reasons={str(k): int(v) for k, v in (rec.get("reasons") or {}).items()},
         created_at_ms=to_ms(rec["created_at"]),
         completed_at_ms=None if completed is None else to_ms(completed),
+        submitted_by=rec.get("submitted_by"),
     )
 
 

@@ -88,7 +88,8 @@ def load_snapshot(cur: Any, group: str, messages: Sequence[Message]) -> Snapshot
 UPLOAD_COLUMNS_MS = (
     "upload_id, batch_id, kind, requested_by, dry_run, file_name, parent_upload_id, commands_published, refused, "
     "processed, outcomes, reasons, (extract(epoch FROM created_at) * 1000)::bigint, "
-    "(extract(epoch FROM completed_at) * 1000)::bigint, (extract(epoch FROM first_seen_at) * 1000)::bigint"
+    "(extract(epoch FROM completed_at) * 1000)::bigint, (extract(epoch FROM first_seen_at) * 1000)::bigint, "
+    "submitted_by"
 )
 
 
@@ -109,6 +110,7 @@ def upload_row(r: Sequence[Any]) -> UploadRow:
         created_at_ms=None if r[12] is None else int(r[12]),
         completed_at_ms=None if r[13] is None else int(r[13]),
         first_seen_at_ms=int(r[14]),
+        submitted_by=r[15],
     )
 
 
@@ -210,14 +212,14 @@ def put_progress(cur: Any, group: str, items: list[tuple[MemberKey, ProgressStat
 _PUT_UPLOAD = """
 INSERT INTO dash_uploads (group_id, upload_id, batch_id, kind, requested_by, dry_run, file_name,
     parent_upload_id, commands_published, refused, processed, outcomes, reasons, created_at, completed_at,
-    first_seen_at)
-VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s::jsonb,%s,%s,%s)
+    first_seen_at, submitted_by)
+VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s::jsonb,%s,%s,%s,%s)
 ON CONFLICT (group_id, upload_id) DO UPDATE SET batch_id = EXCLUDED.batch_id, kind = EXCLUDED.kind,
     requested_by = EXCLUDED.requested_by, dry_run = EXCLUDED.dry_run, file_name = EXCLUDED.file_name,
     parent_upload_id = EXCLUDED.parent_upload_id, commands_published = EXCLUDED.commands_published,
     refused = EXCLUDED.refused, processed = EXCLUDED.processed, outcomes = EXCLUDED.outcomes,
     reasons = EXCLUDED.reasons, created_at = EXCLUDED.created_at, completed_at = EXCLUDED.completed_at,
-    first_seen_at = EXCLUDED.first_seen_at
+    first_seen_at = EXCLUDED.first_seen_at, submitted_by = EXCLUDED.submitted_by
 """
 
 
@@ -242,6 +244,7 @@ def put_upload(cur: Any, group: str, row: UploadRow) -> None:
             None if row.created_at_ms is None else from_ms(row.created_at_ms),
             None if row.completed_at_ms is None else from_ms(row.completed_at_ms),
             from_ms(row.first_seen_at_ms),
+            row.submitted_by,
         ),
     )
 

@@ -21,7 +21,7 @@ def edit_allowed(count: int, limit: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class EditState:
-    """What the Edit Batch page shows: whether the participants drop-down works, and why not."""
+    """What the Edit Batch page shows: whether the participant controls work, and why not."""
 
     enabled: bool
     message: str | None
@@ -67,16 +67,19 @@ class EditPlan:
         return not self.adds and not self.removes
 
 
-def plan_edit(shown_members: Iterable[str], selected: Iterable[str], current_members: Iterable[str]) -> EditPlan:
-    """The drop-down's selection against the members it showed.
+def plan_marked(adds: Iterable[str], removes: Iterable[str], current_members: Iterable[str]) -> EditPlan:
+    """What the marks on the Edit Batch page change: only people marked are touched, nobody by omission.
 
-    Only members the page showed can be removed (someone added by the backend meanwhile stays); anyone
-    selected who is not a member now is added.
+    A person marked "remove" who is no longer a member, or marked "add" who already is one, changes nothing.
     """
-    shown = set(shown_members)
-    chosen = set(selected)
     current = set(current_members)
-    return EditPlan(adds=tuple(sorted(chosen - current)), removes=tuple(sorted((shown & current) - chosen)))
+    return EditPlan(adds=tuple(sorted(set(adds) - current)), removes=tuple(sorted(set(removes) & current)))
+
+
+def change_summary(plan: EditPlan) -> str:
+    """The confirmation's headline, e.g. "add 2, remove 1" (a side with nobody is left out)."""
+    parts = [f"{verb} {len(people)}" for verb, people in (("add", plan.adds), ("remove", plan.removes)) if people]
+    return ", ".join(parts) or "no change"
 
 
 def edit_problem(count: int, plan: EditPlan, limit: int) -> str | None:

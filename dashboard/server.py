@@ -17,6 +17,7 @@ from dashboard.consumer import ReadModelConsumer
 from dashboard.web.app import create_app
 from enrolment.kafka.audit import install as install_audit
 from enrolment.kafka.checkpoint import Fatal
+from enrolment.kafka.clients import AccessDenied
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 
@@ -42,10 +43,10 @@ class DashboardServer:
         self.audit = install_audit(settings, default_codec())  # sign-ins, downloads, ... also to telemetry
         self.failure: str | None = None  # why the read-model consumer gave up (the process then exits non-zero)
         self.consumer_thread = threading.Thread(target=self._consume, name="dashboard-read-model", daemon=True)
-        app = create_app(settings, engine)
-        app.state.health = self.consumer.health  # /healthz reports the read-model consumer's readiness
+        self.app = create_app(settings, engine)
+        self.app.state.health = self.consumer.health  # /healthz reports the read-model consumer's readiness
         config = uvicorn.Config(
-            app,
+            self.app,
             host=host,
             port=port,
             log_level=log_level,
@@ -60,7 +61,7 @@ class DashboardServer:
         process, with a sentence, for its supervisor to restart it."""
         try:
             self.consumer.run(self.stop_event)
-        except Fatal as exc:
+        except (Fatal, AccessDenied) as exc:  # AccessDenied: refused credentials or ACLs, already a sentence
             self.failure = str(exc)
             log.error("the read-model consumer gave up; stopping the dashboard", extra={"error": str(exc)})
             self.server.should_exit = True
@@ -97,6 +98,7 @@ class DashboardServer:
         self._stop_consumer()
 
     def _stop_consumer(self) -> None:
+        self.app.state.sunbird_hub.close()  # the Sunbird APIs' shared producer, results follower and pool
         self.stop_event.set()
         if self.consumer_thread.is_alive():
             self.consumer_thread.join(15)

@@ -7,6 +7,7 @@ Each app adds its own sub-commands (``add_commands(sub)``); the shell only assem
 from __future__ import annotations
 
 import argparse
+import getpass
 from collections.abc import Callable
 from typing import TypeAlias
 from weakref import WeakKeyDictionary
@@ -26,3 +27,11 @@ def group(sub: SubCommands, name: str, help_text: str) -> SubCommands:
         parser = sub.add_parser(name, help=help_text)
         _GROUPS[parser] = parser.add_subparsers(dest="sub", required=True)
     return _GROUPS[parser]
+
+
+def operator() -> str:
+    """Who runs a command against the store or Kafka directly (no signed-in user there): ``cli:LOGIN``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name (e.g. a container without one)
+        return "cli"

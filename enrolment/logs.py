@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from enrolment.store.db import redact_urls
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 
 
@@ -27,7 +29,7 @@ class JsonFormatter(logging.Formatter):
         out.update(extra_fields(record))
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return redact_urls(json.dumps(out, default=str))  # no password of a URL in a log line
 
 
 def setup(level: str = "INFO") -> None:

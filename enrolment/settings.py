@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from enrolment import credentials
 
@@ -63,7 +63,7 @@ class Settings:
     """Everything configurable; see the configuration table in README.md."""
 
     kafka_bootstrap_servers: str
-    database_url: str
+    database_url: str = field(repr=False)  # holds the role's password: print enrolment.store.db.redact(url)
     topics: Topics
     consumer_group: str
     dashboard_group: str
@@ -74,6 +74,7 @@ class Settings:
     ui_participant_limit: int
     metrics_port: int
     transaction_timeout_ms: int
+    metrics_host: str = "127.0.0.1"  # where the processor's metrics listen (METRICS_HOST; 0.0.0.0 in a container)
     sunbird_api_wait_s: float = 30.0
     sunbird_api_max_body_bytes: int = 2 * 1024 * 1024
     session_idle_minutes: float = 30.0  # a dashboard session ends after this long without a request
@@ -103,9 +104,8 @@ class Settings:
 
         return cls(
             kafka_bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
-            database_url=_env(
-                "DATABASE_URL", "postgresql+psycopg2://participants:participants@localhost:5432/participants"
-            ),
+            # the local stack's database; the password comes from the component's file (enrolment.credentials)
+            database_url=get("DATABASE_URL", "postgresql+psycopg2://participants@localhost:5432/participants"),
             topics=Topics.from_env(env),
             consumer_group=get("CONSUMER_GROUP", "participants-processor"),
             dashboard_group=get("DASHBOARD_GROUP", "participants-dashboard"),
@@ -115,6 +115,7 @@ class Settings:
             batch_timeout_s=float(get("PROCESSOR_BATCH_TIMEOUT_S", "0.2")),
             ui_participant_limit=int(get("UI_PARTICIPANT_LIMIT", "100")),
             metrics_port=int(get("METRICS_PORT", "0")),
+            metrics_host=get("METRICS_HOST", "127.0.0.1"),
             transaction_timeout_ms=int(get("TRANSACTION_TIMEOUT_MS", "30000")),
             sunbird_api_wait_s=float(get("SUNBIRD_API_WAIT_S", "30")),
             sunbird_api_max_body_bytes=int(get("SUNBIRD_API_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
@@ -135,3 +136,26 @@ class Settings:
             stop_timeout_s=float(get("PROCESSOR_STOP_TIMEOUT_S", "30")),
             max_rebuilds=int(get("PROCESSOR_MAX_REBUILDS", "5")),
         )
+
+
+def with_stored_credentials(settings: Settings, component: str) -> Settings:
+    """``settings`` authenticating to Kafka as ``component``, with the credentials stored for it.
+
+    For the stack's own tools and the tests, which act as the admin principal: its password is passed in the
+    settings, never exported, so no subprocess inherits it (variables in the environment win over the files).
+    Without stored credentials (an open broker) the settings are returned as they are.
+    """
+    stored = credentials.load(component)
+    if not stored.get("KAFKA_SASL_PASSWORD"):
+        return settings
+    protocol = settings.kafka_security_protocol
+    if not protocol.startswith("SASL_"):
+        protocol = stored.get("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT").upper()
+    return replace(
+        settings,
+        component=component,
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism=stored.get("KAFKA_SASL_MECHANISM", settings.kafka_sasl_mechanism),
+        kafka_sasl_username=stored.get("KAFKA_SASL_USERNAME", component),
+        kafka_sasl_password=stored["KAFKA_SASL_PASSWORD"],
+    )

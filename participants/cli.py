@@ -20,8 +20,9 @@ from enrolment.commands import SubCommands
 from enrolment.credentials import DEFAULT_COMPONENT
 from enrolment.domain.text import ControlCharacter
 from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_UNREACHABLE, UserError
+from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.settings import Settings
-from enrolment.store.db import db_unreachable
+from enrolment.store.db import db_unreachable, redact_urls
 from processor import cli as processor_cli
 from producer import cli as producer_cli
 
@@ -97,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ControlCharacter as exc:  # an argument (a batch id, a user id) holds a control character
         print(f"participants: {exc.reason}: {exc.sentence} Nothing was published.", file=sys.stderr)
         return EXIT_INPUT
+    except BrokerUnavailable as exc:  # unreachable, or refused credentials / ACLs (clients.AccessDenied)
+        print(f"participants: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except OperationalError as exc:
         print(f"participants: {db_unreachable(settings, exc.orig or exc)}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -110,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("participants").debug("unexpected error", exc_info=True)
         if args.command == "process":
             logging.getLogger("processor").exception("processor stopped on an unexpected error")
-        print(f"participants: unexpected error ({type(exc).__name__}): {exc}", file=sys.stderr)
+        print(f"participants: unexpected error ({type(exc).__name__}): {redact_urls(str(exc))}", file=sys.stderr)
         return EXIT_UNREACHABLE
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from dataclasses import replace
 
 from sqlalchemy import text
 
+from enrolment import credentials
+from enrolment.kafka import acls
 from enrolment.kafka.admin import create_topics, delete_groups, delete_topics, topic_specs
 from enrolment.kafka.clients import admin_client
-from enrolment.settings import Settings
+from enrolment.settings import Settings, with_stored_credentials
 from enrolment.store import migrate
 from enrolment.store.db import engine as db_engine
 from enrolment.store.db import redact
@@ -53,24 +57,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--create-topics", action="store_true")
     parser.add_argument("--migrate", action="store_true")
     parser.add_argument("--reset", action="store_true")
+    parser.add_argument("--secure", action="store_true", help="act as admin; set the components' users and ACLs")
+    parser.add_argument("--admin-over", metavar="HOST:PORT", help="first set admin's SCRAM credential over PLAIN")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     wait_postgres(settings, args.timeout)
     print("[stack] postgresql: healthy", file=sys.stderr)
-    wait_kafka(settings, args.timeout)
+    kafka = with_stored_credentials(settings, "admin") if args.secure else settings
+    if args.admin_over:
+        set_admin(kafka, args.admin_over, args.timeout)
+    wait_kafka(kafka, args.timeout)
     print("[stack] kafka: healthy", file=sys.stderr)
-    specs = topic_specs(settings)
+    specs = topic_specs(kafka)
     if args.reset:
-        delete_groups(settings)
-        delete_topics(settings, [s.name for s in specs])
+        delete_groups(kafka)
+        delete_topics(kafka, [s.name for s in specs])
         migrate.reset(settings.database_url)
     elif args.migrate:
         migrate.upgrade(settings.database_url)
     if args.create_topics or args.reset:
-        created = create_topics(settings, specs)
+        created = create_topics(kafka, specs)
         if created:
             print(f"[stack] created topics: {', '.join(created)}", file=sys.stderr)
+    if args.secure:
+        secure(kafka)
     return 0
+
+
+def set_admin(admin: Settings, listener: str, timeout: float) -> None:
+    """Sets the admin's SCRAM credential over the broker's INTERNAL listener (admin over SASL/PLAIN)."""
+    plain = replace(admin, kafka_bootstrap_servers=listener, kafka_sasl_mechanism="PLAIN")
+    wait_kafka(plain, timeout)
+    acls.upsert_users(plain, {"admin": admin.kafka_sasl_password})
+    print("[stack] kafka: the admin's SCRAM credential is set", file=sys.stderr)
+
+
+def component_password(component: str) -> str:
+    """A component's Kafka password: ``<COMPONENT>_KAFKA_PASSWORD`` (docker compose's .env), else its file."""
+    return os.environ.get(f"{component.upper()}_KAFKA_PASSWORD") or credentials.load(component).get(
+        "KAFKA_SASL_PASSWORD", ""
+    )
+
+
+def secure(admin: Settings) -> None:
+    """Every component's SCRAM user (the password in its file) and the ACL table (enrolment.kafka.acls)."""
+    passwords = {c: component_password(c) for c in acls.PRINCIPALS}
+    users = acls.upsert_users(admin, passwords)
+    count = acls.apply(admin, [*acls.grants(admin), *acls.shared_grants()])
+    print(f"[stack] kafka: SCRAM users {', '.join(users)}; {count} ACLs", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from enrolment import logs
 from enrolment.commands import SubCommands, group
@@ -25,7 +26,11 @@ def add_commands(sub: SubCommands) -> None:
     pr.add_argument("--until-idle", action="store_true", help="exit when the group is caught up")
     pr.add_argument("--instance-id", help="stable id of this instance (static membership, transactional id)")
     pr.add_argument("--group", help="consumer group (default CONSUMER_GROUP)")
-    pr.add_argument("--metrics-port", type=int, help="Prometheus port (default METRICS_PORT; 0 = off)")
+    pr.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus port (default METRICS_PORT; 0 = off), on METRICS_HOST (default 127.0.0.1)",
+    )
     pr.add_argument("--log-level", default="INFO")
     pr.set_defaults(func=cmd_process)
 
@@ -44,7 +49,9 @@ def add_commands(sub: SubCommands) -> None:
 
 def _add_reference_imports(sub: SubCommands) -> None:
     users = group(sub, "users", "reference data: users")
-    ui = users.add_parser("import", help="upsert users from a CSV (user_id,state_id,state,name,roles,status)")
+    ui = users.add_parser(
+        "import", help="upsert users from a CSV (user_id,state_id,state,name,roles,status[,served_states: a;b])"
+    )
     ui.add_argument("file")
     ui.set_defaults(func=cmd_import, kind="users")
     bi = group(sub, "batches", "reference data: course batches").add_parser("import", help="upsert batches from a CSV")
@@ -104,7 +111,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
         instance_id=args.instance_id,
         until_idle=args.until_idle,
     )
-    metrics.serve(port, processor.health)  # /metrics and /healthz
+    metrics.serve(port, settings.metrics_host, processor.health)  # /metrics and /healthz
     processor.install_signal_handlers()
     try:
         return processor.run()
@@ -231,10 +238,17 @@ def cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> int
 
     raw = db_engine(settings).raw_connection()
     try:
-        done = replay_dead_letters(settings, raw, args.id)
+        done, held = replay_dead_letters(settings, raw, args.id)
     except BrokerUnavailable as exc:
         raise UserError(str(exc), EXIT_UNREACHABLE) from None
     finally:
         raw.close()
     print(f"replayed {len(done)} dead letters to the topics they came from: {done}")
-    return EXIT_OK
+    if not held:
+        return EXIT_OK
+    print(
+        f"participants: dead letters {held} came from course progress, which the processor may not write; they "
+        "were not replayed. Correct the rows and republish them with 'participants progress publish'.",
+        file=sys.stderr,
+    )
+    return EXIT_REJECTED

@@ -3,7 +3,9 @@
 The processor and the dashboard's read-model consumer record each dead letter in the store (and on the
 dead-letter topic). A replay publishes the original bytes to the topic they came from (commands, or one of the
 dashboard's topics), with the original key, and marks the row replayed: a message that fails again becomes a
-new dead letter (at its new offset), so nothing ever loops by itself.
+new dead letter (at its new offset), so nothing ever loops by itself. Course progress is the exception: the
+processor's principal may not write it, so those dead letters are held back with a sentence telling the
+operator to republish the corrected rows with `participants progress publish`.
 """
 
 from __future__ import annotations
@@ -21,16 +23,22 @@ def list_dead_letters(cur: Any, include_replayed: bool = False) -> list[DeadLett
     return dead_letter_rows(cur, include_replayed)
 
 
-def replay_dead_letters(settings: Settings, raw: Any, ids: list[int] | None) -> list[int]:
-    """Publishes the chosen (default: all not yet replayed) dead letters to the topics they came from."""
+def replay_dead_letters(settings: Settings, raw: Any, ids: list[int] | None) -> tuple[list[int], list[int]]:
+    """Publishes the chosen (default: all not yet replayed) dead letters to the topics they came from.
+
+    Returns (replayed, held back). Course progress is held back: only the progress component may write that
+    topic (README "Principals and ACLs"), so the operator republishes it with `participants progress publish`.
+    """
     cur = raw.cursor()
-    rows = replayable(cur, ids)
+    chosen = replayable(cur, ids)
+    rows = [r for r in chosen if r.source_topic != settings.topics.course_progress]
+    held = [r.id for r in chosen if r.source_topic == settings.topics.course_progress]
     if not rows:
-        return []
+        return [], held
     producer = clients.bulk_producer(settings)
     for topic in sorted({r.source_topic or settings.topics.commands for r in rows}):
         clients.check_topic(producer, settings, topic)
-    on_delivery = clients.Deliveries()
+    on_delivery = clients.Deliveries(settings)
     for _id, key, value, source_topic in rows:
         clients.produce(
             producer,
@@ -43,4 +51,4 @@ def replay_dead_letters(settings: Settings, raw: Any, ids: list[int] | None) -> 
     done = [r.id for r in rows]
     mark_replayed(cur, done)
     raw.commit()
-    return done
+    return done, held

@@ -64,7 +64,7 @@ class Processor:
             replay.end_offsets if replay else None,
         )
         txn_id = f"{self.group}.{self.instance_id}"
-        self.outbox = Outbox(clients.transactional_producer(settings, txn_id), txn_id)
+        self.outbox = Outbox(clients.transactional_producer(settings, txn_id), txn_id, settings)
         self.handler = CommandHandler(settings, engine, codec, self.checkpoint, self.assignments, self.outbox, replay)
         self.health = Health("processor")
         self.producer_fresh = True  # the producer has not been used yet (no rebuild needed before init)
@@ -92,6 +92,7 @@ class Processor:
             self.outbox.replace(clients.transactional_producer(self.settings, txn_id))
             self.assignments.forget()
         self.producer_fresh = False
+        clients.check_topic(self.outbox.producer, self.settings, self.topic)  # refused credentials: a sentence
         self.outbox.init(30)
 
     def _connect(self) -> Consumer:
@@ -113,6 +114,7 @@ class Processor:
             health=self.health,
             ready=lambda: bool(self.assignments.owned),
             max_rebuilds=self.settings.max_rebuilds,
+            settings=self.settings,
         )
         log.info("processor started", extra={"group": self.group, "instance": self.instance_id, "topic": self.topic})
         try:

@@ -20,8 +20,12 @@ missing one raises :class:`ImportFileError` (MISSING_COLUMN), one named twice DU
 and all-empty rows are skipped.  Values are trimmed; state codes are upper-cased and created on the fly
 (name = code) when not yet known.
 
-Users: ``user_id`` and ``state`` are required, ``state_id`` and ``name`` may be empty.  The first row
-naming a ``user_id`` (or a ``(state, state_id)`` pair) claims it; later rows are DUPLICATE_ID errors, and
+Users: ``user_id`` and ``state`` are required, ``state_id`` and ``name`` may be empty.  An optional
+``served_states`` column lists the states an IMPLEMENTATION_TEAM user serves, separated by ``;`` (as roles
+are); where the column is present it replaces the user's served states (empty: none), where it is absent
+they are left alone.  A state no file or batch has named yet is UNKNOWN_STATE, served states on a user
+without the role NOT_IMPLEMENTATION_TEAM; a user whose only change is their served states counts as updated.
+The first row naming a ``user_id`` (or a ``(state, state_id)`` pair) claims it; later rows are DUPLICATE_ID errors, and
 so is a row taking a ``(state, state_id)`` that the database gives to a user the file does not mention.
 State ids swapped or moved between users of the same file are handled.
 
@@ -42,7 +46,7 @@ from typing import BinaryIO
 import psycopg2.extensions
 import sqlalchemy
 
-from enrolment.domain.model import BATCH_STATUSES, ENROLLMENT_TYPES, ROLES, USER_STATUSES
+from enrolment.domain.model import BATCH_STATUSES, ENROLLMENT_TYPES, IMPLEMENTATION_TEAM, ROLES, USER_STATUSES
 from enrolment.domain.text import CONTROL_CHARACTER, control_sentence
 from enrolment.files import BrokenCsv, NotUtf8, csv_records, locate_columns
 from enrolment.store.copy import copy_cell
@@ -50,6 +54,7 @@ from enrolment.store.copy import copy_cell
 __all__ = [
     "BATCH_COLUMNS",
     "USER_COLUMNS",
+    "USER_OPTIONAL_COLUMNS",
     "ImportFileError",
     "ImportReport",
     "RowError",
@@ -59,6 +64,7 @@ __all__ = [
 ]
 
 USER_COLUMNS: tuple[str, ...] = ("user_id", "state_id", "state", "name", "roles", "status")
+USER_OPTIONAL_COLUMNS: tuple[str, ...] = ("served_states",)
 BATCH_COLUMNS: tuple[str, ...] = (
     "batch_id",
     "course_id",
@@ -156,9 +162,10 @@ def import_batches(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int 
 
 
 def _open_csv(
-    stream: BinaryIO, columns: Sequence[str], errors: list[RowError]
+    stream: BinaryIO, columns: Sequence[str], errors: list[RowError], optional: Sequence[str] = ()
 ) -> tuple[list[int], int, Iterator[tuple[int, list[str]]]]:
-    """Reads the header; returns the index of each wanted column, the header width and the data records.
+    """Reads the header; returns the index of each wanted column (then of each ``optional`` one, -1 when the
+    header lacks it), the header width and the data records.
 
     A row whose quoting is broken mid-file becomes a MALFORMED_ROW error and reading goes on.
     """
@@ -170,7 +177,7 @@ def _open_csv(
     header = next(records, None)
     if header is None:
         raise ImportFileError("MISSING_COLUMN", f"the file has no header row; expected columns: {', '.join(columns)}")
-    positions, repeated = locate_columns(header[1], columns)
+    positions, repeated = locate_columns(header[1], [*columns, *optional])
     if repeated:
         raise ImportFileError("DUPLICATE_COLUMN", f"column {repeated[0]} appears twice in the header")
     missing = [c for c in columns if c not in positions]
@@ -180,7 +187,7 @@ def _open_csv(
             "MISSING_COLUMN",
             f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)} (header has: {found})",
         )
-    return [positions[c] for c in columns], len(header[1]), records
+    return [positions[c] for c in columns] + [positions.get(c, -1) for c in optional], len(header[1]), records
 
 
 def _file_error(exc: NotUtf8 | BrokenCsv) -> ImportFileError:
@@ -226,7 +233,7 @@ def _parse_date(name: str, value: str, line: int, errors: list[RowError]) -> tup
     return False, None
 
 
-_USER_COLUMNS = ("user_id", "state_id", "state", "name", "roles", "status")
+_USER_COLUMNS = ("user_id", "state_id", "state", "name", "roles", "status", "served_states")
 _BATCH_COLUMNS = (
     "batch_id",
     "course_id",
@@ -254,10 +261,28 @@ def _control_characters(line: int, columns: Sequence[str], values: list[str], er
 _Validator = Callable[[int, list[str], list[RowError]], list[str | None] | None]
 
 
+def _served_states(line: int, text: str | None, roles: str, errors: list[RowError]) -> str | None:
+    """The stage value of ``served_states``: None when the file has no such column, else an array literal."""
+    if text is None:
+        return None
+    states = [s.upper() for s in _split_list(text)]
+    if states and f'"{IMPLEMENTATION_TEAM}"' not in roles:
+        errors.append(
+            RowError(
+                line,
+                "NOT_IMPLEMENTATION_TEAM",
+                f"served_states {_shown(text)} is only for {IMPLEMENTATION_TEAM} users; "
+                "give the user that role or leave served_states empty",
+            )
+        )
+    return _array_literal(states)
+
+
 class _UserRows:
     """Validates user rows; returns the stage values or None (errors appended)."""
 
-    def __init__(self) -> None:
+    def __init__(self, present: frozenset[str] = frozenset()) -> None:
+        self.served = "served_states" in present
         self.user_lines: dict[str, int] = {}
         self.state_id_lines: dict[tuple[str, str], int] = {}
         # roles text -> (array literal, unknown roles); files repeat a handful of role lists, so parse each once.
@@ -275,7 +300,7 @@ class _UserRows:
     def __call__(self, line: int, values: list[str], errors: list[RowError]) -> list[str | None] | None:
         if _control_characters(line, _USER_COLUMNS, values, errors):
             return None
-        user_id, state_id, state, name, roles_text, status_text = values
+        user_id, state_id, state, name, roles_text, status_text, served_text = values
         state = state.upper()
         before = len(errors)
         if not user_id:
@@ -321,15 +346,16 @@ class _UserRows:
                 self.user_lines[user_id] = line
             if state and state_id:
                 self.state_id_lines[(state, state_id)] = line
+        served = _served_states(line, served_text if self.served else None, roles, errors)
         if len(errors) != before:
             return None
-        return [user_id, state_id or None, state, name, roles, status]
+        return [user_id, state_id or None, state, name, roles, status, served]
 
 
 class _BatchRows:
     """Validates batch rows; returns the stage values or None (errors appended)."""
 
-    def __init__(self) -> None:
+    def __init__(self, present: frozenset[str] = frozenset()) -> None:
         self.batch_lines: dict[str, int] = {}
 
     def __call__(self, line: int, values: list[str], errors: list[RowError]) -> list[str | None] | None:
@@ -397,8 +423,9 @@ class _Kind:
     columns: tuple[str, ...]
     stage: str
     stage_ddl: str
-    validator: Callable[[], _Validator]
+    validator: Callable[[frozenset[str]], _Validator]  # given the optional columns the header has
     finish: _Finish
+    optional: tuple[str, ...] = ()
 
 
 _USERS_STAGE = "import_users_stage"
@@ -410,7 +437,9 @@ CREATE TEMP TABLE {_USERS_STAGE} (
     state text NOT NULL,
     name text NOT NULL,
     roles text[] NOT NULL,
-    status text NOT NULL
+    status text NOT NULL,
+    served_states text[],
+    outcome text
 ) ON COMMIT DROP
 """
 
@@ -439,6 +468,14 @@ FROM {_USERS_STAGE} s
 WHERE u.state = s.state AND u.state_id = s.state_id AND u.user_id <> s.user_id
 """
 
+# A served state no row of the file and no earlier import has named (served_states -> states).
+_USERS_REJECT_UNKNOWN_SERVED = f"""
+DELETE FROM {_USERS_STAGE} s
+WHERE s.served_states IS NOT NULL
+  AND EXISTS (SELECT 1 FROM unnest(s.served_states) x WHERE x NOT IN (SELECT code FROM states))
+RETURNING s.line, ARRAY(SELECT x FROM unnest(s.served_states) x WHERE x NOT IN (SELECT code FROM states))
+"""
+
 _USERS_UPSERT = f"""
 WITH up AS (
     INSERT INTO users AS t (user_id, state_id, state, name, roles, status)
@@ -452,9 +489,32 @@ WITH up AS (
         updated_at = now()
     WHERE (t.state_id, t.state, t.name, t.roles, t.status)
         IS DISTINCT FROM (EXCLUDED.state_id, EXCLUDED.state, EXCLUDED.name, EXCLUDED.roles, EXCLUDED.status)
-    RETURNING (t.xmax = 0) AS inserted
+    RETURNING t.user_id, (t.xmax = 0) AS inserted
 )
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+UPDATE {_USERS_STAGE} s SET outcome = CASE WHEN up.inserted THEN 'inserted' ELSE 'updated' END
+FROM up WHERE s.user_id = up.user_id
+"""
+
+# Where the file has the column, each user's served states become the file's, touching only what differs.
+_USERS_SYNC_SERVED = f"""
+WITH gone AS (
+    DELETE FROM served_states v
+    USING {_USERS_STAGE} s
+    WHERE s.served_states IS NOT NULL AND v.user_id = s.user_id AND NOT (v.state = ANY (s.served_states))
+    RETURNING v.user_id
+), added AS (
+    INSERT INTO served_states (user_id, state)
+    SELECT s.user_id, unnest(s.served_states) FROM {_USERS_STAGE} s WHERE s.served_states IS NOT NULL
+    ON CONFLICT (user_id, state) DO NOTHING
+    RETURNING user_id
+)
+UPDATE {_USERS_STAGE} s SET outcome = 'updated'
+WHERE s.outcome IS NULL AND s.user_id IN (SELECT user_id FROM gone UNION SELECT user_id FROM added)
+"""
+
+_USERS_COUNT = f"""
+SELECT count(*) FILTER (WHERE outcome = 'inserted'), count(*) FILTER (WHERE outcome = 'updated')
+FROM {_USERS_STAGE}
 """
 
 
@@ -474,8 +534,20 @@ def _finish_users(cur: _Cursor) -> tuple[int, int, list[RowError]]:
             for line, state, state_id, holder in taken
         )
     cur.execute(_CREATE_STATES.format(stage=_USERS_STAGE))
+    cur.execute(_USERS_REJECT_UNKNOWN_SERVED)
+    errors.extend(
+        RowError(
+            line,
+            "UNKNOWN_STATE",
+            f"served_states names {', '.join(_shown(s) for s in unknown)}, not a known state code "
+            '(separate states with ";")',
+        )
+        for line, unknown in cur.fetchall()
+    )
     cur.execute(_USERS_RELEASE_MOVED)
     cur.execute(_USERS_UPSERT)
+    cur.execute(_USERS_SYNC_SERVED)
+    cur.execute(_USERS_COUNT)
     inserted, updated = _two_counts(cur)
     return inserted, updated, errors
 
@@ -574,7 +646,7 @@ def _two_counts(cur: _Cursor) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-_USERS = _Kind(USER_COLUMNS, _USERS_STAGE, _USERS_STAGE_DDL, _UserRows, _finish_users)
+_USERS = _Kind(USER_COLUMNS, _USERS_STAGE, _USERS_STAGE_DDL, _UserRows, _finish_users, USER_OPTIONAL_COLUMNS)
 _BATCHES = _Kind(BATCH_COLUMNS, _BATCHES_STAGE, _BATCHES_STAGE_DDL, _BatchRows, _finish_batches)
 
 
@@ -608,9 +680,10 @@ def _load(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int, kind: _K
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     errors: list[RowError] = []
-    index, width, records = _open_csv(stream, kind.columns, errors)
-    validate = kind.validator()
-    copy_sql = f"COPY {kind.stage} (line, {', '.join(kind.columns)}) FROM STDIN"
+    index, width, records = _open_csv(stream, kind.columns, errors, kind.optional)
+    present = frozenset(c for c, i in zip(kind.optional, index[len(kind.columns) :], strict=True) if i >= 0)
+    validate = kind.validator(present)
+    copy_sql = f"COPY {kind.stage} (line, {', '.join([*kind.columns, *kind.optional])}) FROM STDIN"
     rows_read = good = 0
     raw = engine.raw_connection()
     try:
@@ -630,7 +703,7 @@ def _load(engine: sqlalchemy.Engine, stream: BinaryIO, chunk_size: int, kind: _K
                             )
                         )
                         continue
-                    values = [fields[i].strip() for i in index]
+                    values = [fields[i].strip() if i >= 0 else "" for i in index]
                     if "\x00" in "".join(values):
                         errors.append(RowError(line, "BAD_CHARACTER", "the row contains a NUL character"))
                         continue

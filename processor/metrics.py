@@ -1,4 +1,5 @@
-"""Prometheus metrics of the processor, served with `/healthz` on METRICS_PORT when set (enrolment.kafka.health).
+"""Prometheus metrics of the processor, served with `/healthz` on METRICS_HOST:METRICS_PORT when a port is set
+(127.0.0.1 by default; enrolment.kafka.health).
 
 Lag is per owned partition (the high watermark less the stored position). The age of the oldest unapplied
 command is the time since the producer wrote the first command this instance has read but not applied yet
@@ -49,8 +50,10 @@ def _oldest_age() -> float:
 OLDEST.set_function(_oldest_age)
 
 
-def serve(port: int, health: Health | None = None) -> None:
-    serve_http(port, health)
+def serve(port: int, host: str = "127.0.0.1", health: Health | None = None) -> None:
+    """Starts `/metrics` (and `/healthz`) on ``host`` (only this machine unless configured otherwise); 0 = off."""
+    if port > 0:
+        serve_http(port, health, host)
 
 
 def note_pending(msgs: Iterable[Message]) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from enrolment.commands import SubCommands, group
+from enrolment.commands import SubCommands, group, operator
 from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, UserError
 from enrolment.files import open_binary, rereadable
 from enrolment.messages.codec import Codec, default_codec
@@ -83,8 +83,12 @@ def _add_derived_commands(sub: SubCommands) -> None:
         if name == "retry":
             dp.add_argument("--reasons", help="comma-separated reason codes (default: every rejected row)")
         dp.add_argument(
-            "--as", dest="requester", metavar="ADMIN_USER_ID", help="the admin running it (required; it is recorded)"
+            "--as",
+            dest="requester",
+            metavar="ADMIN_USER_ID",
+            help="the admin running it (direct path only, required there; it is recorded)",
         )
+        dp.add_argument("--server", help="submit it through this dashboard's API (default: PARTICIPANTS_SERVER)")
         dp.add_argument("--dry-run", action="store_true")
         dp.add_argument("--wait", action="store_true")
         dp.add_argument("--timeout", type=float, default=300.0)
@@ -102,7 +106,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
 
     server = server_url(args.server, settings.client_server)
     if server is not None:
-        return upload_through_server(args, server, settings)
+        return through_server(args, server, settings, submit_file)
     if not (args.requester or "").strip():
         raise UserError(f"{args.action} needs --as ADMIN_USER_ID (or --server URL). Nothing was published.")
     id_type = args.id_type.upper() if args.id_type else None
@@ -124,6 +128,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
             kind=args.action,
             dry_run=args.dry_run,
             file_name=None if args.file == "-" else Path(args.file).name,
+            submitted_by=operator(),
         )
         return _publish_and_follow(args, settings, request, read_participants(stream, id_type))
     finally:
@@ -132,17 +137,20 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_derived(args: argparse.Namespace, settings: Settings) -> int:
     """`retry` and `undo`: uploads built from an earlier upload's recorded outcomes."""
-    from producer.derived import UnknownUpload, plan_retry, plan_undo
+    from producer.derived import UnknownUpload, plan_retry, plan_undo, reason_set
     from producer.publish import UploadRequest
+    from producer.remote import server_url
 
+    server = server_url(args.server, settings.client_server)
+    if server is not None:
+        return through_server(args, server, settings, submit_derived)
     requester = derived_requester(args)
     raw = db_engine(settings).raw_connection()
     try:
         cur = raw.cursor()
         try:
             if args.command == "retry":
-                reasons = {r.strip().upper() for r in args.reasons.split(",") if r.strip()} if args.reasons else None
-                plan = plan_retry(cur, args.upload_id, reasons, requester)
+                plan = plan_retry(cur, args.upload_id, reason_set(args.reasons), requester)
             else:
                 plan = plan_undo(cur, args.upload_id, requester)
         except UnknownUpload as exc:
@@ -157,6 +165,7 @@ def cmd_derived(args: argparse.Namespace, settings: Settings) -> int:
         kind=plan.kind,
         dry_run=args.dry_run,
         parent_upload_id=plan.parent_upload_id,
+        submitted_by=operator(),
     )
     if not args.json:
         todo = sum(1 for r in plan.rows if not hasattr(r, "reason"))
@@ -185,6 +194,7 @@ def _audit_submission(settings: Settings, codec: Codec, request: UploadRequest, 
         extra={
             "event": "UPLOAD_SUBMITTED",
             "by": request.requested_by,
+            "submitted_by": request.submitted_by,
             "upload_id": upload_id,
             "batch_id": request.batch_id,
             "kind": request.kind,
@@ -251,7 +261,7 @@ def _published_status(published: Published, request: UploadRequest) -> UploadSta
     from producer.follow import UploadStatus
 
     refused = [
-        {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message}
+        {"line": r.line, "identifier": r.identifier, "id_type": r.id_type, "reason": r.reason, "message": r.message}
         for r in published.refused
     ]
     return UploadStatus(
@@ -261,6 +271,8 @@ def _published_status(published: Published, request: UploadRequest) -> UploadSta
         dry_run=request.dry_run,
         published=published.published,
         refused=refused,
+        requested_by=request.requested_by,
+        submitted_by=request.submitted_by,
     )
 
 
@@ -304,8 +316,13 @@ def _print_followed(args: argparse.Namespace, status: UploadStatus) -> int:
 
 
 # ---------------------------------------------------------------------------- server mode
-def upload_through_server(args: argparse.Namespace, server: str, settings: Settings) -> int:
-    """`add`/`remove --server`: the file goes to the upload API; the server records the token's user."""
+def through_server(
+    args: argparse.Namespace,
+    server: str,
+    settings: Settings,
+    submit: Callable[[argparse.Namespace, Remote], UploadStatus],
+) -> int:
+    """`add`, `remove`, `retry`, `undo --server`: the upload API submits it as the token's user (the requester)."""
     from producer.remote import Remote, credentials_path, token_for
 
     if args.requester is not None:
@@ -316,7 +333,7 @@ def upload_through_server(args: argparse.Namespace, server: str, settings: Setti
     remote = Remote(server, token_for(server, settings.client_token, credentials_path(settings.client_credentials)))
     report_out = _open_report(args.report)
     try:
-        status = submit_file(args, remote)
+        status = submit(args, remote)
         if args.wait:
             status = follow_remote(args, remote, status)
         if report_out is not None:
@@ -356,6 +373,31 @@ def submit_file(args: argparse.Namespace, remote: Remote) -> UploadStatus:
         dry_run=args.dry_run,
         published=int(answer["published"]),
         refused=list(answer["refused_rows"]),
+        requested_by=answer.get("requested_by"),
+        submitted_by=answer.get("submitted_by"),
+    )
+
+
+def submit_derived(args: argparse.Namespace, remote: Remote) -> UploadStatus:
+    """POSTs a retry or undo of an upload; the server plans it from the store and submits it as the token's user."""
+    from producer.follow import UploadStatus
+
+    params = {"dry_run": "true"} if args.dry_run else {}
+    if args.command == "retry" and args.reasons:
+        params["reasons"] = args.reasons
+    answer = remote.derive(args.upload_id, args.command, params)
+    if not args.json:
+        what = f"{answer['published']} rows to {str(answer['action']).lower()}"
+        print(f"{answer['kind']} of {answer['parent_upload_id']}: {what}", file=sys.stderr)
+    return UploadStatus(
+        upload_id=answer["upload_id"],
+        batch_id=answer["batch_id"],
+        kind=answer["kind"],
+        dry_run=args.dry_run,
+        published=int(answer["published"]),
+        refused=list(answer["refused_rows"]),
+        requested_by=answer.get("requested_by"),
+        submitted_by=answer.get("submitted_by"),
     )
 
 
@@ -376,21 +418,23 @@ def write_remote_report(out: TextIO, remote: Remote, status: UploadStatus) -> No
     from producer.follow import write_report
 
     if status.published == 0:
-        refused = [RefusedRow(r["line"], r["identifier"], None, r["reason"], r["message"]) for r in status.refused]
+        refused = [
+            RefusedRow(r["line"], r["identifier"], r.get("id_type"), r["reason"], r["message"]) for r in status.refused
+        ]
         write_report(out, {}, refused, {})
         return
     out.write(remote.report(status.upload_id).decode("utf-8"))
 
 
 def status_through_server(server: str, upload_id: str, settings: Settings) -> UploadStatus | None:
-    from producer.remote import STORED_KEYS, Remote, credentials_path, status_from_json, token_for
+    from producer.remote import Remote, credentials_path, status_from_json, token_for
 
     remote = Remote(server, token_for(server, settings.client_token, credentials_path(settings.client_credentials)))
     try:
         found = remote.status(upload_id)
     finally:
         remote.close()
-    return None if found is None else status_from_json(found, STORED_KEYS)
+    return None if found is None else status_from_json(found)
 
 
 def cmd_login(args: argparse.Namespace, settings: Settings) -> int:

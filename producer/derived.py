@@ -37,7 +37,12 @@ class Derived:
         return self.parent_upload_id, line
 
 
-def _upload_row(cur: Any, upload_id: str) -> tuple[str, str, str]:
+def reason_set(text: str | None) -> set[str] | None:
+    """``--reasons`` (comma-separated codes, any case) as a set; None (every rejected row) when not given."""
+    return {r.strip().upper() for r in text.split(",") if r.strip()} if text else None
+
+
+def parent_of(cur: Any, upload_id: str) -> tuple[str, str, str]:
     """(batch id, requester, kind) of an upload, from its record or else its ledger rows."""
     record = find_upload(cur, upload_id)
     if record is not None and record.requested_by:
@@ -50,7 +55,7 @@ def _upload_row(cur: Any, upload_id: str) -> tuple[str, str, str]:
 
 def plan_retry(cur: Any, upload_id: str, reasons: set[str] | None, requester: str) -> Derived:
     """The rows of `upload_id` that were REJECTED (for one of `reasons`, if given), to publish again."""
-    batch_id, _requester, _kind = _upload_row(cur, upload_id)
+    batch_id, _requester, _kind = parent_of(cur, upload_id)
     rows = [r for r in rejected_rows(cur, upload_id) if reasons is None or r.reason in reasons]
     actions = {r.action for r in rows}
     action = actions.pop() if len(actions) == 1 else "ADD"
@@ -62,7 +67,7 @@ def plan_retry(cur: Any, upload_id: str, reasons: set[str] | None, requester: st
 
 def plan_undo(cur: Any, upload_id: str, requester: str) -> Derived:
     """Reverses what `upload_id` changed; participants changed again since then are left alone (drift)."""
-    batch_id, _requester, _kind = _upload_row(cur, upload_id)
+    batch_id, _requester, _kind = parent_of(cur, upload_id)
     changes = applied_changes(cur, upload_id, batch_id)
     reasons = {c.reason for c in changes}
     if reasons <= {Reason.ENROLLED}:

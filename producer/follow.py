@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -53,6 +52,8 @@ class UploadStatus:
     reasons: Counter[str] = field(default_factory=Counter)
     refused: list[dict[str, Any]] = field(default_factory=list)
     completed: bool = False
+    requested_by: str | None = None  # on whose authority (the processor checks them)
+    submitted_by: str | None = None  # who sent it, where that is recorded (None before it was)
 
     @property
     def rejected_total(self) -> int:
@@ -74,6 +75,8 @@ class UploadStatus:
             "upload_id": self.upload_id,
             "batch_id": self.batch_id,
             "kind": self.kind,
+            "requested_by": self.requested_by,
+            "submitted_by": self.submitted_by,
             "dry_run": self.dry_run,
             "complete": self.completed,
             "published": self.published,
@@ -82,7 +85,7 @@ class UploadStatus:
             "outcomes": dict(sorted(outcomes.items())),
             "reasons": dict(sorted(reasons.items())),
             "processor_outcomes": dict(sorted(self.outcomes.items())),
-            "refused_rows": self.refused,
+            "refused_rows": [refused_json(r) for r in self.refused],
         }
 
     def render(self) -> str:
@@ -113,6 +116,14 @@ class UploadStatus:
         return "\n".join(lines)
 
 
+REFUSED_KEYS = ("line", "identifier", "id_type", "reason", "message")
+
+
+def refused_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A refused row in one key order wherever it was read from (the store's jsonb orders keys its own way)."""
+    return {k: row.get(k) for k in REFUSED_KEYS}
+
+
 class ResultFollower:
     """Reads the results topic (read_committed) from where it ends now, so no result of a new upload is missed.
 
@@ -123,13 +134,11 @@ class ResultFollower:
         self.settings = settings
         self.codec = codec
         # librdkafka's own log lines are noise for a CLI; failures raise below.
-        self.consumer = clients.reader(settings, f"follow-{uuid.uuid4()}", log_level=0)
+        self.consumer = clients.reader(settings, clients.reader_group(settings, "follow"))
         topic = settings.topics.results
         try:
-            md = self.consumer.list_topics(topic, timeout=10)
-            parts = md.topics[topic].partitions if topic in md.topics else {}
-            if not parts:
-                raise BrokerUnavailable(f"Kafka has no topic {topic} (run 'scripts/stack up').")
+            clients.check_topic(self.consumer, settings, topic)
+            parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
             assignment = []
             for p in sorted(parts):
                 _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
@@ -203,6 +212,7 @@ def status_from_store(cur: Any, upload_id: str) -> UploadStatus | None:
     status = UploadStatus(upload_id=upload_id)
     if record is not None:
         status.batch_id, status.kind, status.dry_run = record.batch_id, record.kind, record.dry_run
+        status.requested_by, status.submitted_by = record.requested_by or None, record.submitted_by
         status.published, status.refused, status.completed = record.published, record.refused, record.completed
     for c in counts:
         status.outcomes[c.outcome] += c.count

@@ -149,7 +149,7 @@ def publish_progress(
     report = ProgressReport(topic=topic)
     producer = clients.bulk_producer(settings)
     clients.check_topic(producer, settings, topic)
-    on_delivery = clients.Deliveries()
+    on_delivery = clients.Deliveries(settings)
 
     schema = codec.current["CourseProgress"]
     stamp = now_ms if now_ms is not None else clock_ms()

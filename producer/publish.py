@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from confluent_kafka import Producer
+
 from enrolment.domain.text import CONTROL_CHARACTER, control_character, control_sentence, printable, refuse_control
 from enrolment.files import InputRow, RefusedRow
 from enrolment.kafka import clients
@@ -32,6 +34,7 @@ class UploadRequest:
     source: str = "BACKEND"
     file_name: str | None = None
     parent_upload_id: str | None = None
+    submitted_by: str | None = None  # who sends it: the API's signed-in user, or the operator (cli:LOGIN)
     upload_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def __post_init__(self) -> None:
@@ -40,6 +43,7 @@ class UploadRequest:
             (
                 ("batch id", self.batch_id),
                 ("requester id", self.requested_by),
+                ("submitter id", self.submitted_by),
                 ("file name", self.file_name),
                 ("parent upload id", self.parent_upload_id),
                 ("upload id", self.upload_id),
@@ -89,12 +93,17 @@ def publish_upload(
     progress: Progress | None = None,
     keep_rows: bool = True,
     origin: Callable[[int], tuple[str | None, int | None]] | None = None,
+    producer: Producer | None = None,
 ) -> Published:
-    """Publishes the commands of one upload and its seal; returns what was published and refused."""
+    """Publishes the commands of one upload and its seal; returns what was published and refused.
+
+    ``producer``: a long-lived one shared by a server's calls (already checked), instead of one for this upload.
+    """
     started = time.perf_counter()
-    producer = clients.bulk_producer(settings)
-    clients.check_topic(producer, settings, settings.topics.commands)
-    on_delivery = clients.Deliveries()
+    if producer is None:
+        producer = clients.bulk_producer(settings)
+        clients.check_topic(producer, settings, settings.topics.commands)
+    on_delivery = clients.Deliveries(settings)
     schema = codec.current["ParticipantCommand"]
     topic = settings.topics.commands
     key = request.batch_id.encode()
@@ -144,25 +153,7 @@ def publish_upload(
             if progress:
                 progress.update(n)
     on_delivery.flush(producer, f"the commands of upload {upload_id}", 120)
-    seal = {
-        "upload_id": upload_id,
-        "batch_id": request.batch_id,
-        "phase": "PUBLISHED",
-        "kind": request.kind,
-        "requested_by": request.requested_by,
-        "dry_run": request.dry_run,
-        "file_name": request.file_name,
-        "parent_upload_id": request.parent_upload_id,
-        "commands_published": n,
-        "refused": [
-            {"line": r.line, "identifier": printable(r.identifier), "reason": r.reason, "message": r.message}
-            for r in refused
-        ],
-        "outcomes": {},
-        "reasons": {},
-        "created_at": now,
-        "completed_at": None,
-    }
+    seal = _seal(request, n, refused, now)
     sealed = codec.encode("UploadSummary", seal)
     clients.produce(producer, topic, sealed, key, on_delivery=on_delivery)
     clients.produce(producer, settings.topics.uploads, sealed, key, on_delivery=on_delivery)
@@ -171,6 +162,36 @@ def publish_upload(
         progress.update(n, force=True)
         progress.done()
     return Published(upload_id, n, refused, accepted, time.perf_counter() - started)
+
+
+def _seal(request: UploadRequest, published: int, refused: list[RefusedRow], now: int) -> dict[str, Any]:
+    """The upload record (UploadSummary, phase PUBLISHED); refused identifiers escaped (printable)."""
+    return {
+        "upload_id": request.upload_id,
+        "batch_id": request.batch_id,
+        "phase": "PUBLISHED",
+        "kind": request.kind,
+        "requested_by": request.requested_by,
+        "submitted_by": request.submitted_by,
+        "dry_run": request.dry_run,
+        "file_name": request.file_name,
+        "parent_upload_id": request.parent_upload_id,
+        "commands_published": published,
+        "refused": [
+            {
+                "line": r.line,
+                "identifier": printable(r.identifier),
+                "reason": r.reason,
+                "message": r.message,
+                "id_type": r.id_type,
+            }
+            for r in refused
+        ],
+        "outcomes": {},
+        "reasons": {},
+        "created_at": now,
+        "completed_at": None,
+    }
 
 
 def refused_control(row: InputRow) -> RefusedRow:

@@ -16,11 +16,12 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 import httpx
 
 from enrolment.errors import EXIT_INPUT, EXIT_UNREACHABLE, UserError
-from producer.follow import UploadStatus
+from producer.follow import UploadStatus, refused_json
 
 CHUNK = 64 * 1024
 POLL_S = 0.5
@@ -132,7 +133,7 @@ class Remote:
             raise Refused(detail, list(body.get("refusals", [])) if isinstance(body, dict) else [])
         if response.status_code == 401:
             raise UserError(f"The server {self.server} refused the token: {detail}", EXIT_INPUT)
-        if response.status_code in (403, 404, 413, 422):
+        if response.status_code in (403, 404, 409, 413, 422):
             raise UserError(f"The server {self.server} refused: {detail}", EXIT_INPUT)
         raise UserError(f"The server {self.server} answered {response.status_code}: {detail}", EXIT_UNREACHABLE)
 
@@ -149,6 +150,12 @@ class Remote:
         if size is not None:
             headers["Content-Length"] = str(size)  # a file over the limit is refused before it is sent
         response = self.request("POST", "/api/uploads", params=params, content=_chunks(stream), headers=headers)
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def derive(self, upload_id: str, kind: str, params: dict[str, str]) -> dict[str, Any]:
+        """POSTs a retry or undo of ``upload_id`` (kind ``retry`` or ``undo``); the 202 answer."""
+        response = self.request("POST", f"/api/uploads/{quote(upload_id, safe='')}/{kind}", params=params)
         answer: dict[str, Any] = response.json()
         return answer
 
@@ -188,13 +195,9 @@ def _chunks(stream: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-REFUSED_KEYS = ("line", "identifier", "reason", "message")  # as the producer lists a refused row
-STORED_KEYS = ("line", "reason", "message", "identifier")  # as `status` reads it back (jsonb orders keys)
-
-
-def status_from_json(data: dict[str, Any], keys: tuple[str, ...] = REFUSED_KEYS) -> UploadStatus:
+def status_from_json(data: dict[str, Any]) -> UploadStatus:
     """The summary the server answered, as the CLI's own :class:`UploadStatus` (so it prints the same)."""
-    refused = [{k: r.get(k) for k in keys} for r in data.get("refused_rows") or []]
+    refused = [refused_json(r) for r in data.get("refused_rows") or []]
     reasons = Counter({str(k): int(v) for k, v in (data.get("reasons") or {}).items()})
     reasons.subtract(Counter(str(r["reason"]) for r in refused))  # to_json adds the refused rows back
     return UploadStatus(
@@ -208,4 +211,6 @@ def status_from_json(data: dict[str, Any], keys: tuple[str, ...] = REFUSED_KEYS)
         reasons=+reasons,
         refused=refused,
         completed=bool(data.get("complete")),
+        requested_by=data.get("requested_by"),
+        submitted_by=data.get("submitted_by"),
     )

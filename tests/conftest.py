@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import Engine, create_engine
 
 from enrolment.kafka.admin import create_topics, delete_topics, topic_specs
-from enrolment.settings import Settings, Topics
+from enrolment.settings import Settings, Topics, with_stored_credentials
 from enrolment.store import migrate
+from tests.support.helpers import granted
 
 ROOT = Path(__file__).resolve().parent.parent
 # The images of docker-compose.yml (tests/core/test_compose.py keeps them the same).
@@ -41,13 +42,18 @@ def _docker_answers() -> bool:
 
 @pytest.fixture(scope="session")
 def base_settings() -> Iterator[Settings]:
-    """Settings pointing at a live broker and database, migrated to head."""
+    """Settings pointing at a live broker and database, migrated to head (the test process runs as the owner).
+
+    On the local stack the owner's password comes from .stack/secrets/owner.env; children started by the
+    helpers run as their own component's role (tests/support/helpers.database_env).
+    """
     if _docker_answers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer(POSTGRES_IMAGE) as pg, KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka:
             url = pg.get_connection_url().replace("postgresql://", "postgresql+psycopg2://")
+            os.environ["PARTICIPANTS_SECRETS_DIR"] = str(ROOT / ".stack" / "no-secrets")  # an open broker here
             os.environ["DATABASE_URL"] = url
             os.environ["KAFKA_BOOTSTRAP_SERVERS"] = kafka.get_bootstrap_server()
             settings = Settings.from_env()
@@ -56,7 +62,10 @@ def base_settings() -> Iterator[Settings]:
             yield settings
         return
     subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True, cwd=ROOT)
-    yield Settings.from_env()
+    # The test process creates and deletes topics and grants ACLs as the stack's admin. Its password stays in
+    # these settings: exported, every subprocess would inherit it (the environment wins over the files), and
+    # the commands a test starts must run as their own component, with its credentials and ACLs.
+    yield with_stored_credentials(Settings.from_env(), "admin")
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +104,8 @@ def isolated_settings(base_settings: Settings, unique: str) -> Iterator[Settings
         commands_partitions=4,
     )
     create_topics(settings, topic_specs(settings))
-    yield settings
+    with granted(settings):
+        yield settings
     delete_topics(settings, topics.all())
 
 

@@ -92,7 +92,7 @@ def api_participants(
 @router.get(
     "/batches/{batch_id}/edit",
     tags=["edit batch"],
-    summary="The Edit Batch state for the signed-in person: drop-down enabled or why not, members, candidates",
+    summary="The Edit Batch state for the signed-in person: controls enabled or why not, members, candidates",
     responses=NOT_FOUND,
 )
 def api_edit(

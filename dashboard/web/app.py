@@ -18,6 +18,9 @@ from dashboard.web.lookups import visible_batch
 from dashboard.web.middleware import BodyLimit, secure_every_response
 from dashboard.web.render import environment
 from dashboard.web.sunbird import sunbird_router
+from dashboard.web.sunbird_bulk import PATHS as BULK_PATHS
+from dashboard.web.sunbird_bulk import bulk_router
+from dashboard.web.sunbird_hub import Hub
 from dashboard.web.timing import ServerTiming
 from enrolment.settings import Settings
 
@@ -47,13 +50,17 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.state.templates = environment()
     sunbird_limit = settings.sunbird_api_max_body_bytes  # the Sunbird routes answer their own 413 in the envelope
     overrides = {f"/v1/course/batch/users/{op}": sunbird_limit for op in ("add", "remove")}
+    overrides.update({f"/v1/course/batch/users/{op}/": sunbird_limit for op in ("add", "remove")})  # + batch id
     overrides[uploads_api.PATH] = settings.upload_max_bytes  # files of participants, streamed to disk
+    overrides.update({path: settings.upload_max_bytes for path in BULK_PATHS.values()})
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, overrides=overrides)  # path -> its own limit
     app.add_middleware(ServerTiming)
     secure_every_response(app)  # outermost: on every answer, 500s too
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     errors.add_handlers(app)
-    app.include_router(sunbird_router(settings, engine))  # POST /v1/course/batch/users/add|remove
+    hub = app.state.sunbird_hub = Hub(settings)  # one producer, results follower and pool: close() on stop
+    app.include_router(sunbird_router(settings, engine, hub))  # POST /v1/course/batch/users/add|remove[/{id}]
+    app.include_router(bulk_router(hub, engine))  # POST /v1/batch/bulk/..., GET /v1/upload/status/{id}
     app.include_router(session.router)  # /login, /logout, /healthz
     app.include_router(docs.router)
     app.include_router(pages.router)

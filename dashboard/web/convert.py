@@ -55,6 +55,8 @@ def upload_status(row: UploadRow) -> UploadStatus:
         reasons=Counter(row.reasons),
         refused=[dict(r) for r in row.refused],
         completed=row.completed,
+        requested_by=row.requested_by,
+        submitted_by=row.submitted_by,
     )
 
 
@@ -62,7 +64,6 @@ def upload_out(row: UploadRow) -> UploadOut:
     data = upload_status(row).to_json()
     return UploadOut(
         **data,
-        requested_by=row.requested_by,
         file_name=row.file_name,
         percent=100 if row.completed else rules.percent(row.processed, row.commands_published),
         created_at=None if row.created_at_ms is None else from_ms(row.created_at_ms),

@@ -7,6 +7,8 @@ routes is in ``api``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Sequence
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -31,6 +33,7 @@ from enrolment.settings import Settings
 from producer.publish import UploadRequest, publish_upload
 
 CANDIDATE_LIMIT = 50
+MAX_SEARCH = 200
 
 router = APIRouter(dependencies=[Depends(signed_in)])
 
@@ -42,7 +45,7 @@ def kafka_publisher(settings: Settings, request: UploadRequest, user_ids: Sequen
 
 
 def edit_state_for(settings: Settings, b: queries.BatchInfo, viewer: Viewer) -> rules.EditState:
-    """Whether ``viewer`` may use the drop-down on this batch now, and if not, why."""
+    """Whether ``viewer`` may change this batch's participants here now, and if not, why."""
     return rules.edit_state(
         b.participant_count,
         settings.ui_participant_limit,
@@ -82,7 +85,13 @@ def apply_edit(
         if not people:
             continue
         request = UploadRequest(
-            batch_id=b.batch_id, action=action, requested_by=requested_by, kind="ui", source="UI", file_name=None
+            batch_id=b.batch_id,
+            action=action,
+            requested_by=requested_by,
+            kind="ui",
+            source="UI",
+            file_name=None,
+            submitted_by=viewer.user_id,
         )
         try:
             ids.append(kafka_publisher(settings, request, people))
@@ -104,10 +113,18 @@ def edit_page(
     came_from: str,
     status: int = 200,
     error: str | None = None,
+    marked: rules.EditPlan | None = None,
 ) -> HTMLResponse:
+    """The list with a remove mark per member and the search with an add mark per person (``marked`` kept)."""
     settings = app_settings(request)
     st = edit_state_for(settings, b, viewer)
     group = settings.dashboard_group
+    marked = marked or rules.EditPlan(adds=(), removes=())
+    candidates: list[queries.Person] = []
+    if st.enabled:  # the people already marked to add stay listed (and ticked) whatever the search shows
+        found = queries.candidates(conn, group, b, q, CANDIDATE_LIMIT)
+        pending = set(marked.adds)
+        candidates = named(conn, b.state, marked.adds) + [p for p in found if p.user_id not in pending]
     return render(
         request,
         "edit.html",
@@ -115,10 +132,51 @@ def edit_page(
         batch=b,
         edit=st,
         members=[] if st.limit_reached else queries.members(conn, group, b.batch_id),
-        candidates=queries.candidates(conn, group, b, q, CANDIDATE_LIMIT) if st.enabled else [],
+        candidates=candidates,
+        marked=marked,
         q=q,
         came_from=came_from,
         error=error,
+        nav="workspace" if came_from == "workspace" else "courses",
+    )
+
+
+def named(conn: Connection, state: str, user_ids: Sequence[str]) -> list[queries.Person]:
+    """The people of a change with their names (an id the users table does not know is shown as itself)."""
+    found = {p.user_id: p for p in queries.people(conn, state, list(user_ids))}
+    return [found.get(u, queries.Person(u, u, None)) for u in user_ids]
+
+
+def change_digest(who: Identity, batch_id: str, plan: rules.EditPlan) -> str:
+    """Binds a confirmation to the exact change it showed, for this session: a changed batch or form breaks it."""
+    key = (who.csrf_token or who.user_id).encode()
+    message = "\n".join([batch_id, ",".join(plan.adds), ",".join(plan.removes)]).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def confirm_page(
+    request: Request,
+    conn: Connection,
+    b: queries.BatchInfo,
+    plan: rules.EditPlan,
+    digest: str,
+    came_from: str,
+    status: int = 200,
+    notice: str | None = None,
+) -> HTMLResponse:
+    """The second step: what will change, by name, and the one button that publishes it."""
+    return render(
+        request,
+        "edit_confirm.html",
+        status,
+        batch=b,
+        plan=plan,
+        summary=rules.change_summary(plan),
+        adding=named(conn, b.state, plan.adds),
+        removing=named(conn, b.state, plan.removes),
+        digest=digest,
+        notice=notice,
+        came_from=came_from,
         nav="workspace" if came_from == "workspace" else "courses",
     )
 
@@ -130,7 +188,7 @@ def edit_batch_page(
     who: Who,
     conn: Db,
     settings: AppSettings,
-    q: Annotated[str, Query(max_length=200)] = "",
+    q: Annotated[str, Query(max_length=MAX_SEARCH)] = "",
     came_from: Annotated[str, Query(alias="from")] = "courses",
 ) -> HTMLResponse:
     b = need_batch(conn, settings.dashboard_group, batch_id, who.viewer)
@@ -147,32 +205,53 @@ def first_value(form: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
+CHANGED_MEANWHILE = (
+    "The batch or the change is no longer what was shown, so nothing was published. Check the change below and "
+    "confirm it again."
+)
+
+
 def submit_edit(request: Request, batch_id: str, who: Identity, form: dict[str, list[str]]) -> Response:
-    """The form's selection against the members the page showed: publish the difference, or show the form again."""
-    came_from = (form.get("from") or ["courses"])[0]
+    """Marks → the confirmation page; only its confirmation (step=confirm, matching digest) publishes.
+
+    ``step=search`` re-renders the page with the marks kept, so searching never loses what was ticked.
+    """
+    came_from = first_value(form, "from") or "courses"
     settings = app_settings(request)
-    group = settings.dashboard_group
     viewer = who.viewer
+    adds, removes = form.get("add", []), form.get("remove", [])
     with app_engine(request).connect() as conn:
-        b = need_batch_to_change(conn, group, batch_id, viewer)
-        shown = form.get("shown", [])
-        selected = form.get("participants", [])
-        current = queries.member_ids(conn, group, batch_id, sorted(set(shown) | set(selected)))
-        plan = rules.plan_edit(shown, selected, current)
+        b = need_batch_to_change(conn, settings.dashboard_group, batch_id, viewer)
+        current = queries.member_ids(conn, settings.dashboard_group, batch_id, sorted(set(adds) | set(removes)))
+        plan = rules.plan_marked(adds, removes, current)
+        step = first_value(form, "step") or "review"
+        if step == "search":  # a new search that keeps the marks; nothing is checked or published
+            q = " ".join((first_value(form, "q") or "").split())[:MAX_SEARCH]
+            return edit_page(request, conn, b, viewer, q, came_from, marked=plan)
         if plan.empty:
-            return edit_page(request, conn, b, viewer, "", came_from, error="Nothing changed.")
+            return edit_page(request, conn, b, viewer, "", came_from, error=NOTHING_MARKED)
+        digest = change_digest(who, batch_id, plan)
+        confirmed = step == "confirm" and hmac.compare_digest(first_value(form, "change") or "", digest)
         try:
+            if not confirmed:  # a review, or a confirmation of something else than this change: (re)confirm
+                check_edit(conn, settings, b, viewer, plan)
+                again = step == "confirm"
+                notice = CHANGED_MEANWHILE if again else None
+                return confirm_page(request, conn, b, plan, digest, came_from, 409 if again else 200, notice)
             ids = apply_edit(conn, settings, b, viewer, plan)
         except PageError as exc:
-            return edit_page(request, conn, b, viewer, "", came_from, exc.status, exc.message)
+            return edit_page(request, conn, b, viewer, "", came_from, exc.status, exc.message, plan)
     if len(ids) == 1:
         return RedirectResponse(f"/uploads/{ids[0]}", status_code=303)
     return RedirectResponse(href("/uploads", batch=batch_id), status_code=303)
 
 
+NOTHING_MARKED = "Nothing changed: mark people to remove or to add, then review the change."
+
+
 @router.post("/batches/{batch_id}/edit", include_in_schema=False)
 async def edit_batch_submit(request: Request, batch_id: str, who: Who) -> Response:
-    """Form post of the drop-down: the session's CSRF token, the selection, and the members the page showed."""
+    """Form post of the page (review) or of its confirmation (publish); the session's CSRF token either way."""
     form = form_values(await request.body())
     check_form(request, who, first_value(form, "csrf_token"))
     return await run_in_threadpool(submit_edit, request, batch_id, who, form)

@@ -148,11 +148,18 @@ class BodyLimit:
         self.limit = limit
         self.overrides = dict(overrides or {})
 
+    def limit_of(self, path: str) -> int:
+        """The path's own limit: an exact override, or one whose key ends in "/" and prefixes the path."""
+        if path in self.overrides:
+            return self.overrides[path]
+        parent = path.rsplit("/", 1)[0] + "/"
+        return self.overrides.get(parent, self.limit)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.overrides.get(scope["path"], self.limit)
+        limit = self.limit_of(scope["path"])
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await refuse(scope, send, limit)

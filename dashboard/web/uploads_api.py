@@ -5,6 +5,9 @@ a byte of the body is read, and is the requester recorded on every command: neve
 streamed to a temporary file (at most ``SPOOL_BYTES`` in memory) and refused past ``UPLOAD_MAX_BYTES``; the whole
 file is checked before anything is published.  The summary is ``GET /api/uploads/{id}`` (api.py); the per-row
 report is ``GET /api/uploads/{id}/report.csv``, from the processor's ledger.
+
+``POST /api/uploads/{id}/retry`` and ``/undo`` build an upload from an earlier one's recorded outcomes (as the
+CLI's `retry` and `undo` do) and submit it with the caller as its requester, never the original requester.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ from enrolment import csvsafe
 from enrolment.domain.access import Viewer, may_submit_upload, may_view_batch, may_view_upload
 from enrolment.domain.model import IMPLEMENTATION_TEAM, Batch
 from enrolment.domain.text import ControlCharacter
-from enrolment.files import InputError, read_participants, validate_file
+from enrolment.files import InputError, RefusedRow, read_participants, validate_file
 from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from enrolment.store import reference
 from enrolment.store.ledger import row_outcomes
 from enrolment.store.uploads import find_upload
+from producer.derived import Derived, UnknownUpload, parent_of, plan_retry, plan_undo, reason_set
 from producer.publish import Published, UploadRequest, publish_upload
 
 PATH = "/api/uploads"
@@ -58,6 +62,7 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 class RefusalOut(BaseModel):
     line: int
     identifier: str
+    id_type: str | None = None
     reason: str
     message: str
 
@@ -67,6 +72,22 @@ class SubmittedOut(BaseModel):
     status_url: str
     published: int
     refused_rows: list[RefusalOut]
+    requested_by: str
+    submitted_by: str
+
+
+class DerivedOut(SubmittedOut):
+    batch_id: str
+    kind: Literal["retry", "undo"]
+    action: Literal["ADD", "REMOVE"]
+    parent_upload_id: str
+
+
+def refusals(rows: list[RefusedRow]) -> list[RefusalOut]:
+    return [
+        RefusalOut(line=r.line, identifier=r.identifier, id_type=r.id_type, reason=r.reason, message=r.message)
+        for r in rows
+    ]
 
 
 def submit_batch(engine: Engine, batch_id: str, viewer: Viewer) -> Batch:
@@ -146,6 +167,7 @@ async def api_submit_upload(
             batch_id=batch_id,
             action=operation.upper(),
             requested_by=who.user_id,
+            submitted_by=who.user_id,
             kind=operation,
             dry_run=dry_run,
             file_name=request.headers.get("x-file-name") or None,
@@ -162,14 +184,13 @@ async def api_submit_upload(
     finally:
         stream.close()
     log_submission(who, upload, done.published + len(done.refused))
-    refused = [
-        RefusalOut(line=r.line, identifier=r.identifier, reason=r.reason, message=r.message) for r in done.refused
-    ]
     return SubmittedOut(
         upload_id=upload.upload_id,
         status_url=f"{PATH}/{upload.upload_id}",
         published=done.published,
-        refused_rows=refused,
+        refused_rows=refusals(done.refused),
+        requested_by=upload.requested_by,
+        submitted_by=who.user_id,
     )
 
 
@@ -183,10 +204,113 @@ def log_submission(who: Identity, upload: UploadRequest, rows: int) -> None:
             "batch_id": upload.batch_id,
             "upload_id": upload.upload_id,
             "operation": upload.kind,
+            "parent_upload_id": upload.parent_upload_id,
             "dry_run": upload.dry_run,
             "rows": rows,
         },
     )
+
+
+def plan_derived(engine: Engine, viewer: Viewer, upload_id: str, kind: str, reasons: set[str] | None) -> Derived:
+    """The retry or undo of ``upload_id`` by ``viewer``: 404 when they may not see it, 403 when not change its batch."""
+    with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
+        try:
+            batch_id, requester, _kind = parent_of(cur, upload_id)
+        except UnknownUpload:
+            raise PageError(404, f"No upload {upload_id} is known yet.") from None
+        batch = reference.batch(cur, batch_id)
+        if not may_view_upload(viewer, batch, requester or None):
+            raise PageError(404, f"No upload {upload_id} is known yet.")
+        if batch is None or not may_submit_upload(viewer, batch):
+            raise PageError(403, f"{viewer.user_id} may not {kind} uploads to batch {batch_id}; nothing was published.")
+        try:
+            if kind == "retry":
+                return plan_retry(cur, upload_id, reasons, viewer.user_id)
+            return plan_undo(cur, upload_id, viewer.user_id)
+        except UnknownUpload as exc:
+            raise PageError(409, f"{exc} Nothing was published.") from None
+
+
+def submit_derived(
+    settings: Settings,
+    engine: Engine,
+    who: Identity,
+    upload_id: str,
+    kind: str,
+    reasons: set[str] | None,
+    dry_run: bool,
+) -> DerivedOut:
+    """Plans the derived upload from the store, publishes it as the caller, audits it; the 202 answer."""
+    plan = plan_derived(engine, who.viewer, upload_id, kind, reasons)
+    upload = UploadRequest(
+        batch_id=plan.batch_id,
+        action=plan.action,
+        requested_by=who.user_id,
+        submitted_by=who.user_id,
+        kind=plan.kind,
+        dry_run=dry_run,
+        parent_upload_id=plan.parent_upload_id,
+    )
+    try:
+        done = publish_upload(settings, default_codec(), upload, plan.rows, keep_rows=False, origin=plan.origin)
+    except BrokerUnavailable as exc:
+        raise PageError(503, f"{exc} Nothing was published.") from None
+    log_submission(who, upload, done.published + len(done.refused))
+    return DerivedOut(
+        upload_id=upload.upload_id,
+        status_url=f"{PATH}/{upload.upload_id}",
+        published=done.published,
+        refused_rows=refusals(done.refused),
+        requested_by=upload.requested_by,
+        submitted_by=who.user_id,
+        batch_id=plan.batch_id,
+        kind=cast(Any, plan.kind),
+        action=cast(Any, plan.action),
+        parent_upload_id=plan.parent_upload_id,
+    )
+
+
+DERIVED_REFUSED: dict[int | str, dict[str, Any]] = {
+    401: REFUSED[401],
+    403: {"model": ProblemOut, "description": "You may see the upload but not submit to its batch"},
+    404: {"model": ProblemOut, "description": "Unknown upload, or one you may not see"},
+    409: {"model": ProblemOut, "description": "The upload both added and removed participants (undo it in two steps)"},
+    503: {"model": ProblemOut, "description": "Kafka unreachable; nothing was published"},
+}
+
+
+@router.post(
+    "/uploads/{upload_id}/retry",
+    status_code=202,
+    response_model=DerivedOut,
+    summary="Submit again the rows of an upload that were rejected (for the given reasons), as yourself",
+    responses=DERIVED_REFUSED,
+)
+def api_retry_upload(
+    request: Request,
+    upload_id: str,
+    who: Who,
+    settings: AppSettings,
+    engine: EngineDep,
+    reasons: Annotated[str | None, Query(max_length=2000, description="Comma-separated reason codes")] = None,
+    dry_run: bool = False,
+) -> DerivedOut:
+    check_json(request, who)
+    return submit_derived(settings, engine, who, upload_id, "retry", reason_set(reasons), dry_run)
+
+
+@router.post(
+    "/uploads/{upload_id}/undo",
+    status_code=202,
+    response_model=DerivedOut,
+    summary="Reverse what an upload changed (participants changed again since are left alone), as yourself",
+    responses=DERIVED_REFUSED,
+)
+def api_undo_upload(
+    request: Request, upload_id: str, who: Who, settings: AppSettings, engine: EngineDep, dry_run: bool = False
+) -> DerivedOut:
+    check_json(request, who)
+    return submit_derived(settings, engine, who, upload_id, "undo", None, dry_run)
 
 
 def report_csv(cur: Any, upload_id: str, viewer: Viewer) -> str:
@@ -199,7 +323,9 @@ def report_csv(cur: Any, upload_id: str, viewer: Viewer) -> str:
                 (r.line, r.identifier, r.id_type, r.outcome, r.reason, r.message) for r in row_outcomes(cur, upload_id)
             ]
             for r in record.refused:
-                lines.append((r["line"], r["identifier"], "", "REJECTED", r["reason"], r["message"]))
+                lines.append(
+                    (r["line"], r["identifier"], r.get("id_type") or "", "REJECTED", r["reason"], r["message"])
+                )
             out = io.StringIO()
             writer = csvsafe.writer(out)
             writer.writerow(["line", "identifier", "id_type", "outcome", "reason", "message"])

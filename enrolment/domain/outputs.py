@@ -177,6 +177,7 @@ class UploadInfo:
     outcomes: Mapping[str, int]
     reasons: Mapping[str, int]
     state: str | None = None
+    submitted_by: str | None = None
 
 
 def summary_record(u: UploadInfo) -> dict[str, Any]:
@@ -186,6 +187,7 @@ def summary_record(u: UploadInfo) -> dict[str, Any]:
         "phase": "COMPLETED",
         "kind": u.kind,
         "requested_by": u.requested_by,
+        "submitted_by": u.submitted_by,
         "dry_run": u.dry_run,
         "file_name": u.file_name,
         "parent_upload_id": u.parent_upload_id,
@@ -196,6 +198,7 @@ def summary_record(u: UploadInfo) -> dict[str, Any]:
                 "identifier": str(x["identifier"]),
                 "reason": str(x["reason"]),
                 "message": str(x["message"]),
+                "id_type": None if x.get("id_type") is None else str(x["id_type"]),
             }
             for x in u.refused
         ],

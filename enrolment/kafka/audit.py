@@ -59,7 +59,7 @@ class AuditToTelemetry(logging.Handler):
         super().__init__(logging.INFO)
         self.settings = settings
         self.codec = codec
-        self.deliveries = clients.Deliveries()
+        self.deliveries = clients.Deliveries(settings)
         self._producer: Producer | None = None
         self._guard = threading.Lock()
 

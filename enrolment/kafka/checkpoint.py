@@ -19,7 +19,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from sqlalchemy import Engine
 
-from enrolment.kafka.clients import Headers, produce
+from enrolment.kafka.clients import AccessDenied, Headers, is_refusal, produce, refusal
+from enrolment.settings import Settings
 from enrolment.store import positions
 from enrolment.store.positions import Moves, Position, PositionTable, TopicPartitionKey
 
@@ -107,9 +108,14 @@ OutMessage = tuple[str, bytes | None, bytes | None, Headers | None]
 class Outbox:
     """A batch's outputs and the consumer offsets in one Kafka transaction (the relay's position is the offset)."""
 
-    def __init__(self, producer: Producer, transactional_id: str) -> None:
+    def __init__(self, producer: Producer, transactional_id: str, settings: Settings | None = None) -> None:
         self.producer = producer
         self.transactional_id = transactional_id
+        self.settings = settings  # whose refusals are sentences (clients.AccessDenied), not retries
+
+    def _refused(self, err: Any, what: str) -> None:
+        if self.settings is not None and (is_refusal(err) or "authorization failed" in err.str().lower()):
+            raise AccessDenied(refusal(self.settings, err, what))
 
     def init(self, timeout_s: float = 30.0) -> None:
         """Fences any earlier producer with the same transactional id (aborting what it left open).
@@ -120,6 +126,7 @@ class Outbox:
             self.producer.init_transactions(timeout_s)
         except KafkaException as exc:
             err = exc.args[0]
+            self._refused(err, f"transactional id {self.transactional_id}")
             if err.fatal():
                 raise Fatal(f"cannot initialise transactions for {self.transactional_id}: {err.str()}") from None
             raise
@@ -156,6 +163,7 @@ class Outbox:
             return True
         except KafkaException as exc:
             err = exc.args[0]
+            self._refused(err, "the processor's outputs")
             if err.fatal():
                 raise Fatal(f"Kafka transaction failed fatally: {err.str()}") from None
             log.warning(

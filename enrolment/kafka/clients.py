@@ -9,9 +9,10 @@ whole topic to its current end.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -22,13 +23,100 @@ from enrolment.settings import Settings
 Headers = list[tuple[str, str | bytes | None]]
 
 
+log = logging.getLogger("enrolment.kafka")
+
+
 class BrokerUnavailable(Exception):
     """Kafka could not be reached or refused the messages (exit code 1)."""
 
 
+class AccessDenied(BrokerUnavailable):
+    """The broker refused this component's credentials, or an operation its ACLs do not allow (exit code 1)."""
+
+
+# librdkafka's codes for "who are you" and "you may not" (README "Principals and ACLs").
+AUTHENTICATION_CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
+AUTHORIZATION_CODES = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "topic",
+    KafkaError.GROUP_AUTHORIZATION_FAILED: "consumer group",
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "transactional id",
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED: "cluster",
+}
+# The first authentication failure each identity met, recorded by the clients' error callback.
+_refused: dict[str, KafkaError] = {}
+
+
+def _identity(settings: Settings) -> str:
+    return f"{settings.kafka_security_protocol}|{settings.kafka_bootstrap_servers}|{settings.kafka_sasl_username}"
+
+
+def principal(settings: Settings) -> str:
+    """Who this client is to the broker, for sentences (never the password)."""
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        return f"principal User:{settings.kafka_sasl_username or '(no KAFKA_SASL_USERNAME)'}"
+    return f"an unauthenticated client ({settings.kafka_security_protocol}; component {settings.component})"
+
+
+def is_refusal(err: KafkaError) -> bool:
+    return err.code() in AUTHENTICATION_CODES or err.code() in AUTHORIZATION_CODES
+
+
+def refusal(settings: Settings, err: KafkaError, what: str = "the request") -> str:
+    """One sentence for an authentication or authorization error (the principal, what was refused; no secret)."""
+    where = f"Kafka at {settings.kafka_bootstrap_servers}"
+    if err.code() in AUTHENTICATION_CODES:
+        return (
+            f"{where} refused the credentials of {principal(settings)} ({settings.kafka_sasl_mechanism} "
+            f"authentication failed): check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD, or the stack's file "
+            f"for {settings.component} ('scripts/stack env {settings.component}')."
+        )
+    kind = AUTHORIZATION_CODES.get(err.code(), "resource")
+    return (
+        f"{where} refused {what}: {principal(settings)} is not allowed to use that {kind} "
+        f"({err.name()}; see README 'Principals and ACLs')."
+    )
+
+
+def check_refused(settings: Settings) -> None:
+    """Raises AccessDenied when a client of these settings has been refused its credentials."""
+    err = _refused.get(_identity(settings))
+    if err is not None:
+        raise AccessDenied(refusal(settings, err))
+
+
+def _error_callback(settings: Settings) -> Callable[[KafkaError], None]:
+    identity = _identity(settings)
+
+    def on_error(err: KafkaError) -> None:
+        if err.code() in AUTHENTICATION_CODES:
+            _refused.setdefault(identity, err)
+        log.info("kafka client error", extra={"error": err.str(), "code": err.name()})
+
+    return on_error
+
+
+def unreachable(settings: Settings, err: KafkaError) -> str:
+    """The sentence for a broker that did not answer (an open client in front of a SASL listener says so)."""
+    hint = ""
+    if not settings.kafka_security_protocol.startswith("SASL_"):
+        hint = (
+            f" (no Kafka credentials are set for {settings.component}: a broker that requires SASL closes the "
+            "connection; run 'scripts/stack up' or set KAFKA_SECURITY_PROTOCOL and KAFKA_SASL_*)"
+        )
+    return f"Cannot reach Kafka at {settings.kafka_bootstrap_servers}: {err.str()}{hint}."
+
+
 def base_config(settings: Settings) -> dict[str, Any]:
-    """What every client shares: where the brokers are and how this component authenticates to them."""
-    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    """What every client shares: where the brokers are and how this component authenticates to them.
+
+    librdkafka's own log lines are off (they went to stderr around every CLI sentence); its errors reach the
+    error callback, which logs them and remembers an authentication failure (`check_refused`).
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "error_cb": _error_callback(settings),
+        "log_level": 0,
+    }
     protocol = settings.kafka_security_protocol
     if protocol != "PLAINTEXT":
         config["security.protocol"] = protocol
@@ -56,7 +144,6 @@ def bulk_producer_config(settings: Settings) -> dict[str, Any]:
         "message.max.bytes": 10485760,
         "socket.timeout.ms": 10000,
         "message.timeout.ms": 60000,
-        "log_level": 0,  # librdkafka's own log lines are noise for a CLI; failures raise BrokerUnavailable
     }
 
 
@@ -106,29 +193,52 @@ def produce(
 class Deliveries:
     """Collects delivery errors of a non-transactional producer; `flush` raises if anything was not acknowledged."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
         self.errors: list[KafkaError] = []
+        self.topics: list[str | None] = []
 
-    def __call__(self, err: KafkaError | None, _msg: Message) -> None:
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.errors.append(err)
+            self.topics.append(msg.topic())
 
     def flush(self, producer: Producer, what: str, timeout_s: float = 120.0) -> None:
         remaining = producer.flush(timeout_s)
+        if self.settings is not None:
+            check_refused(self.settings)
+            if self.errors and is_refusal(self.errors[0]):
+                raise AccessDenied(refusal(self.settings, self.errors[0], f"{what} (topic {self.topics[0]})"))
         if remaining or self.errors:
             first = self.errors[0].str() if self.errors else f"{remaining} messages still queued"
             raise BrokerUnavailable(f"Kafka did not acknowledge {what}: {first}")
 
 
-def check_topic(client: Producer | Consumer, settings: Settings, topic: str) -> None:
-    """Fails with one sentence when the broker is unreachable or the topic is missing."""
-    try:
-        md = client.list_topics(timeout=10)
-    except KafkaException as exc:
-        raise BrokerUnavailable(
-            f"Cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc.args[0].str()}"
-        ) from None
-    if topic not in md.topics:
+def _serve(client: Producer | Consumer) -> None:
+    """Runs pending callbacks (the error callback among them); only call it on a consumer not yet assigned."""
+    client.poll(0)
+
+
+def check_topic(client: Producer | Consumer, settings: Settings, topic: str, timeout_s: float = 10.0) -> None:
+    """Fails with one sentence when the broker is unreachable, refuses this principal, or lacks the topic.
+
+    Asks in short rounds, so that refused credentials (reported by the error callback) end it at once.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            md = client.list_topics(topic, timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+            break
+        except KafkaException as exc:
+            _serve(client)
+            check_refused(settings)
+            if time.monotonic() >= deadline:
+                raise BrokerUnavailable(unreachable(settings, exc.args[0])) from None
+    meta = md.topics.get(topic)
+    err = meta.error if meta is not None else None
+    if err is not None and err.code() in AUTHORIZATION_CODES:
+        raise AccessDenied(refusal(settings, err, f"access to topic {topic}"))
+    if meta is None or err is not None or not meta.partitions:
         raise BrokerUnavailable(
             f"Kafka at {settings.kafka_bootstrap_servers} has no topic {topic} (run 'scripts/stack up' to create "
             "the topics)."
@@ -160,11 +270,16 @@ def group_consumer_config(settings: Settings, group: str, instance_id: str | Non
     return cfg
 
 
+def reader_group(settings: Settings, purpose: str = "reader") -> str:
+    """A throwaway group for an assigned reader, under its component's prefix (ACL: describe only, acls.py)."""
+    return f"{settings.component}-reader-{purpose}-{uuid.uuid4().hex[:12]}"
+
+
 def reader_config(settings: Settings, group: str | None = None, **overrides: Any) -> dict[str, Any]:
     """A consumer that assigns its partitions itself: read_committed, no auto commit, a throwaway group by default."""
     return {
         **base_config(settings),
-        "group.id": group or f"reader-{uuid.uuid4()}",
+        "group.id": group or reader_group(settings),
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         # Start offsets are explicit; should one ever be out of range, re-read rather than skip.

@@ -62,7 +62,7 @@ class Health:
             return body
 
 
-def serve(port: int, health: Health | None, host: str = "0.0.0.0") -> ThreadingHTTPServer | None:
+def serve(port: int, health: Health | None, host: str = "127.0.0.1") -> ThreadingHTTPServer | None:
     """Serves `/healthz` (when ``health`` is given) and `/metrics` on ``port`` in a daemon thread; 0 = off."""
     if port <= 0:
         return None

@@ -7,7 +7,8 @@ at once); `caught_up` says whether there is nothing left to do; `idle` runs afte
 `failed` is told about an exception from any of them and says whether the consumer must be rebuilt. Partitions
 can be assigned inside the poll itself (rebalance callbacks), so `handle` must settle whatever an assignment
 left pending before it applies anything. The loop waits between failures with one policy (`Backoff`, capped at
-10 s), resets it after a success.
+10 s), resets it after a success, and never swallows `clients.AccessDenied` (refused credentials or ACLs:
+waiting does not help, the process stops with the sentence).
 
 Fatal client states are left, not sat in: a `Fatal` (a fenced static member, a fatal transactional producer
 error, an exceeded poll interval) closes the consumer, calls the owner's `setup` again (the processor builds a
@@ -33,8 +34,10 @@ from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from enrolment.kafka import clients
 from enrolment.kafka.checkpoint import Checkpoint, Fatal
 from enrolment.kafka.health import REBUILDS, Health
+from enrolment.settings import Settings
 
 log = logging.getLogger("enrolment.kafka")
 
@@ -115,15 +118,19 @@ def _abandon(timeout_s: float) -> None:
     os._exit(0)
 
 
-def usable(msg: Message) -> bool:
+def usable(msg: Message, settings: Settings | None = None) -> bool:
     """False for the consumer's error events (logged, except the harmless end-of-partition).
 
-    Raises Fatal for the states a consumer cannot leave by itself: a fatal error (a static member fenced by
-    another with the same group.instance.id) or an exceeded max.poll.interval.ms.
+    An authentication or authorization error raises `clients.AccessDenied` when the settings are known. Raises
+    Fatal for the states a consumer cannot leave by itself: a fatal error (a static member fenced by another with
+    the same group.instance.id) or an exceeded max.poll.interval.ms.
     """
     err = msg.error()
     if err is None:
         return True
+    if settings is not None and clients.is_refusal(err):
+        what = f"reading topic {msg.topic()}" if msg.topic() else "the consumer's request"
+        raise clients.AccessDenied(clients.refusal(settings, err, what))
     if err.fatal():
         raise Fatal(f"the Kafka consumer failed fatally: {err.str()}")
     if err.code() == KafkaError._MAX_POLL_EXCEEDED:
@@ -167,7 +174,9 @@ class RunLoop:
         health: Health | None = None,
         ready: Callable[[], bool] | None = None,
         max_rebuilds: int = 5,
+        settings: Settings | None = None,
     ) -> None:
+        self.settings = settings  # whose refusals stop the loop (clients.AccessDenied)
         self.connect = connect
         self.handler = handler
         self.checkpoint = checkpoint
@@ -188,13 +197,15 @@ class RunLoop:
         consumer = self.ensure_consumer()
         self.handler.prepare(consumer)
         msgs = consumer.consume(self.max_batch, self.poll_timeout_s)
+        if self.settings is not None:
+            clients.check_refused(self.settings)
         kept = [m for m in msgs if self._keep(m)]
         if kept:
             self.handler.handle(consumer, kept)
         return len(kept)
 
     def _keep(self, m: Message) -> bool:
-        if not usable(m):
+        if not usable(m, self.settings):
             return False
         return self.checkpoint.is_new(str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)) and (
             self.handler.wants(m)
@@ -238,6 +249,8 @@ class RunLoop:
                 self.setup()
                 self.setup_owed = False
             handled = self.step()
+        except clients.AccessDenied:
+            raise
         except Fatal as exc:
             self._rebuild(exc)
             return None

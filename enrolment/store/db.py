@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg2
 from sqlalchemy import Engine, create_engine
 
@@ -15,12 +17,25 @@ def engine(settings: Settings) -> Engine:
 
 
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for a message or a log line."""
-    if "@" in url and "://" in url:
+    """``url`` with its password (in the credentials or a ``password=`` parameter) replaced by ``***``.
+
+    Every URL that is printed or logged goes through here: a message or a log line never carries a password.
+    """
+    if "://" in url and "@" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
-    return url
+        if ":" in creds:
+            url = f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
+
+
+# scheme://user:password@ (to the last @ of the word: a password may hold one)
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s'\"]+:)[^\s'\"]*@")
+
+
+def redact_urls(text: str) -> str:
+    """Every URL's password in a free text (an exception's message, a log line) replaced by ``***``."""
+    return re.sub(r"(?i)([?&]password=)[^&\s'\"]*", r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 def db_unreachable(settings: Settings, exc: BaseException) -> UserError:

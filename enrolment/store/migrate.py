@@ -1,4 +1,4 @@
-"""Runs Alembic migrations programmatically (``participants db upgrade``)."""
+"""Runs Alembic migrations programmatically (``participants db upgrade``), then the grants (enrolment.store.grants)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
+
+from enrolment.store import grants
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -19,7 +21,19 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
+    """Migrates to ``revision``, then gives each component's role its privileges on the tables now there."""
     command.upgrade(alembic_config(database_url), revision)
+    apply_grants(database_url)
+
+
+def apply_grants(database_url: str) -> list[str]:
+    """The grant table applied by the owner in one transaction; returns the roles that got their privileges."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            return grants.apply(conn)
+    finally:
+        engine.dispose()
 
 
 def reset(database_url: str) -> None:

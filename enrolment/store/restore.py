@@ -72,8 +72,8 @@ def put_upload(cur: Any, rec: dict[str, Any]) -> bool:
     cur.execute(
         """
         INSERT INTO uploads (upload_id, batch_id, kind, requested_by, dry_run, file_name, parent_upload_id,
-                             commands_published, refused, created_at, completed_at, outcomes, reasons)
-        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                             commands_published, refused, created_at, completed_at, outcomes, reasons, submitted_by)
+        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
         ON CONFLICT (upload_id) DO UPDATE SET
             completed_at = coalesce(EXCLUDED.completed_at, uploads.completed_at),
             outcomes = coalesce(EXCLUDED.outcomes, uploads.outcomes),
@@ -85,6 +85,7 @@ def put_upload(cur: Any, rec: dict[str, Any]) -> bool:
             rec["completed_at"] if completed else None,
             json.dumps(rec["outcomes"]) if completed else None,
             json.dumps(rec["reasons"]) if completed else None,
+            rec.get("submitted_by"),
         ),
     )  # fmt: skip
     return not completed

@@ -236,9 +236,10 @@ def upsert_upload_record(cur: Any, record: dict[str, Any]) -> None:
     cur.execute(
         """
         INSERT INTO uploads (upload_id, batch_id, kind, requested_by, dry_run, file_name, parent_upload_id,
-                             commands_published, refused, created_at)
-        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                             commands_published, refused, created_at, submitted_by)
+        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
         ON CONFLICT (upload_id) DO UPDATE SET kind = EXCLUDED.kind, requested_by = EXCLUDED.requested_by,
+            submitted_by = EXCLUDED.submitted_by,
             dry_run = EXCLUDED.dry_run, file_name = EXCLUDED.file_name, parent_upload_id = EXCLUDED.parent_upload_id,
             commands_published = EXCLUDED.commands_published, refused = EXCLUDED.refused,
             created_at = EXCLUDED.created_at
@@ -254,6 +255,7 @@ def upsert_upload_record(cur: Any, record: dict[str, Any]) -> None:
             record["commands_published"],
             json.dumps(record["refused"]),
             from_ms(to_ms(record["created_at"])),
+            record.get("submitted_by"),
         ),
     )
 
@@ -306,7 +308,7 @@ def load_upload_info(cur: Any, upload_id: str) -> UploadInfo | None:
         SELECT u.upload_id, u.batch_id, u.kind, u.requested_by, u.dry_run, u.file_name, u.parent_upload_id,
                coalesce(u.commands_published, 0), u.refused,
                (extract(epoch FROM coalesce(u.created_at, u.completed_at)) * 1000)::bigint,
-               (extract(epoch FROM u.completed_at) * 1000)::bigint, u.outcomes, u.reasons, b.state
+               (extract(epoch FROM u.completed_at) * 1000)::bigint, u.outcomes, u.reasons, b.state, u.submitted_by
         FROM uploads u LEFT JOIN course_batches b ON b.batch_id = u.batch_id
         WHERE u.upload_id = %s AND u.completed_at IS NOT NULL
         """,
@@ -330,6 +332,7 @@ def load_upload_info(cur: Any, upload_id: str) -> UploadInfo | None:
         outcomes=dict(r[11] or {}),
         reasons=dict(r[12] or {}),
         state=r[13],
+        submitted_by=r[14],
     )
 
 

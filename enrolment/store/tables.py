@@ -143,6 +143,7 @@ uploads = Table(
     Column("commands_published", Integer, nullable=True),
     Column("refused", JSONB, nullable=False, server_default="[]"),
     Column("created_at", DateTime(timezone=True), nullable=True),
+    Column("submitted_by", Text, nullable=True, doc="Who sent it (0007): the API's user or cli:LOGIN"),
     Column("sealed_topic", Text, nullable=True),
     Column("sealed_group", Text, nullable=True),
     Column("sealed_partition", Integer, nullable=True),
@@ -211,6 +212,21 @@ api_tokens = Table(
 )
 Index("api_tokens_token_id_idx", api_tokens.c.token_id, unique=True)
 Index("api_tokens_user_idx", api_tokens.c.user_id)
+
+# 0010: Sunbird's bulk upload API — a processId spans several batches, each an upload (enrolment.store.bulk)
+bulk_processes = Table(
+    "bulk_processes",
+    metadata,
+    Column("process_id", Text, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("upload_id", Text, primary_key=True),
+    Column("batch_id", Text, nullable=False),
+    Column("operation", Text, nullable=False),
+    Column("requested_by", Text, nullable=False),
+    Column("ids", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    UniqueConstraint("process_id", "position", name="bulk_processes_position_key"),
+)
 
 # ------------------------------------------------------------------------------ the dashboard's read model (0002)
 # Every row carries the dashboard consumer group that built it, so one dashboard's rebuild touches only its rows.
@@ -308,6 +324,7 @@ dash_uploads = Table(
     Column("created_at", DateTime(timezone=True), nullable=True),
     Column("completed_at", DateTime(timezone=True), nullable=True),
     Column("first_seen_at", DateTime(timezone=True), nullable=False, doc="Earliest time any message names"),
+    Column("submitted_by", Text, nullable=True),
     PrimaryKeyConstraint("group_id", "upload_id"),
 )
 Index("dash_uploads_batch_idx", dash_uploads.c.group_id, dash_uploads.c.batch_id)

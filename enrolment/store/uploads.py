@@ -18,18 +18,19 @@ class UploadRecord:
     published: int | None  # set when the seal is processed
     refused: list[dict[str, Any]]
     completed: bool
+    submitted_by: str | None = None  # who sent it (None before migration 0007)
 
 
 def find_upload(cur: Any, upload_id: str) -> UploadRecord | None:
     cur.execute(
-        "SELECT batch_id, kind, requested_by, dry_run, commands_published, refused, completed_at IS NOT NULL "
-        "FROM uploads WHERE upload_id = %s",
+        "SELECT batch_id, kind, requested_by, dry_run, commands_published, refused, completed_at IS NOT NULL, "
+        "submitted_by FROM uploads WHERE upload_id = %s",
         (upload_id,),
     )
     row = cur.fetchone()
     if row is None:
         return None
-    batch_id, kind, requested_by, dry_run, published, refused, completed = row
+    batch_id, kind, requested_by, dry_run, published, refused, completed, submitted_by = row
     return UploadRecord(
         upload_id,
         str(batch_id),
@@ -39,4 +40,5 @@ def find_upload(cur: Any, upload_id: str) -> UploadRecord | None:
         published,
         list(refused or []),
         bool(completed),
+        submitted_by,
     )

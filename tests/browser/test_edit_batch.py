@@ -66,10 +66,9 @@ def browser() -> Iterator[Browser]:
 def world(base_settings: Settings, engine: Engine) -> Iterator[World]:
     token = uuid.uuid4().hex[:10]
     with private_topics(base_settings, token) as settings:
-        w = make_world(
-            engine, settings, token, BIG, [("limit", "invite-only", "ongoing"), ("big", "invite-only", "ongoing")]
-        )
-        # A third batch of the same state that the mentor does not mentor (the admin's): the mentor may not see it.
+        kinds = [(name, "invite-only", "ongoing") for name in ("limit", "big", "edit")]
+        w = make_world(engine, settings, token, BIG, kinds)
+        # A last batch of the same state that the mentor does not mentor (the admin's): the mentor may not see it.
         other = f"batch-{token}-other"
         header = "batch_id,course_id,course_name,state,enrollment_type,status,start_date,end_date,mentors\n"
         row = f"{other},course-{token},Course {token},{w.state},invite-only,ongoing,2026-01-01,2027-12-31,\n"
@@ -171,7 +170,15 @@ def _policy_refusals(page: Page) -> list[str]:
     return refused
 
 
-def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
+def _expect_controls_disabled(page: Page, how: str) -> None:
+    """Over the limit every Edit Batch control is still on the page, rendered disabled."""
+    for selector in ("#participants-list", "#candidates-list", "#candidate-search", "#search-candidates"):
+        expect(page.locator(selector), f"{selector} {how}").to_be_disabled()
+    expect(page.locator("#participants-list input[name=remove]"), how).to_be_disabled()
+    expect(page.locator("#save-participants"), how).to_be_disabled()
+
+
+def test_edit_controls_enabled_at_the_limit_and_disabled_with_the_message_above_it(
     browser: Browser, world: World, dashboard: str, api: httpx.Client, engine: Engine
 ) -> None:
     s = world.settings
@@ -188,7 +195,11 @@ def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
     for name, open_edit in PATHS.items():
         open_edit(page, dashboard, world, batch_id)
         expect(page.locator("#edit-participant-count"), f"count via {name}").to_have_text(str(limit))
-        expect(page.locator("#participants-dropdown"), f"drop-down via {name}").to_be_enabled()
+        expect(page.locator("#participants-list"), f"list via {name}").to_be_enabled()
+        removes = page.locator("#participants-list input[name=remove]")
+        expect(removes).to_have_count(limit)
+        assert removes.evaluate_all("boxes => boxes.filter(b => b.disabled || b.checked).length") == 0
+        expect(page.locator("#candidate-search")).to_be_enabled()
         expect(page.locator("#save-participants")).to_be_enabled()
         expect(page.locator("#edit-message")).to_have_count(0)
         expect(page.get_by_text(EDIT_LIMIT_MESSAGE)).to_have_count(0)
@@ -202,8 +213,7 @@ def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
     for name, open_edit in PATHS.items():
         open_edit(page, dashboard, world, batch_id)
         expect(page.locator("#edit-participant-count"), f"count via {name}").to_have_text(str(limit + 1))
-        expect(page.locator("#participants-dropdown"), f"drop-down via {name}").to_be_disabled()
-        expect(page.locator("#save-participants")).to_be_disabled()
+        _expect_controls_disabled(page, f"via {name}")
         expect(page.locator("#edit-message"), f"message via {name}").to_have_text(EDIT_LIMIT_MESSAGE)
         expect(page.locator("#edit-message")).to_be_visible()
         if name == "workspace":
@@ -217,9 +227,108 @@ def test_dropdown_enabled_at_the_limit_and_disabled_with_the_message_above_it(
     context = browser.new_context(java_script_enabled=False)
     no_js = _sign_in(context, dashboard, world)
     no_js.goto(f"{dashboard}/batches/{batch_id}/edit?from=workspace")
-    expect(no_js.locator("#participants-dropdown")).to_be_disabled()
+    _expect_controls_disabled(no_js, "without JavaScript")
     expect(no_js.locator("#edit-message")).to_have_text(EDIT_LIMIT_MESSAGE)
     context.close()
+
+
+def _members(api: httpx.Client, batch_id: str) -> set[str]:
+    return {p["user_id"] for p in api.get(f"/api/batches/{batch_id}/participants").json()["participants"]}
+
+
+def _ui_uploads(api: httpx.Client, batch_id: str) -> list[dict[str, object]]:
+    return [u for u in api.get("/api/uploads", params={"batch": batch_id}).json() if u["kind"] == "ui"]
+
+
+def _mark_one_removal_and_two_adds(page: Page, leaving: str, joining: tuple[str, str], world: World) -> None:
+    """Ticks "Remove" for one member, then finds and ticks "Add" for two people, one search each."""
+    page.locator(f'#participants-list input[name=remove][value="{leaving}"]').check()
+    for person in joining:
+        page.locator("#candidate-search").fill(world.name_of(person))
+        page.locator("#search-candidates").click()
+        page.wait_for_load_state()
+        expect(page.locator(f'#participants-list input[name=remove][value="{leaving}"]')).to_be_checked()
+        page.locator(f'#candidates-list input[name=add][value="{person}"]').check()
+    for person in joining:  # the search kept the first one listed and ticked
+        expect(page.locator(f'#candidates-list input[name=add][value="{person}"]')).to_be_checked()
+
+
+def test_a_single_click_in_the_edit_batch_list_removes_nobody(
+    browser: Browser, world: World, dashboard: str, api: httpx.Client, engine: Engine
+) -> None:
+    s, batch_id = world.settings, world.batches[2]
+    members = list(world.teachers[200:205])
+    upload(s, batch_id, world.admin, members)
+    process(s, engine)
+    _wait_for("5 participants", _count_is(api, batch_id, 5))
+
+    context = browser.new_context()
+    page = _sign_in(context, dashboard, world)
+    _open_edit_via_workspace(page, dashboard, world, batch_id)
+    rows = page.locator("#participants-list tbody tr[data-user-id]")
+    expect(rows).to_have_count(5)
+    marked = page.locator("#edit-form input[type=checkbox]:checked")
+    expect(marked).to_have_count(0)
+    rows.first.locator("td.name").click()  # a plain click on a name, then on another cell of a row
+    rows.nth(2).locator("td").nth(1).click()
+    expect(marked).to_have_count(0)
+    page.locator("#save-participants").click()  # saving without marking anyone
+    page.wait_for_load_state()
+    expect(page.locator("#edit-error")).to_contain_text("Nothing changed")
+    expect(page.locator("#change-summary")).to_have_count(0)
+    expect(rows).to_have_count(5)
+    page.screenshot(path=str(SHOTS / "edit-batch-nothing-marked.png"), full_page=True)
+    context.close()
+    assert _count(api, batch_id) == 5 and _members(api, batch_id) == set(members)
+    assert _ui_uploads(api, batch_id) == []  # and the next test proves no upload was published late
+
+
+def test_the_confirmation_names_the_change_cancel_keeps_the_batch_and_confirm_applies_it(
+    browser: Browser, world: World, dashboard: str, api: httpx.Client, engine: Engine
+) -> None:
+    s, batch_id = world.settings, world.batches[2]
+    members = set(world.teachers[200:205])
+    leaving, joining = world.teachers[202], (world.teachers[300], world.teachers[301])
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    # Without JavaScript: the page is safe on its own (the confirmation is a server-side step).
+    context = browser.new_context(java_script_enabled=False)
+    page = _sign_in(context, dashboard, world)
+    page.goto(f"{dashboard}/batches/{batch_id}/edit?from=workspace")
+    _mark_one_removal_and_two_adds(page, leaving, joining, world)
+    page.locator("#save-participants").click()
+    page.wait_for_load_state()
+    expect(page.locator("#change-summary")).to_have_text("add 2, remove 1")
+    expect(page.locator("#change-adds li")).to_contain_text([f"{world.name_of(u)} · {u}" for u in joining])
+    expect(page.locator("#change-removes li")).to_contain_text([f"{world.name_of(leaving)} · {leaving}"])
+    page.screenshot(path=str(SHOTS / "edit-batch-confirm.png"), full_page=True)
+
+    page.locator("#cancel-change").click()  # cancelling: back on the page, nothing marked, nothing sent
+    page.wait_for_url(f"**/batches/{batch_id}/edit?from=workspace")
+    expect(page.locator("#edit-form input[type=checkbox]:checked")).to_have_count(0)
+    expect(page.locator("#participants-list tbody tr[data-user-id]")).to_have_count(5)
+    assert _members(api, batch_id) == members and _ui_uploads(api, batch_id) == []
+
+    _mark_one_removal_and_two_adds(page, leaving, joining, world)
+    page.locator("#save-participants").click()
+    page.wait_for_load_state()
+    expect(page.locator("#confirm-change")).to_have_text("Confirm: add 2, remove 1")
+    page.locator("#confirm-change").click()
+    page.wait_for_url(f"**/uploads?batch={batch_id}")
+    context.close()
+
+    process(s, engine)
+    expected = (members - {leaving}) | set(joining)
+    _wait_for("the confirmed change", lambda: _members(api, batch_id) == expected or _members(api, batch_id))
+
+    def exactly_two_ui_uploads() -> object:
+        ui = _ui_uploads(api, batch_id)
+        seen = sorted(((u["requested_by"], u["published"], u["outcomes"]) for u in ui), key=repr)
+        want = [(world.mentor, 1, {"APPLIED": 1}), (world.mentor, 2, {"APPLIED": 2})]
+        return True if seen == want else seen
+
+    _wait_for("exactly the two UI uploads of the confirmed change", exactly_two_ui_uploads)
+    assert _count(api, batch_id) == 6
 
 
 def test_csv_download_of_a_10k_batch_has_every_participant_with_progress(

@@ -154,13 +154,20 @@ _sample(
         "phase": "COMPLETED",
         "kind": "add",
         "requested_by": "admin-1",
+        "submitted_by": "cli:operator",
         "dry_run": False,
         "file_name": "participants (1).csv",
         "parent_upload_id": None,
         "commands_published": 300,
         "refused": [
-            {"line": 7, "identifier": "", "reason": "EMPTY_ID", "message": "Line 7 has no identifier."},
-            {"line": 9, "identifier": "=cmd()", "reason": "BAD_ID", "message": "Line 9 is not an id."},
+            {
+                "line": 7,
+                "identifier": "",
+                "reason": "EMPTY_ID",
+                "message": "Line 7 has no identifier.",
+                "id_type": None,
+            },
+            {"line": 9, "identifier": "=cmd()", "reason": "BAD_ID", "message": "Line 9 is not an id.", "id_type": None},
         ],
         "outcomes": {"APPLIED": 250, "SKIPPED": 40, "REJECTED": 10},
         "reasons": {"ENROLLED": 250, "ALREADY_ENROLLED": 40, "USER_NOT_FOUND": 10},
@@ -379,6 +386,23 @@ def test_shipped_history_schemas_stay_readable(path: Path) -> None:
     current_fields = {f["name"]: f for f in json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())["fields"]}
     for field, spec in current_fields.items():
         assert record[field] == (expected[field] if field in given else spec["default"]), field
+
+
+def test_an_upload_summary_v2_carries_its_submitter_and_the_refused_rows_id_types() -> None:
+    """What the report needs of a refused row (its id type) and who sent the upload survive the topic; a v1
+    record (before both) reads as null for each."""
+    codec = default_codec()
+    given = dict(SAMPLES["UploadSummary"][0])
+    given["refused"] = [
+        {"line": 3, "identifier": "KA-1", "reason": "DUPLICATE_IN_FILE", "message": "m", "id_type": "STATE_ID"}
+    ]
+    _name, record = codec.decode(codec.encode("UploadSummary", given))
+    assert record["refused"][0]["id_type"] == "STATE_ID" and record["submitted_by"] == "cli:operator"
+    v1 = Codec.entry_for(json.loads((SCHEMA_DIR / "history" / "UploadSummary.v1.avsc").read_text(encoding="utf-8")))
+    old = {k: v for k, v in given.items() if k != "submitted_by"}
+    old["refused"] = [{k: v for k, v in r.items() if k != "id_type"} for r in old["refused"]]
+    _name, record = codec.decode(Codec.encode_with(v1, old))
+    assert record["refused"][0]["id_type"] is None and record["submitted_by"] is None
 
 
 def test_add_writer_schema_does_not_replace_the_current_schema(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from enrolment.settings import Settings
+from enrolment.store import grants
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +35,11 @@ def test_same_kafka_version_as_local_stack() -> None:
 
 def test_app_environment_matches_settings() -> None:
     services = load()["services"]
-    env = services["processor"]["environment"]  # type: ignore[index]
-    assert env == services["dashboard"]["environment"]  # type: ignore[index]
+    env = dict(services["processor"]["environment"])  # type: ignore[index]
+    dash = dict(services["dashboard"]["environment"])  # type: ignore[index]
+    own = ("DATABASE_URL", "METRICS_HOST", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")
+    shared = {k: v for k, v in env.items() if k not in own}
+    assert shared == {k: v for k, v in dash.items() if k not in own}
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "CONSUMER_GROUP", "DASHBOARD_GROUP"):
         assert name in env
     defaults = Settings.from_env()
@@ -43,6 +47,62 @@ def test_app_environment_matches_settings() -> None:
     assert env["DASHBOARD_GROUP"] == defaults.dashboard_group
     assert int(env["UI_PARTICIPANT_LIMIT"]) == defaults.ui_participant_limit
     assert env["DATABASE_URL"].endswith("/participants")
+
+
+def test_each_service_logs_in_as_its_own_role_with_a_password_from_the_env_file() -> None:
+    services = load()["services"]
+    urls = {name: services[name]["environment"]["DATABASE_URL"] for name in ("init", "processor", "dashboard")}  # type: ignore[index]
+    assert urls["init"].startswith("postgresql+psycopg2://participants:${OWNER_DB_PASSWORD")
+    for name in ("processor", "dashboard"):
+        role = grants.ROLE_OF_COMPONENT[name]
+        assert urls[name].startswith(f"postgresql+psycopg2://{role}:${{{name.upper()}_DB_PASSWORD")
+    init = services["init"]  # type: ignore[index]
+    assert "grants create-roles" in " ".join(init["entrypoint"]) and "--migrate" in " ".join(init["entrypoint"])
+    assert set(grants.PASSWORD_VARIABLE.values()) <= set(init["environment"])
+    assert services["postgres"]["environment"]["POSTGRES_USER"] != "participants"  # type: ignore[index]
+
+
+def test_no_secret_is_committed_and_the_example_env_file_names_every_one() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{([A-Z_]+)", text))
+    assert used, "the secrets come from the env file"
+    example = (ROOT / ".env.example").read_text()
+    assert used <= set(re.findall(r"^([A-Z_]+)=", example, re.M))
+    assert not re.search(r"PASSWORD: +[^$\s]", text), "a literal password in docker-compose.yml"
+    assert not re.search(r"://[^:/\s]+:(?!\$\{)[^@\s]*@", text), "a URL with a literal password"
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_kafka_is_locked_down_as_on_the_local_stack() -> None:
+    services = load()["services"]
+    kafka = services["kafka"]["environment"]  # type: ignore[index]
+    assert "PLAINTEXT" not in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].replace("SASL_PLAINTEXT", "")
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert kafka["KAFKA_SUPER_USERS"] == "User:admin"
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    for name in ("processor", "dashboard"):
+        env = services[name]["environment"]  # type: ignore[index]
+        assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_USERNAME"]) == ("SASL_PLAINTEXT", name)
+        assert env["KAFKA_SASL_PASSWORD"].startswith(f"${{{name.upper()}_KAFKA_PASSWORD")
+    init = services["init"]  # type: ignore[index]
+    assert "--secure" in " ".join(init["entrypoint"])
+    assert {f"{c.upper()}_KAFKA_PASSWORD" for c in ("processor", "dashboard", "producer", "progress")} <= set(
+        init["environment"]
+    )
+
+
+def test_ports_are_published_on_localhost_only() -> None:
+    services = load()["services"]
+    published = [p for s in services.values() for p in s.get("ports", [])]  # type: ignore[union-attr]
+    assert published, "some ports are published"
+    assert all(str(p).startswith("127.0.0.1:") for p in published), published
+
+
+def test_the_image_runs_as_a_non_root_user() -> None:
+    users = re.findall(r"^USER +(\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert users, "the Dockerfile sets a USER"
+    assert users[-1].split(":")[0] not in ("root", "0")
 
 
 def test_single_node_transaction_settings() -> None:

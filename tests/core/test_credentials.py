@@ -50,6 +50,8 @@ def test_settings_carry_the_component_and_clients_authenticate(tmp_path: Path, m
     settings = Settings.from_env("processor")
     assert settings.component == "processor"
     assert "p w'd=1" not in repr(settings)
+    assert settings.database_url.endswith("participants_processor:s3cret@localhost:5432/participants")
+    assert "s3cret" not in repr(settings)
     config = base_config(settings)
     assert config["security.protocol"] == "SASL_PLAINTEXT"
     assert (config["sasl.mechanism"], config["sasl.username"]) == ("SCRAM-SHA-512", "processor")

@@ -260,7 +260,7 @@ def upload(**kw: Any) -> UploadInfo:
 
 REFUSED = [
     {"line": "7", "identifier": "", "reason": "EMPTY_ID", "message": "Line 7 has no identifier."},
-    {"line": 9, "identifier": 12345, "reason": "DUPLICATE", "message": "Line 9 repeats line 4."},
+    {"line": 9, "identifier": 12345, "reason": "DUPLICATE", "message": "Line 9 repeats line 4.", "id_type": "USER_ID"},
 ]
 
 
@@ -272,8 +272,14 @@ def test_summary_record_is_completed_and_encodes() -> None:
     assert rec["dry_run"] is True and rec["file_name"] is None and rec["parent_upload_id"] == "up-0"
     assert rec["commands_published"] == 3
     assert rec["refused"] == [
-        {"line": 7, "identifier": "", "reason": "EMPTY_ID", "message": "Line 7 has no identifier."},
-        {"line": 9, "identifier": "12345", "reason": "DUPLICATE", "message": "Line 9 repeats line 4."},
+        {"line": 7, "identifier": "", "reason": "EMPTY_ID", "message": "Line 7 has no identifier.", "id_type": None},
+        {
+            "line": 9,
+            "identifier": "12345",
+            "reason": "DUPLICATE",
+            "message": "Line 9 repeats line 4.",
+            "id_type": "USER_ID",
+        },
     ]
     assert rec["outcomes"] == {"APPLIED": 2, "SKIPPED": 1}
     assert rec["reasons"] == {"ENROLLED": 2, "ALREADY_ENROLLED": 1}

@@ -144,7 +144,7 @@ def test_a_mentor_sees_only_their_batches(worlds: tuple[World, World], engine: E
         assert client.get(f"/api/batches/{batch}").status_code == 404
         assert client.get(f"/api/batches/{batch}/participants").status_code == 404
         token = csrf_token(client)
-        posted = client.post(f"/batches/{batch}/edit", data={"csrf_token": token, "participants": a.teachers[0]})
+        posted = client.post(f"/batches/{batch}/edit", data={"csrf_token": token, "add": a.teachers[0]})
         assert posted.status_code == 403  # an action: refused, not hidden
     assert client.get("/batches/no-such-batch").status_code == 404
 
@@ -197,10 +197,12 @@ def test_a_cross_site_form_post_changes_nothing(worlds: tuple[World, World], eng
     batch, person = a.batches[0], a.teachers[0]
     client = signed_in_client(create_app(a.settings, engine), engine, a.mentor)
     token = csrf_token(client)
-    form = {"participants": person, "from": "courses"}
-    for extra, headers in (({}, {}), ({}, {"Origin": EVIL}), ({"csrf_token": token}, {"Origin": EVIL})):
-        r = client.post(f"/batches/{batch}/edit", data={**form, **extra}, headers=headers, follow_redirects=False)
-        assert r.status_code == 403 and "nothing was changed" in r.text, (extra, headers)
+    form = {"add": person, "from": "courses"}
+    for step in ({}, {"step": "confirm"}):  # the review and the confirmation alike
+        for extra, headers in (({}, {}), ({}, {"Origin": EVIL}), ({"csrf_token": token}, {"Origin": EVIL})):
+            data = {**form, **step, **extra}
+            r = client.post(f"/batches/{batch}/edit", data=data, headers=headers, follow_redirects=False)
+            assert r.status_code == 403 and "nothing was changed" in r.text, (step, extra, headers)
     wrong = client.post(f"/batches/{batch}/edit", data={**form, "csrf_token": "x" * 43}, follow_redirects=False)
     assert wrong.status_code == 403
     json_write = client.post(f"/api/batches/{batch}/participants", json={"add": [person]})
@@ -226,7 +228,11 @@ def test_a_cross_site_form_post_changes_nothing(worlds: tuple[World, World], eng
     assert _ui_uploads(engine, a) == 0  # nothing was published
 
     # The same requests from our own pages go through: the form with its token, JSON with the header.
-    ok = client.post(f"/batches/{batch}/edit", data={**form, "csrf_token": token}, follow_redirects=False)
+    review = client.post(f"/batches/{batch}/edit", data={**form, "csrf_token": token}, follow_redirects=False)
+    assert review.status_code == 200 and 'id="change-summary">add 1<' in review.text, review.text
+    digest = re.search(r'name="change" value="([0-9a-f]+)"', review.text).group(1)  # type: ignore[union-attr]
+    confirm = {**form, "csrf_token": token, "step": "confirm", "change": digest}
+    ok = client.post(f"/batches/{batch}/edit", data=confirm, follow_redirects=False)
     assert ok.status_code == 303, ok.text
     header = client.post(
         f"/api/batches/{batch}/participants", json={"add": [a.teachers[1]]}, headers={"X-CSRF-Token": token}

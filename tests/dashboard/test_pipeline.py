@@ -132,13 +132,33 @@ def test_edit_batch_changes_go_through_the_processor_as_ui_uploads(world: World,
 
     page = client.get(f"/batches/{batch}/edit")
     assert page.status_code == 200 and 'data-enabled="true"' in page.text
-    assert re.search(r'<select id="participants-dropdown"[^>]*>', page.text).group(0).count("disabled") == 0  # type: ignore[union-attr]
-    # Unselect t[2], select t[3] and t[4]: one removal, two additions.
+    assert re.search(r'<fieldset id="participants-list"[^>]*>', page.text).group(0).count("disabled") == 0  # type: ignore[union-attr]
+    assert f'name="remove" value="{t[0]}"' in page.text and " checked" not in page.text  # nobody marked by default
     token = csrf_token(client)
-    form = {"from": "workspace", "shown": list(t[:3]), "participants": [t[0], t[1], t[3], t[4]], "csrf_token": token}
-    posted = client.post(f"/batches/{batch}/edit", data=form, follow_redirects=False)
-    assert posted.status_code == 303, posted.text
-    assert posted.headers["location"].startswith("/uploads?batch=")
+    # Saving without marking anyone publishes nothing (today's multi-select removed everyone unselected).
+    unmarked = client.post(f"/batches/{batch}/edit", data={"csrf_token": token, "from": "workspace"})
+    assert unmarked.status_code == 200 and "Nothing changed" in unmarked.text
+    # A search keeps the marks: t[3] ticked before stays listed and ticked beside the new matches.
+    marks = {"remove": [t[2]], "add": [t[3]], "q": world.name_of(t[4]), "step": "search", "csrf_token": token}
+    searched = client.post(f"/batches/{batch}/edit", data=marks).text
+    for name, person, ticked in (("remove", t[2], True), ("add", t[3], True), ("add", t[4], False)):
+        box = re.search(rf'<input type="checkbox" name="{name}" value="{person}"[^>]*>', searched)
+        assert box and (" checked" in box.group(0)) is ticked, (name, person, box)
+    # Mark t[2] for removal and t[3], t[4] to add: the post only shows the confirmation, naming them.
+    form = {"from": "workspace", "remove": [t[2]], "add": [t[3], t[4]], "csrf_token": token}
+    review = client.post(f"/batches/{batch}/edit", data=form, follow_redirects=False)
+    assert review.status_code == 200 and 'id="change-summary">add 2, remove 1<' in review.text
+    assert all(world.name_of(u) in review.text for u in (t[2], t[3], t[4]))
+    digest = re.search(r'name="change" value="([0-9a-f]+)"', review.text).group(1)  # type: ignore[union-attr]
+    catch_up(s, engine)
+    assert _ui_upload_count(client, batch) == 0  # nothing published by the review
+    # A confirmation whose change differs from what it showed (one more removal slipped in) publishes nothing.
+    forged = {**form, "remove": [t[2], t[0]], "step": "confirm", "change": digest}
+    again = client.post(f"/batches/{batch}/edit", data=forged, follow_redirects=False)
+    assert again.status_code == 409 and 'id="change-summary">add 2, remove 2<' in again.text
+    confirm = {**form, "step": "confirm", "change": digest}
+    posted = client.post(f"/batches/{batch}/edit", data=confirm, follow_redirects=False)
+    assert posted.status_code == 303 and posted.headers["location"].startswith("/uploads?batch=")
     process(s, engine)
     catch_up(s, engine)
     assert _member_rows(engine, world, batch) == {t[0]: "backend", t[1]: "backend", t[3]: "ui", t[4]: "ui"}
@@ -148,11 +168,10 @@ def test_edit_batch_changes_go_through_the_processor_as_ui_uploads(world: World,
         (world.mentor, 2),
     ]
 
-    # 4 participants, limit 5: selecting two more is refused with a sentence and nothing is published.
-    shown = [t[0], t[1], t[3], t[4]]
-    form = {"shown": shown, "participants": [*shown, t[5], t[6]], "csrf_token": token}
-    refused = client.post(f"/batches/{batch}/edit", data=form)
+    # 4 participants, limit 5: marking two more is refused with a sentence, before any confirmation.
+    refused = client.post(f"/batches/{batch}/edit", data={"add": [t[5], t[6]], "csrf_token": token})
     assert refused.status_code == 409 and "can take 1 more participant" in refused.text
+    assert 'id="change-summary"' not in refused.text
     assert len(client.get("/api/uploads", params={"batch": batch}).json()) == len(ui_uploads) + 1
 
     # The JSON API adds the fifth; a backend upload then takes the batch over the limit.
@@ -165,10 +184,16 @@ def test_edit_batch_changes_go_through_the_processor_as_ui_uploads(world: World,
     state = client.get(f"/api/batches/{batch}/edit").json()
     assert (state["participant_count"], state["enabled"], state["message"]) == (LIMIT + 1, False, EDIT_LIMIT_MESSAGE)
     html = client.get(f"/batches/{batch}/edit").text
-    assert re.search(r'<select id="participants-dropdown"[^>]*\sdisabled', html)
+    assert re.search(r'<fieldset id="participants-list"[^>]*\sdisabled', html)
+    assert re.search(r'<input id="candidate-search"[^>]*\sdisabled', html)
+    assert re.search(r'<button [^>]*id="save-participants"\s+disabled', html)
     assert f'<p class="notice" id="edit-message" role="status">{EDIT_LIMIT_MESSAGE}</p>' in html
     over = client.post(f"/api/batches/{batch}/participants", json={"remove": [t[0]]}, headers=csrf)
     assert over.status_code == 409 and over.json() == {"detail": EDIT_LIMIT_MESSAGE}
+
+
+def _ui_upload_count(client: TestClient, batch: str) -> int:
+    return len([u for u in client.get("/api/uploads", params={"batch": batch}).json() if u["kind"] == "ui"])
 
 
 def test_the_processor_still_refuses_ui_adds_over_the_limit(world: World, engine: Engine) -> None:

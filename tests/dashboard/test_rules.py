@@ -15,13 +15,14 @@ from dashboard.rules import (
     EDIT_LIMIT_MESSAGE,
     EditPlan,
     EditState,
+    change_summary,
     csv_row,
     edit_allowed,
     edit_problem,
     edit_state,
     like_pattern,
     page_count,
-    plan_edit,
+    plan_marked,
     table_query,
 )
 from dashboard.web.downloads import csv_chunks
@@ -69,12 +70,20 @@ def test_edit_state_other_reasons_are_sentences(st: EditState, words: str) -> No
     assert not st.enabled and not st.limit_reached and words in (st.message or "")
 
 
-def test_plan_edit_adds_selected_and_removes_only_shown_members() -> None:
-    plan = plan_edit(shown_members=["a", "b", "c"], selected=["a", "x"], current_members=["a", "b", "c", "late"])
-    assert plan == EditPlan(adds=("x",), removes=("b", "c"))
-    # Someone shown who left meanwhile is not removed again; someone selected who joined meanwhile is not re-added.
-    plan = plan_edit(shown_members=["a", "b"], selected=["a", "y"], current_members=["a", "y"])
-    assert plan.empty
+def test_plan_marked_touches_only_the_people_marked() -> None:
+    plan = plan_marked(adds=["x", "a"], removes=["b"], current_members=["a", "b", "c", "late"])
+    assert plan == EditPlan(adds=("x",), removes=("b",))  # c and late were not marked: they stay
+    # Nothing marked changes nothing, whatever the batch holds: no one is removed by omission.
+    assert plan_marked(adds=[], removes=[], current_members=["a", "b"]).empty
+    # Someone marked who left meanwhile is not removed again; someone marked who joined meanwhile is not re-added.
+    assert plan_marked(adds=["y"], removes=["b"], current_members=["a", "y"]).empty
+
+
+def test_change_summary_names_the_counts() -> None:
+    assert change_summary(EditPlan(adds=("x", "y"), removes=("b",))) == "add 2, remove 1"
+    assert change_summary(EditPlan(adds=(), removes=("b",))) == "remove 1"
+    assert change_summary(EditPlan(adds=("x",), removes=())) == "add 1"
+    assert change_summary(EditPlan(adds=(), removes=())) == "no change"
 
 
 def test_edit_problem_when_the_change_goes_over_the_limit() -> None:

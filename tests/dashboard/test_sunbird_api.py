@@ -1,10 +1,13 @@
-"""The Sunbird-compatible endpoints, backed by the real pipeline."""
+"""The Sunbird-compatible endpoints on Sunbird's wire, backed by the real pipeline: whole responses compared."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import signal
 from collections.abc import Iterator
+from contextlib import closing
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -13,17 +16,21 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from dashboard.web.sunbird import sunbird_router
+from dashboard.web.sunbird_hub import Hub
+from enrolment.kafka.clients import base_config
 from enrolment.settings import Settings
+from enrolment.store.ledger import row_outcomes
 from enrolment.store.tokens import create_token
 from tests.support.helpers import World, start_processor
 
 pytestmark = pytest.mark.integration
 ADD = "/v1/course/batch/users/add"
 REMOVE = "/v1/course/batch/users/remove"
+TS = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d:\d{3}[+-]\d{4}")
 
 
 def commands_end(s: Settings) -> int:
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": "probe"})
+    c = Consumer({**base_config(s), "group.id": "probe"})
     try:
         parts = c.list_topics(s.topics.commands, timeout=10).topics[s.topics.commands].partitions
         return sum(c.get_watermark_offsets(TopicPartition(s.topics.commands, p), timeout=10)[1] for p in parts)
@@ -31,104 +38,171 @@ def commands_end(s: Settings) -> int:
         c.close()
 
 
+def sunbird_app(settings: Settings, engine: Engine) -> tuple[TestClient, Hub]:
+    hub = Hub(settings)
+    app = FastAPI()
+    app.include_router(sunbird_router(settings, engine, hub))
+    return TestClient(app), hub
+
+
 @pytest.fixture()
 def api(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator[tuple[TestClient, World, str]]:
     world = World(engine, unique, teachers=10)
-    app = FastAPI()
-    app.include_router(sunbird_router(isolated_settings, engine))
+    client, hub = sunbird_app(isolated_settings, engine)
     proc = start_processor(isolated_settings, "--instance-id", f"api-{unique}")
     try:
-        yield TestClient(app), world, create_token(engine, world.admin, "test")
+        yield client, world, create_token(engine, world.admin, "test")
     finally:
+        hub.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
 
 
-def test_add_success_already_enrolled_other_state_and_remove(api: tuple[TestClient, World, str]) -> None:
+def expected(api_id: str, result: dict[str, Any], err: str | None = None, **params: Any) -> dict[str, Any]:
+    """Sunbird's whole envelope, `ts` aside."""
+    status = params.pop("status", None) or (err or "success")
+    return {
+        "id": api_id,
+        "ver": "v1",
+        "params": {
+            "resmsgid": None,
+            "msgid": params.get("msgid"),
+            "err": err,
+            "status": status,
+            "errmsg": params.get("errmsg"),
+        },
+        "responseCode": params.get("responseCode", "OK" if err is None else "CLIENT_ERROR"),
+        "result": result,
+    }
+
+
+def whole(r: Any, msgid: str | None = None) -> dict[str, Any]:
+    """The response without `ts` (checked for Sunbird's format) and with `msgid` checked against ``msgid``."""
+    doc: dict[str, Any] = r.json()
+    assert TS.fullmatch(doc.pop("ts")), r.text
+    assert doc["params"]["msgid"] == msgid
+    return doc
+
+
+def reasons(engine: Engine, upload_id: str) -> dict[str, str]:
+    with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
+        return {r.identifier: r.reason for r in row_outcomes(cur, upload_id)}
+
+
+def test_add_with_already_enrolled_and_other_state_users(api: tuple[TestClient, World, str], engine: Engine) -> None:
     client, world, token = api
     batch = world.batch("api")
-    auth = {"Authorization": f"Bearer {token}"}
-    body = {"params": {"msgid": "m-1"}, "request": {"batchId": batch, "userIds": [world.user_id(0), world.user_id(1)]}}
-    r = client.post(ADD, json=body, headers=auth)
+    auth = {"x-authenticated-user-token": token, "X-msgId": "m-1"}
+    u0, u1, other = world.user_id(0), world.user_id(1), f"o-{world.u}-1"
+    r = client.post(f"{ADD}/{batch}", json={"request": {"userIds": [u0]}}, headers=auth)
     assert r.status_code == 200, r.text
-    doc = r.json()
-    assert doc["id"] == "api.course.batch.users.add" and doc["responseCode"] == "OK"
-    assert doc["params"]["status"] == "successful" and doc["params"]["msgid"] == "m-1" and doc["params"]["err"] is None
-    assert doc["result"][world.user_id(0)] == "SUCCESS" and doc["result"][world.user_id(1)] == "SUCCESS"
-    assert doc["result"]["details"][world.user_id(0)]["reason"] == "ENROLLED"
+    assert whole(r, "m-1") == expected("api.course.batch.users.add", {u0: "SUCCESS"}, msgid="m-1")
 
-    other = f"o-{world.u}-1"
-    r = client.post(ADD, json={"request": {"batchId": batch, "userIds": [world.user_id(0), other]}}, headers=auth)
-    doc = r.json()
-    assert doc["result"][world.user_id(0)] == "SUCCESS", "Sunbird answers SUCCESS for a member"
-    assert doc["result"]["details"][world.user_id(0)]["reason"] == "ALREADY_ENROLLED", "we say what happened"
-    assert doc["result"][other] == "userNotAssociatedToRootOrg"
-    assert doc["result"]["details"][other]["reason"] == "USER_OTHER_STATE"
-
-    r = client.post(ADD, json={"request": {"batchId": batch, "stateIds": [world.state_id(5)]}}, headers=auth)
-    assert r.json()["result"]["details"][world.state_id(5)]["reason"] == "ENROLLED"
-    sunbird_header = {"x-authenticated-user-token": token}  # Sunbird's header carries the same token
-    r = client.post(REMOVE, json={"request": {"batchId": batch, "userIds": [world.user_id(1)]}}, headers=sunbird_header)
-    assert r.json()["id"] == "api.course.batch.users.remove"
-    assert r.json()["result"]["details"][world.user_id(1)]["reason"] == "UNENROLLED"
-    assert world.members(batch) == {world.user_id(0), world.user_id(5)}
+    body = {"request": {"batchId": "overwritten-by-the-path", "userIds": [u0, u1, other]}}
+    r = client.post(f"{ADD}/{batch}", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    root_org = f"User (ID = {other}) not associated to course batch creator root org."
+    result = {u0: "SUCCESS", u1: "SUCCESS", other: root_org}
+    assert whole(r) == expected("api.course.batch.users.add", result)
+    assert reasons(engine, r.headers["X-Upload-Id"]) == {
+        u0: "ALREADY_ENROLLED",
+        u1: "ENROLLED",
+        other: "USER_OTHER_STATE",
+    }, "our own outcome is the upload's, through X-Upload-Id"
+    assert world.members(batch) == {u0, u1}
 
 
-def test_auth_and_malformed_bodies_publish_nothing(
+def test_remove_of_someone_not_enrolled_and_the_body_only_alias(api: tuple[TestClient, World, str]) -> None:
+    client, world, token = api
+    batch = world.batch("rm")
+    auth = {"x-authenticated-user-token": token}
+    u0, u2 = world.user_id(0), world.user_id(2)
+    assert client.post(f"{ADD}/{batch}", json={"request": {"userIds": [u0]}}, headers=auth).status_code == 200
+    r = client.post(f"{REMOVE}/{batch}", json={"request": {"userIds": [u0, u2]}}, headers=auth)
+    result = {u0: "SUCCESS", u2: "User is not enrolled to given course batch."}
+    assert whole(r) == expected("api.course.batch.users.remove", result)
+    r = client.post(
+        REMOVE, json={"params": {"msgid": "b"}, "request": {"batchId": batch, "userIds": [u0]}}, headers=auth
+    )
+    assert whole(r, "b") == expected(
+        "api.course.batch.users.remove", {u0: "User is not enrolled to given course batch."}, msgid="b"
+    )
+    inactive = f"inactive-{world.u}"
+    r = client.post(ADD, json={"request": {"batchId": batch, "userIds": [inactive]}}, headers=auth)
+    assert whole(r) == expected("api.course.batch.users.add", {inactive: "User account has been blocked ."})
+
+
+def test_whole_request_errors_publish_nothing(
     api: tuple[TestClient, World, str], isolated_settings: Settings, engine: Engine
 ) -> None:
     client, world, token = api
     batch = world.batch("guard")
     before = commands_end(isolated_settings)
-    good = {"request": {"batchId": batch, "userIds": [world.user_id(0)]}}
-    r = client.post(ADD, json=good)
-    assert r.status_code == 401 and r.json()["params"]["err"] == "UNAUTHORIZED"
-    r = client.post(ADD, json=good, headers={"Authorization": "Bearer nope"})
-    assert r.status_code == 401 and r.json()["params"]["status"] == "failed"
-    other_token = create_token(engine, world.other_admin)
-    r = client.post(ADD, json=good, headers={"Authorization": f"Bearer {other_token}"})
-    assert r.status_code == 403 and r.json()["params"]["err"] == "NOT_AUTHORIZED"
-    auth = {"Authorization": f"Bearer {token}"}
-    for body, code in (
-        ({"batchId": batch}, "INVALID_REQUEST"),
-        ({"request": {"userIds": ["x"]}}, "MISSING_BATCH_ID"),
-        ({"request": {"batchId": batch}}, "MISSING_IDS"),
-        ({"request": {"batchId": batch, "userIds": []}}, "MISSING_IDS"),
-        ({"request": {"batchId": batch, "userIds": [1]}}, "INVALID_ID"),
-        ({"request": {"batchId": batch, "userIds": ["a"], "stateIds": ["b"]}}, "MISSING_IDS"),
-    ):
-        r = client.post(ADD, json=body, headers=auth)
-        assert r.status_code == 400, body
-        assert r.json()["params"]["err"] == code and r.json()["params"]["errmsg"], r.json()
-        assert r.json()["responseCode"] == "CLIENT_ERROR"
-    r = client.post(ADD, content=b"{not json", headers={**auth, "Content-Type": "application/json"})
+    add = "api.course.batch.users.add"
+    auth = {"x-authenticated-user-token": token, "X-msgId": "e"}
+    good = {"request": {"userIds": [world.user_id(0)]}}
+
+    r = client.post(f"{ADD}/{batch}", json=good, headers={"X-msgId": "e"})  # no token
+    assert r.status_code == 401 and r.headers["X-Reason"] == "UNAUTHORIZED"
+    unauthorized = expected(
+        add, {}, "UNAUTHORIZED_USER", status="SERVER_ERROR", errmsg="You are not authorized.", msgid="e"
+    )
+    assert whole(r, "e") == unauthorized
+    r = client.post(f"{ADD}/{batch}", json=good, headers={"x-authenticated-user-token": "nope", "X-msgId": "e"})
+    assert r.status_code == 401 and whole(r, "e") == unauthorized
+
+    r = client.post(f"{ADD}/{batch}", json={"request": {}}, headers=auth)  # no userIds
     assert r.status_code == 400
+    assert whole(r, "e") == expected(add, {}, "USERID_MISSING", errmsg="UserId is mandatory.", msgid="e")
+
+    r = client.post(f"{ADD}/no-such-{world.u}", json=good, headers=auth)  # unknown batch: 400, not 404
+    assert r.status_code == 400
+    assert whole(r, "e") == expected(add, {}, "INVALID_COURSE_BATCH_ID", errmsg="Invalid course batch id ", msgid="e")
+
     open_batch = world.batch("open", enrollment_type="open")
-    r = client.post(ADD, json={"request": {"batchId": open_batch, "userIds": ["x"]}}, headers=auth)
-    assert r.status_code == 400 and r.json()["params"]["err"] == "enrollmentTypeValidation"
-    r = client.post(ADD, json={"request": {"batchId": "nope", "userIds": ["x"]}}, headers=auth)
-    assert r.status_code == 404
+    r = client.post(f"{ADD}/{open_batch}", json=good, headers=auth)
+    assert r.status_code == 400
+    assert whole(r, "e") == expected(
+        add, {}, "ENROLLMENT_TYPE_VALIDATION", errmsg="Enrollment type should be invite-only.", msgid="e"
+    )
+
+    # our stricter rules, Sunbird-shaped: Sunbird's code and text, then our sentence
+    other_token = create_token(engine, world.other_admin)
+    r = client.post(f"{ADD}/{batch}", json=good, headers={"x-authenticated-user-token": other_token})
+    assert r.status_code == 401 and r.headers["X-Reason"] == "NOT_AUTHORIZED"
+    why = f"You are not authorized. {world.other_admin} is neither an ORG_ADMIN of {world.state.upper()} nor a mentor"
+    assert r.json()["params"]["err"] == "UNAUTHORIZED_USER" and r.json()["params"]["errmsg"].startswith(why)
+    closed = world.batch("closed", status="ended")
+    r = client.post(f"{ADD}/{closed}", json=good, headers=auth)
+    assert r.status_code == 400 and r.json()["params"]["err"] == "COURSE_BATCH_ALREADY_COMPLETED"
+    assert r.json()["params"]["errmsg"] == f"Course batch is already completed. Batch {closed} is ended."
+    r = client.post(f"{ADD}/{batch}", content=b"{not json", headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["params"]["err"] == "INVALID_REQUESTED_DATA"
     assert commands_end(isolated_settings) == before, "nothing was published"
 
 
 def test_accepted_when_processing_takes_longer(isolated_settings: Settings, engine: Engine, unique: str) -> None:
     world = World(engine, unique, teachers=3)
     batch = world.batch("slow")
-    app = FastAPI()
-    app.include_router(sunbird_router(dataclasses.replace(isolated_settings, sunbird_api_wait_s=1.0), engine))
-    client = TestClient(app)
-    token = create_token(engine, world.admin)
-    body = {"request": {"batchId": batch, "userIds": [world.user_id(0)]}}
-    r = client.post(ADD, json=body, headers={"Authorization": f"Bearer {token}"})  # no processor running
+    client, hub = sunbird_app(dataclasses.replace(isolated_settings, sunbird_api_wait_s=1.0), engine)
+    try:
+        token = create_token(engine, world.admin)
+        r = client.post(
+            f"{ADD}/{batch}",
+            json={"request": {"userIds": [world.user_id(0)]}},
+            headers={"Authorization": f"Bearer {token}"},
+        )  # no processor running
+    finally:
+        hub.close()
     assert r.status_code == 202 and r.json()["responseCode"] == "ACCEPTED"
-    assert r.json()["result"]["uploadId"]
+    assert r.json()["result"]["uploadId"] == r.headers["X-Upload-Id"]
 
 
 def test_openapi_documents_the_endpoints(isolated_settings: Settings, engine: Engine) -> None:
-    app = FastAPI()
-    app.include_router(sunbird_router(isolated_settings, engine))
-    spec = TestClient(app).get("/openapi.json").json()
-    for path in (ADD, REMOVE):
+    client, hub = sunbird_app(isolated_settings, engine)
+    hub.close()
+    spec = client.get("/openapi.json").json()
+    for path in (ADD, REMOVE, f"{ADD}/{{batch_id}}", f"{REMOVE}/{{batch_id}}"):
         op = spec["paths"][path]["post"]
-        assert "requestBody" in op and {"200", "202", "400", "401", "403", "413"} <= set(op["responses"])
+        assert "requestBody" in op and {"200", "202", "400", "401", "413"} <= set(op["responses"])
         assert "x-authenticated-user-token" in {p["name"] for p in op["parameters"]}

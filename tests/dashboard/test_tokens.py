@@ -2,7 +2,7 @@
 Sunbird-compatible API's token check (either header, before the body) and body cap.
 
 The API checks here need no processor: every request is refused, or passes the token check and stops at a
-batch that does not exist (404), before anything is published.
+batch that does not exist (400 INVALID_COURSE_BATCH_ID, Sunbird's status), before anything is published.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from dashboard.web.sunbird import sunbird_router
+from dashboard.web.sunbird_hub import Hub
 from enrolment.domain.model import User
 from enrolment.settings import Settings
 from enrolment.store import reference
@@ -59,13 +60,18 @@ def world(engine: Engine, unique: str) -> World:
 @pytest.fixture()
 def client(isolated_settings: Settings, engine: Engine) -> Iterator[TestClient]:
     app = FastAPI()
-    app.include_router(sunbird_router(dataclasses.replace(isolated_settings, sunbird_api_max_body_bytes=4096), engine))
-    with TestClient(app) as c:
-        yield c
+    settings = dataclasses.replace(isolated_settings, sunbird_api_max_body_bytes=4096)
+    hub = Hub(settings)
+    app.include_router(sunbird_router(settings, engine, hub))
+    try:
+        with TestClient(app) as c:
+            yield c
+    finally:
+        hub.close()
 
 
 def nowhere(world: World) -> dict[str, object]:
-    """A body that passes parsing and stops at 404 (no such batch): proof the token was accepted."""
+    """A body that passes parsing and stops at 400 INVALID_COURSE_BATCH_ID: proof the token was accepted."""
     return {"request": {"batchId": f"no-such-{world.u}", "userIds": [world.user_id(0)]}}
 
 
@@ -108,7 +114,7 @@ def test_create_prints_the_secret_once_on_the_last_line_and_list_never_shows_it(
     }  # fmt: skip
 
     r = client.post(ADD, json=nowhere(world), headers={"Authorization": f"Bearer {secret}"})
-    assert r.status_code == 404, r.text
+    assert r.status_code == 400, r.text
     used = json.loads(run(isolated_settings, "list", "--user", world.admin, "--json").stdout)[0]
     assert used["last_used_at"] is not None, "the use was recorded"
 
@@ -119,7 +125,7 @@ def test_revoke_then_the_api_answers_401(
     done = run(isolated_settings, "create", "--user", world.mentor, "--label", "old flag still works")
     secret = done.stdout.decode().splitlines()[-1]
     auth = {"Authorization": f"Bearer {secret}"}
-    assert client.post(ADD, json=nowhere(world), headers=auth).status_code == 404
+    assert client.post(ADD, json=nowhere(world), headers=auth).status_code == 400
     (token,) = json.loads(run(isolated_settings, "list", "--user", world.mentor, "--json").stdout)
     assert token["name"] == "old flag still works" and token["status"] == "active"
     lifetime = datetime.fromisoformat(token["expires_at"]) - datetime.fromisoformat(token["created_at"])
@@ -135,8 +141,8 @@ def test_revoke_then_the_api_answers_401(
 
     r = client.post(ADD, json=nowhere(world), headers=auth)
     assert r.status_code == 401, r.text
-    assert r.json()["params"]["err"] == "UNAUTHORIZED" and "revoked" in r.json()["params"]["errmsg"]
-    assert r.json()["params"]["status"] == "failed"
+    assert r.json()["params"]["err"] == "UNAUTHORIZED_USER" and "revoked" in r.json()["params"]["errmsg"]
+    assert r.json()["params"]["status"] == "SERVER_ERROR"
     (after,) = json.loads(run(isolated_settings, "list", "--user", world.mentor, "--json").stdout)
     assert after["status"] == "revoked" and after["revoked_at"] and after["revoked_by"].startswith("cli")
 
@@ -185,12 +191,12 @@ def test_expired_token_gets_401_and_the_use_is_recorded_once_a_minute(
     new = issue_token(engine, world.admin, "expiring")
     auth = {"Authorization": f"Bearer {new.secret}"}
     back = "UPDATE api_tokens SET last_used_at = now() - CAST(:age AS interval) WHERE token_id = :t"
-    assert client.post(ADD, json=nowhere(world), headers=auth).status_code == 404
+    assert client.post(ADD, json=nowhere(world), headers=auth).status_code == 400
     sql(engine, back, age="30 seconds", t=new.token_id)
-    assert client.post(ADD, json=nowhere(world), headers=auth).status_code == 404
+    assert client.post(ADD, json=nowhere(world), headers=auth).status_code == 400
     assert seconds_since_use(engine, new.token_id) >= 29, "used again within the minute: not written again"
     sql(engine, back, age="2 minutes", t=new.token_id)
-    assert client.post(ADD, json=nowhere(world), headers=auth).status_code == 404
+    assert client.post(ADD, json=nowhere(world), headers=auth).status_code == 400
     assert seconds_since_use(engine, new.token_id) < 29, "over a minute since the last record: written"
 
     sql(engine, "UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE token_id = :t", t=new.token_id)
@@ -250,7 +256,7 @@ def test_the_sunbird_header_is_the_same_token(engine: Engine, world: World, clie
         {"x-authenticated-user-token": new.secret, "Authorization": f"Bearer {new.secret}"},
     ):
         r = client.post(ADD, json=nowhere(world), headers=headers)
-        assert r.status_code == 404 and r.json()["params"]["err"] == "BATCH_NOT_FOUND", (headers, r.text)
+        assert r.status_code == 400 and r.json()["params"]["err"] == "INVALID_COURSE_BATCH_ID", (headers, r.text)
     inactive = issue_token(engine, f"inactive-{world.u}").secret  # the operator may; the user can do nothing
     for headers in (
         {"x-authenticated-user-token": "not-a-token"},
@@ -262,7 +268,7 @@ def test_the_sunbird_header_is_the_same_token(engine: Engine, world: World, clie
         {},
     ):
         r = client.post(ADD, json=nowhere(world), headers=headers)
-        assert r.status_code == 401 and r.json()["params"]["err"] == "UNAUTHORIZED", (headers, r.text)
+        assert r.status_code == 401 and r.json()["params"]["err"] == "UNAUTHORIZED_USER", (headers, r.text)
         assert r.json()["id"] == "api.course.batch.users.add" and r.json()["params"]["errmsg"]
 
 
@@ -287,7 +293,7 @@ class Body:
 def test_the_token_is_checked_before_the_body_is_read(engine: Engine, world: World, client: TestClient) -> None:
     huge = Body(32 * 1024 * 1024, f"no-such-{world.u}")
     r = client.post(ADD, content=huge, headers={"Authorization": "Bearer wrong", "Content-Type": "application/json"})
-    assert r.status_code == 401 and r.json()["params"]["err"] == "UNAUTHORIZED"
+    assert r.status_code == 401 and r.json()["params"]["err"] == "UNAUTHORIZED_USER"
     assert not huge.started, "the body of a request without a valid token is not read"
 
     secret = issue_token(engine, world.admin).secret
@@ -295,7 +301,7 @@ def test_the_token_is_checked_before_the_body_is_read(engine: Engine, world: Wor
     r = client.post(
         ADD, content=small, headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
     )
-    assert r.status_code == 404 and small.started, "with a valid token it is read (the check above can fail)"
+    assert r.status_code == 400 and small.started, "with a valid token it is read (the check above can fail)"
 
 
 def test_an_oversized_body_gets_413_and_nothing_is_published(
@@ -320,11 +326,13 @@ def test_an_oversized_body_gets_413_and_nothing_is_published(
 def test_the_default_cap_is_2_mb(isolated_settings: Settings, engine: Engine, world: World) -> None:
     assert Settings.from_env().sunbird_api_max_body_bytes == 2 * 1024 * 1024
     app = FastAPI()
-    app.include_router(sunbird_router(isolated_settings, engine))
+    hub = Hub(isolated_settings)
+    app.include_router(sunbird_router(isolated_settings, engine, hub))
     auth = {"Authorization": f"Bearer {issue_token(engine, world.admin).secret}", "Content-Type": "application/json"}
     with TestClient(app) as c:
         assert c.post(ADD, content=Body(2 * 1024 * 1024 + 1, f"no-such-{world.u}"), headers=auth).status_code == 413
-        assert c.post(ADD, content=Body(2 * 1024 * 1024, f"no-such-{world.u}"), headers=auth).status_code == 404
+        assert c.post(ADD, content=Body(2 * 1024 * 1024, f"no-such-{world.u}"), headers=auth).status_code == 400
+    hub.close()
 
 
 def test_token_creation_and_revocation_are_audit_events_on_the_telemetry_topic(

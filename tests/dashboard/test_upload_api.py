@@ -19,11 +19,12 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, text
 
 from dashboard.web.app import create_app
+from enrolment.kafka.clients import base_config
 from enrolment.settings import Settings
 from enrolment.store import accounts
 from enrolment.store.tokens import issue_token, revoke_token
 from processor.imports import import_users
-from producer.follow import status_from_store
+from producer.follow import UploadStatus, status_from_store
 from tests.support.dashboard import World, catch_up, cleanup_world, make_world
 from tests.support.helpers import cli, start_processor, wait_until
 
@@ -63,7 +64,7 @@ def bearer(engine: Engine, user_id: str) -> dict[str, str]:
 
 def commands_end(settings: Settings) -> int:
     """The sum of the commands topic's end offsets: unchanged means nothing was published."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "offsets-probe"})
+    consumer = Consumer({**base_config(settings), "group.id": "offsets-probe"})
     try:
         topic = settings.topics.commands
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -194,8 +195,12 @@ def test_an_upload_through_the_api_ends_as_the_cli_direct_path(
         return found if found is not None and found.completed else None
 
     through_api = wait_until("the API's upload to be processed", finished, 120, 0.3).to_json()  # type: ignore[attr-defined]
-    same = {k: v for k, v in through_api.items() if k not in ("upload_id", "batch_id")}
-    assert same == {k: v for k, v in direct.items() if k not in ("upload_id", "batch_id")}
+    who = ("requested_by", "submitted_by")
+    same = {k: v for k, v in through_api.items() if k not in ("upload_id", "batch_id", *who)}
+    assert same == {k: v for k, v in direct.items() if k not in ("upload_id", "batch_id", *who)}
+    # The API's user requested and sent it; on the direct path the operator sent it for the admin named by --as.
+    assert [through_api[k] for k in who] == [team, team] and direct["requested_by"] == a.admin
+    assert direct["submitted_by"].startswith("cli") and direct["submitted_by"] != a.admin
     assert through_api["reasons"]["ENROLLED"] == 3 and through_api["reasons"]["USER_NOT_FOUND"] == 1
 
     with engine.connect() as conn:
@@ -206,7 +211,7 @@ def test_an_upload_through_the_api_ends_as_the_cli_direct_path(
 
     catch_up(s, engine)
     summary = client.get(f"/api/uploads/{upload_id}", headers=bearer(engine, team)).json()
-    assert summary["requested_by"] == team and summary["complete"]
+    assert summary["requested_by"] == summary["submitted_by"] == team and summary["complete"]
     assert {k: summary[k] for k in same} == same
 
     report = client.get(f"/api/uploads/{upload_id}/report.csv", headers=bearer(engine, team))
@@ -215,12 +220,94 @@ def test_an_upload_through_the_api_ends_as_the_cli_direct_path(
     served = table(report.content)
     written = table(direct_report.read_bytes().replace(a.batches[1].encode(), a.batches[0].encode()))  # the batch
     assert served[0] == ["line", "identifier", "id_type", "outcome", "reason", "message"] and len(served) == 7
-    # The upload record keeps no id type for a row refused before publishing: the served report leaves it blank.
-    assert served == [
-        r if r[4] not in ("DUPLICATE_IN_FILE", "INVALID_CHARACTERS") else [*r[:2], "", *r[3:]] for r in written
-    ]
+    # Rows refused before publishing keep their id type in the upload record: the same report as the CLI's.
+    assert served == written
+    assert {r[2] for r in served if r[4] in ("DUPLICATE_IN_FILE", "INVALID_CHARACTERS")} == {"USER_ID"}
     admin = bearer(engine, a.admin)
     assert client.get(f"/api/uploads/{upload_id}/report.csv", headers=admin).status_code == 200
     other = bearer(engine, _b.admin)
     assert client.get(f"/api/uploads/{upload_id}/report.csv", headers=other).status_code == 404
     assert client.get(f"/api/uploads/{upload_id}/report.csv").status_code == 401
+
+
+def test_retry_and_undo_through_the_api_are_submitted_by_the_caller(
+    worlds: tuple[World, World, str], engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b, team = worlds
+    s = a.settings
+    start_processor(s)
+    client = TestClient(create_app(s, engine))
+    team_auth, admin_auth = bearer(engine, team), bearer(engine, a.admin)
+    t = a.teachers
+    body = f"user_id\n{t[0]}\n{t[1]}\nu-nobody-{a.token}\n".encode()
+    r = client.post(
+        "/api/uploads", params={"batch_id": a.batches[0], "operation": "add"}, content=body, headers=team_auth
+    )
+    assert r.status_code == 202, r.text
+    parent = r.json()["upload_id"]
+    done(engine, parent)
+
+    before = commands_end(s)
+    for path in (f"/api/uploads/{parent}/retry", f"/api/uploads/{parent}/undo"):
+        assert client.post(path, headers=bearer(engine, b.admin)).status_code == 404  # another state's admin
+        assert client.post(path).status_code == 401
+    assert client.post("/api/uploads/no-such-upload/undo", headers=team_auth).status_code == 404
+    assert commands_end(s) == before
+
+    # The state's admin retries the team's upload: the admin is its requester and submitter, not the team.
+    caplog.clear()  # the team's upload above may have been logged too
+    with caplog.at_level(logging.INFO, logger="audit"):
+        r = client.post(f"/api/uploads/{parent}/retry", params={"reasons": "user_not_found"}, headers=admin_auth)
+    assert r.status_code == 202, r.text
+    retry = r.json()
+    assert (retry["kind"], retry["action"], retry["parent_upload_id"], retry["batch_id"]) == (
+        "retry",
+        "ADD",
+        parent,
+        a.batches[0],
+    )
+    assert retry["published"] == 1 and retry["requested_by"] == retry["submitted_by"] == a.admin
+    logged = [x for x in caplog.records if getattr(x, "event", "") == "UPLOAD_SUBMITTED"]
+    assert [(x.user_id, x.operation, x.parent_upload_id) for x in logged] == [(a.admin, "retry", parent)]  # type: ignore[attr-defined]
+    status = done(engine, retry["upload_id"])
+    assert status.requested_by == status.submitted_by == a.admin and status.reasons == {"USER_NOT_FOUND": 1}
+    with engine.connect() as conn:
+        recorded = conn.execute(
+            text("SELECT DISTINCT requested_by, origin_upload_id FROM command_ledger WHERE upload_id = :u"),
+            {"u": retry["upload_id"]},
+        ).all()
+    assert recorded == [(a.admin, parent)]
+
+    # A dry run of the undo changes nothing; the undo itself removes the two it added.
+    r = client.post(f"/api/uploads/{parent}/undo", params={"dry_run": "true"}, headers=team_auth)
+    assert r.status_code == 202 and r.json()["action"] == "REMOVE" and r.json()["published"] == 2
+    assert done(engine, r.json()["upload_id"]).dry_run
+    with engine.connect() as conn:
+        count = "SELECT count(*) FROM enrolments WHERE batch_id = :b"
+        assert conn.execute(text(count), {"b": a.batches[0]}).scalar() == 2
+    r = client.post(f"/api/uploads/{parent}/undo", headers=team_auth)
+    assert r.status_code == 202 and r.json()["requested_by"] == team
+    assert done(engine, r.json()["upload_id"]).reasons == {"UNENROLLED": 2}
+    with engine.connect() as conn:
+        assert conn.execute(text(count), {"b": a.batches[0]}).scalar() == 0
+
+    # The team still sees its own upload once it no longer serves the state, but may not act on it: 403.
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM served_states WHERE user_id = :u"), {"u": team})
+    before = commands_end(s)
+    for path in (f"/api/uploads/{parent}/retry", f"/api/uploads/{parent}/undo"):
+        r = client.post(path, headers=team_auth)
+        assert r.status_code == 403 and "nothing was published" in r.json()["detail"], r.text
+    assert client.get(f"/api/uploads/{parent}/report.csv", headers=team_auth).status_code == 200
+    assert commands_end(s) == before
+
+
+def done(engine: Engine, upload_id: str) -> UploadStatus:
+    """The upload's summary from the store once the processor has completed it."""
+
+    def finished() -> UploadStatus | None:
+        with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
+            found = status_from_store(cur, upload_id)
+        return found if found is not None and found.completed else None
+
+    return wait_until(f"upload {upload_id} to be processed", finished, 120, 0.3)

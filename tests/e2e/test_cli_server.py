@@ -66,9 +66,21 @@ def same(out: bytes, world: World) -> str:
     return text_out.replace(world.batches[1], "BATCH").replace(world.batches[0], "BATCH")
 
 
-def json_alike(out: bytes) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(out)
-    return {k: v for k, v in data.items() if k not in ("upload_id", "batch_id")}
+def json_alike(out: bytes, world: World | None = None) -> dict[str, Any]:
+    """The summary without what must differ: ids, and the submitter (the operator on the direct path, the
+    token's user through the server); the requester must be the same person on both paths."""
+    data: dict[str, Any] = json.loads(out if world is None else same(out, world))
+    return {k: v for k, v in data.items() if k not in ("upload_id", "batch_id", "submitted_by")}
+
+
+def submitters(direct: bytes, through: bytes) -> tuple[str, str]:
+    return json.loads(direct)["submitted_by"], json.loads(through)["submitted_by"]
+
+
+def report_rows(path: Path, world: World) -> list[str]:
+    return (
+        path.read_text(encoding="utf-8-sig").replace(world.batches[0], "B").replace(world.batches[1], "B").splitlines()
+    )
 
 
 def test_add_through_the_server_prints_what_the_direct_path_prints(
@@ -95,9 +107,12 @@ def test_add_through_the_server_prints_what_the_direct_path_prints(
     assert direct.returncode == through.returncode == 3, (direct.stderr, through.stderr)
     assert json_alike(through.stdout) == json_alike(direct.stdout)
     assert json_alike(direct.stdout)["reasons"]["ALREADY_ENROLLED"] == 2
-    served = (tmp_path / "t.csv").read_text(encoding="utf-8-sig").replace(world.batches[0], "B").splitlines()
-    written = (tmp_path / "d.csv").read_text(encoding="utf-8-sig").replace(world.batches[1], "B").splitlines()
-    assert [x.split(",")[3:] for x in served] == [x.split(",")[3:] for x in written] and len(served) == 5
+    assert json_alike(direct.stdout)["requested_by"] == world.admin
+    operator, user = submitters(direct.stdout, through.stdout)
+    assert operator.startswith("cli") and user == world.admin
+    served, written = report_rows(tmp_path / "t.csv", world), report_rows(tmp_path / "d.csv", world)
+    assert served == written and len(served) == 5
+    assert served[3].split(",")[1:5] == [t[1], "USER_ID", "REJECTED", "DUPLICATE_IN_FILE"]  # refused before publishing
 
     upload_id = json.loads(through.stdout)["upload_id"]
     for flag in (["--json"], []):
@@ -155,3 +170,69 @@ def test_server_mode_refusals_are_sentences(world: World, engine: Engine, server
     os.chmod(creds, 0o644)
     r = run(s, "status", "no-such-upload", "--server", server, **where)
     assert r.returncode == 2 and b"may be read by others" in r.stderr
+
+
+def test_retry_and_undo_through_the_server_print_what_the_direct_path_prints(
+    world: World, engine: Engine, server: str, tmp_path: Path
+) -> None:
+    s = world.settings
+    start_processor(s)
+    t = world.teachers
+    file = tmp_path / "people.csv"
+    file.write_text(f"user_id\n{t[0]}\n{t[1]}\nu-nobody-{world.token}\n", encoding="utf-8")
+    remote = {"PARTICIPANTS_TOKEN": issue_token(engine, world.admin, "cli", by="test").secret}
+    first = run(s, "add", str(file), "--batch", world.batches[1], "--as", world.admin, "--wait", "--json")
+    second = run(s, "add", str(file), "--batch", world.batches[0], "--server", server, "--wait", "--json", **remote)
+    assert first.returncode == second.returncode == 3, (first.stderr, second.stderr)
+    parents = json.loads(first.stdout)["upload_id"], json.loads(second.stdout)["upload_id"]
+
+    def both(*args: str, report: bool = False) -> tuple[subprocess.CompletedProcess[bytes], ...]:
+        """The command on the direct path (the first upload, --as) and through the server (the second)."""
+        extra = lambda name: ("--report", str(tmp_path / name)) if report else ()  # noqa: E731
+        direct = run(s, args[0], parents[0], *args[1:], *extra("d.csv"), "--as", world.admin)
+        through = run(s, args[0], parents[1], *args[1:], *extra("t.csv"), "--server", server, **remote)
+        assert direct.returncode == through.returncode, (direct.stderr, through.stderr)
+        assert same(direct.stderr, world) == same(through.stderr, world)
+        return direct, through
+
+    # retry: the unknown user is rejected again (exit 3); --reasons that match nothing publish nothing (exit 0).
+    direct, through = both("retry", "--wait")
+    assert direct.returncode == 3 and same(direct.stdout, world) == same(through.stdout, world)
+    assert (
+        b"USER_NOT_FOUND" in through.stdout
+        and b"retry of UPLOAD: 1 rows to add" in same(through.stderr, world).encode()
+    )
+    direct, through = both("retry", "--reasons", "batch_full", "--wait", "--json")
+    assert direct.returncode == 0 and json_alike(direct.stdout) == json_alike(through.stdout)
+    assert json.loads(through.stdout)["published"] == 0 and json.loads(through.stdout)["kind"] == "retry"
+
+    # undo: a dry run publishes the removals and changes nothing; then the undo, followed, with a report.
+    direct, through = both("undo", "--dry-run")
+    assert direct.returncode == 0 and same(direct.stdout, world) == same(through.stdout, world)
+    direct, through = both("undo", "--wait", "--json", report=True)
+    assert direct.returncode == 0 and json_alike(direct.stdout) == json_alike(through.stdout)
+    assert (
+        json_alike(through.stdout)["reasons"] == {"UNENROLLED": 2}
+        and json_alike(through.stdout)["requested_by"] == world.admin
+    )
+    operator, user = submitters(direct.stdout, through.stdout)
+    assert operator.startswith("cli") and user == world.admin
+    assert report_rows(tmp_path / "d.csv", world) == report_rows(tmp_path / "t.csv", world)
+    with engine.connect() as conn:
+        left = conn.execute(
+            text("SELECT count(*) FROM enrolments WHERE batch_id = ANY(:b)"), {"b": list(world.batches)}
+        )
+        assert left.scalar() == 0
+
+    # Undone already: every row changed since, so each is refused (exit 3) and the report names them by id type.
+    direct, through = both("undo", "--json", report=True)
+    assert direct.returncode == 3 and json_alike(direct.stdout, world) == json_alike(through.stdout, world)
+    rows = report_rows(tmp_path / "t.csv", world)
+    assert rows == report_rows(tmp_path / "d.csv", world) and len(rows) == 3
+    assert {tuple(r.split(",")[2:5]) for r in rows[1:]} == {("USER_ID", "REJECTED", "CHANGED_SINCE")}
+
+    # --as is the direct path's; an upload the server does not know is a sentence.
+    r = run(s, "undo", parents[1], "--server", server, "--as", world.admin, **remote)
+    assert r.returncode == 2 and b"--as cannot be used with --server" in r.stderr
+    r = run(s, "retry", "no-such-upload", "--server", server, **remote)
+    assert r.returncode == 2 and b"No upload no-such-upload is known yet" in r.stderr and b"Traceback" not in r.stderr

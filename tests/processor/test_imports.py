@@ -140,6 +140,65 @@ def test_users_changed_rows_are_updated_and_only_they_move_updated_at(
     assert tuple(new) == (None, [], "active")
 
 
+def _served(engine: Engine, state: str) -> dict[str, set[str]]:
+    """{user id: states served} for the users of ``state``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT v.user_id, v.state FROM served_states v JOIN users u USING (user_id) WHERE u.state = :s"),
+            {"s": state},
+        ).all()
+    found: dict[str, set[str]] = {}
+    for user_id, code in rows:
+        found.setdefault(user_id, set()).add(code)
+    return found
+
+
+def test_users_served_states_column_sets_what_the_team_serves(
+    engine: Engine, unique: str, states: tuple[str, str]
+) -> None:
+    ka, mh = states
+    header = f"{USERS_HEADER},Served States"
+    team, other, admin = f"{unique}-team", f"{unique}-team2", f"{unique}-admin"
+    rows = [
+        f"{team},,{ka},Team,IMPLEMENTATION_TEAM,active,{mh.lower()}; {ka}",
+        f"{other},,{ka},Team 2,implementation_team,active,",
+        f"{admin},,{mh},Admin,ORG_ADMIN,active,",
+    ]
+    report = import_users(engine, _file([header, *rows]))
+    assert report == ImportReport(rows_read=3, inserted=3, updated=0, unchanged=0, errors=[])
+    assert _served(engine, ka) == {team: {ka, mh}}  # MH is known: the admin's row of the same file made it
+
+    # Bad values are refused by line, with a reason and a sentence; the good rows load.
+    bad = [
+        f"{team},,{ka},Team,IMPLEMENTATION_TEAM,active,{ka}|{mh}",
+        f"{other},,{ka},Team 2,IMPLEMENTATION_TEAM,active,{mh};NOWHERE{unique}",
+        f"{admin},,{mh},Admin,ORG_ADMIN,active,{ka}",
+        f"{unique}-new,,{ka},New,IMPLEMENTATION_TEAM,active,{mh}",
+    ]
+    report = import_users(engine, _file([header, *bad]))
+    assert _reasons(report) == [(2, "UNKNOWN_STATE"), (3, "UNKNOWN_STATE"), (4, "NOT_IMPLEMENTATION_TEAM")]
+    assert (report.inserted, report.updated, report.rejected) == (1, 0, 3)
+    assert f'"{ka}|{mh}", not a known state code (separate states with ";")' in report.errors[0].message
+    assert f'"NOWHERE{unique}"'.upper() in report.errors[1].message.upper()
+    assert "only for IMPLEMENTATION_TEAM users" in report.errors[2].message
+    assert "line 4: NOT_IMPLEMENTATION_TEAM — served_states" in format_report(report, "users")
+    assert _served(engine, ka) == {team: {ka, mh}, f"{unique}-new": {mh}}  # the refused rows changed nothing
+
+    # A change of served states only is an update; an empty value serves none; no column leaves them alone.
+    rows[0] = f"{team},,{ka},Team,IMPLEMENTATION_TEAM,active,{mh}"
+    rows[1] = f"{other},,{ka},Team 2,implementation_team,active,{ka}"
+    report = import_users(engine, _file([header, *rows]))
+    assert (report.inserted, report.updated, report.unchanged, report.errors) == (0, 2, 1, [])
+    assert _served(engine, ka) == {team: {mh}, other: {ka}, f"{unique}-new": {mh}}
+    assert import_users(engine, _file([header, *rows])).updated == 0  # the same file again changes nothing
+    plain = [r.rsplit(",", 1)[0] for r in rows]
+    assert import_users(engine, _file([USERS_HEADER, *plain])).updated == 0
+    assert _served(engine, ka) == {team: {mh}, other: {ka}, f"{unique}-new": {mh}}
+    rows[0] = f"{team},,{ka},Team,IMPLEMENTATION_TEAM,active,"
+    assert import_users(engine, _file([header, *rows])).updated == 1
+    assert team not in _served(engine, ka)
+
+
 def test_users_missing_column_is_a_file_error_and_loads_nothing(
     engine: Engine, unique: str, states: tuple[str, str]
 ) -> None:

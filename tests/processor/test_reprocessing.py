@@ -12,7 +12,10 @@ from dataclasses import replace
 import pytest
 from confluent_kafka import Producer
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 
+from enrolment import credentials
+from enrolment.kafka.clients import base_config
 from enrolment.messages.codec import Codec, default_codec
 from enrolment.settings import Settings
 from enrolment.store import migrate
@@ -158,10 +161,20 @@ def private_db(base_settings: Settings, unique: str) -> Iterator[str]:
         admin.dispose()
 
 
+def as_role_of(settings: Settings, component: str) -> Settings:
+    """The same database, as ``component``'s own role when the stack made one (what the command runs as)."""
+    stored = credentials.load(component).get("DATABASE_URL")
+    if not stored:
+        return settings
+    database = make_url(settings.database_url).database
+    return replace(settings, database_url=make_url(stored).set(database=database).render_as_string(hide_password=False))
+
+
 def test_store_rebuild_equals_original_and_verify_catches_corruption(
     isolated_settings: Settings, private_db: str, unique: str
 ) -> None:
     s = replace(isolated_settings, database_url=private_db)
+    ps = as_role_of(s, "processor")  # rebuild, replay and verify run as the processor's role
     engine = create_engine(private_db)
     try:
         world = World(engine, unique, teachers=100_000)
@@ -181,7 +194,7 @@ def test_store_rebuild_equals_original_and_verify_catches_corruption(
         with engine.begin() as conn:
             conn.execute(text("TRUNCATE enrolments, command_ledger, uploads, consumer_positions"))
             conn.execute(text("UPDATE course_batches SET participant_count = 0"))
-        out = cli(s, "store", "rebuild")
+        out = cli(ps, "store", "rebuild")
         assert out.returncode == 0, out.stderr.decode()
         with engine.connect() as conn:
             assert conn.execute(text(f"SELECT {columns} FROM enrolments ORDER BY 1, 2")).all() == enrol
@@ -189,11 +202,11 @@ def test_store_rebuild_equals_original_and_verify_catches_corruption(
             assert (
                 conn.execute(text("SELECT batch_id, participant_count FROM course_batches ORDER BY 1")).all() == counts
             )
-        assert cli(s, "store", "rebuild").returncode == 2, "a second rebuild refuses a non-empty store"
+        assert cli(ps, "store", "rebuild").returncode == 2, "a second rebuild refuses a non-empty store"
         # After the rebuild a replay still changes nothing.
-        replay = _json(cli(s, "replay", "--from-beginning", "--json"))
+        replay = _json(cli(ps, "replay", "--from-beginning", "--json"))
         assert replay["applied_now"] == {}
-        ok = cli(s, "store", "verify", "--json")
+        ok = cli(ps, "store", "verify", "--json")
         assert ok.returncode == 0 and _json(ok)["ok"] is True
         with engine.begin() as conn:
             conn.execute(
@@ -204,7 +217,7 @@ def test_store_rebuild_equals_original_and_verify_catches_corruption(
                 text("DELETE FROM enrolments WHERE batch_id = :b AND user_id = :u"),
                 {"b": small, "u": world.user_id(30)},
             )
-        bad = cli(s, "store", "verify", "--json")
+        bad = cli(ps, "store", "verify", "--json")
         assert bad.returncode == 3
         report = _json(bad)
         assert report["different"] and report["different"][0][1] == world.user_id(7)
@@ -232,7 +245,7 @@ def test_dead_letter_replayed_after_fix_is_applied_once(
         "source": "BACKEND", "dry_run": False, "requested_at": 0, "origin_upload_id": None, "origin_line": None,
         "channel": "portal",
     }  # fmt: skip
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap_servers, "partitioner": "murmur2_random"})
+    producer = Producer({**base_config(s), "partitioner": "murmur2_random"})
     producer.produce(s.topics.commands, Codec.encode_with(entry, command), batch.encode())
     producer.produce(s.topics.commands, b"not avro at all", batch.encode())
     producer.flush(30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections import Counter
@@ -75,8 +76,13 @@ def test_the_servers_summary_prints_as_the_cli_own() -> None:
         reasons=Counter({"ENROLLED": 2, "USER_NOT_FOUND": 1}),
         refused=[{"line": 5, "identifier": "u1", "reason": "DUPLICATE_IN_FILE", "message": "Line 5: again."}],
         completed=True,
+        requested_by="admin",
+        submitted_by="team",
     )
-    served = {**own.to_json(), "requested_by": "admin", "percent": 100}
+    served = {**own.to_json(), "file_name": None, "percent": 100}
+    served["refused_rows"] = [dict(reversed(r.items())) for r in served["refused_rows"]]  # key order as it comes
     again = remote.status_from_json(served)
     assert again.to_json() == own.to_json() and again.render() == own.render()
+    assert json.dumps(again.to_json()) == json.dumps(own.to_json())  # the same bytes printed, keys in one order
+    assert again.to_json()["requested_by"] == "admin" and again.to_json()["submitted_by"] == "team"
     assert again.exit_code() == own.exit_code() == 3

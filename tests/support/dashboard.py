@@ -23,6 +23,7 @@ from enrolment.settings import Settings, Topics
 from processor.engine import Processor
 from processor.imports import import_batches, import_users
 from producer.publish import UploadRequest, publish_upload
+from tests.support.helpers import granted
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ def private_topics(base: Settings, token: str, **overrides: Any) -> Iterator[Set
     )
     create_topics(settings, topic_specs(settings))
     try:
-        yield settings
+        with granted(settings):
+            yield settings
     finally:
         delete_topics(settings, topics.all())
 

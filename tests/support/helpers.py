@@ -7,15 +7,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
-from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
 from enrolment.files import InputRow, RefusedRow
+from enrolment.kafka import acls
+from enrolment.kafka.clients import admin_client, base_config
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from processor.engine import Processor
@@ -26,6 +28,23 @@ ROOT = Path(__file__).resolve().parents[2]
 PARTICIPANTS = str(ROOT / ".venv" / "bin" / "participants")
 STARTED: list[subprocess.Popen[bytes]] = []  # reaped after each test, even one that failed half-way
 T = TypeVar("T")
+
+
+@contextmanager
+def granted(settings: Settings) -> Iterator[None]:
+    """The components' ACLs on a test's private topics and groups (enrolment.kafka.acls), revoked afterwards.
+
+    `settings` act as the stack's admin; on an open broker (no credentials) there is nothing to grant.
+    """
+    if settings.kafka_sasl_username != "admin":
+        yield
+        return
+    table = acls.grants(settings)
+    acls.apply(settings, table)
+    try:
+        yield
+    finally:
+        acls.revoke(settings, table)
 
 
 def wait_until(what: str | Callable[[], str], predicate: Callable[[], T], timeout_s: float, interval_s: float) -> T:
@@ -47,7 +66,7 @@ def wait_until(what: str | Callable[[], str], predicate: Callable[[], T], timeou
 
 def group_assignment(settings: Settings, group: str) -> list[set[int]]:
     """The partitions each member of a consumer group owns, once the group is stable (else no members)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = admin_client(settings)
     described = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
     if described.state != ConsumerGroupState.STABLE:
         return []
@@ -139,13 +158,25 @@ def process(settings: Settings, engine: Engine, instance_id: str | None = None, 
     ).run()
 
 
+def database_env(settings: Settings) -> dict[str, str]:
+    """DATABASE_URL for a child only when the test chose a database (a private one, an unreachable one).
+
+    Otherwise the child runs as its own component's role, from the stack's secrets (enrolment.credentials),
+    as it would in production: the test process itself is the owner.  A DATABASE_URL set in the environment
+    is inherited by every child anyway.
+    """
+    if settings.database_url == Settings.from_env().database_url:
+        return {}
+    return {"DATABASE_URL": settings.database_url}
+
+
 def env_for(settings: Settings) -> dict[str, str]:
     t = settings.topics
     env = dict(os.environ)
+    env.update(database_env(settings))
     env.update(
         {
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "DATABASE_URL": settings.database_url,
             "TOPIC_COMMANDS": t.commands,
             "TOPIC_RESULTS": t.results,
             "TOPIC_ENROLLMENT_EVENTS": t.enrollment_events,
@@ -190,7 +221,7 @@ def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> list[di
     codec = default_codec()
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **base_config(settings),
             "group.id": f"reader-{time.time_ns()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -1,0 +1,87 @@
+"""No secret in any output: a short run's every printed and logged line, searched for the stack's passwords.
+
+The passwords are the generated ones in .stack/secrets (each component's DATABASE_URL, and any *PASSWORD*
+value); the run is the stack's health check, a migration, an upload through the real processor (its log at
+DEBUG), `status`, and the error sentences of an unreachable database for each component.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from enrolment import credentials
+from enrolment.settings import Settings
+from tests.support.helpers import PARTICIPANTS, ROOT, World, cli, env_for, start_processor
+
+pytestmark = pytest.mark.integration
+
+
+def stored_passwords() -> dict[str, str]:
+    """What must never be printed: (where it comes from) -> the password."""
+    found: dict[str, str] = {}
+    for component in credentials.COMPONENTS:
+        for key, value in credentials.load(component).items():
+            if key == "DATABASE_URL" and make_url(value).password:
+                found[f"{component} DATABASE_URL"] = str(make_url(value).password)
+            elif "PASSWORD" in key and value:
+                found[f"{component} {key}"] = value
+    if not found:
+        pytest.skip("the stack generated no passwords (no .stack/secrets)")
+    return found
+
+
+def leaks(text: str, passwords: dict[str, str]) -> list[str]:
+    return [where for where, secret in passwords.items() if secret in text]
+
+
+def test_a_short_run_prints_and_logs_no_password(
+    isolated_settings: Settings, engine: Engine, unique: str, tmp_path: Path
+) -> None:
+    passwords = stored_passwords()
+    s = isolated_settings
+    env = env_for(s)
+    outputs: dict[str, str] = {}
+
+    def keep(name: str, done: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[bytes]:
+        outputs[name] = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
+        return done
+
+    check = [sys.executable, "-m", "participants.stackcheck", "--timeout", "30", "--migrate"]
+    keep("stackcheck", subprocess.run(check, env=env, capture_output=True, timeout=120, check=False, cwd=ROOT))
+    keep("stack status", subprocess.run([str(ROOT / "scripts" / "stack"), "status"], capture_output=True, check=False))
+    keep("db upgrade", cli(s, "db", "upgrade"))
+
+    world = World(engine, unique, teachers=5)
+    batch = world.batch("secrets")
+    ids = tmp_path / "ids.csv"
+    ids.write_text("user_id\n" + "\n".join(world.user_id(n) for n in range(5)) + "\n")
+    log = tmp_path / "processor.log"
+    proc = start_processor(s, "--log-level", "DEBUG", "--until-idle", log=log)
+    added = keep("add", cli(s, "add", str(ids), "--batch", batch, "--as", world.admin, "--wait", "--json"))
+    assert added.returncode == 0, outputs["add"]
+    upload_id = added.stdout.decode().split('"upload_id": "', 1)[1].split('"', 1)[0]
+    keep("status", cli(s, "status", upload_id))
+    proc.wait(120)
+    outputs["processor log"] = log.read_text(errors="replace")
+    assert "Traceback" not in outputs["processor log"]
+
+    for component in ("producer", "owner"):
+        url = make_url(credentials.load(component)["DATABASE_URL"]).set(port=1)
+        away = dict(env, DATABASE_URL=url.render_as_string(hide_password=False))
+        args = ("status", upload_id) if component == "producer" else ("db", "upgrade")
+        keep(
+            f"unreachable {component}",
+            subprocess.run([PARTICIPANTS, *args], env=away, capture_output=True, timeout=120),
+        )
+        said = outputs[f"unreachable {component}"]
+        assert "Cannot reach PostgreSQL" in said and ":***@localhost:1/" in said, said
+
+    assert world.members(batch) == {world.user_id(n) for n in range(5)}
+    found = {name: leaks(text, passwords) for name, text in outputs.items() if leaks(text, passwords)}
+    assert not found, f"passwords printed or logged: {found}"

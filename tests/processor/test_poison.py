@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import TopicPartition
 from sqlalchemy import Engine, text
 
 from dashboard.consumer import ReadModelConsumer
@@ -21,7 +21,7 @@ from enrolment.kafka import clients
 from enrolment.messages.codec import default_codec
 from enrolment.messages.millis import now_ms
 from enrolment.settings import Settings
-from tests.support.helpers import World, process, publish, read_topic, rows
+from tests.support.helpers import World, cli, process, publish, read_topic, rows
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def _progress(batch_id: str, user_id: str, progress: int) -> bytes:
 
 
 def _produce_raw(settings: Settings, topic: str, key: bytes, values: list[bytes]) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "partitioner": "murmur2_random"})
+    producer = clients.bulk_producer(settings)  # the test's own credentials (the broker refuses anonymous clients)
     for value in values:
         producer.produce(topic, value, key)
     assert producer.flush(30) == 0
@@ -173,6 +173,18 @@ def test_a_nul_progress_message_is_dead_lettered_by_the_read_model(
         assert [tuple(r) for r in progress] == [(f"u-{unique}-{n}", 10 * n) for n in range(6)]
         assert stored == 7
         assert [d["dlq.reason"].decode() for d in _dlq_messages(s)] == [letters[0][1]]
+        # Only the progress component writes course progress: the processor's replay holds it back, saying so.
+        with engine.connect() as conn:
+            letter_id = conn.execute(
+                text("SELECT id FROM dead_letters WHERE source_topic = :t"), {"t": s.topics.course_progress}
+            ).scalar_one()
+        out = cli(s, "dead-letters", "replay", "--id", str(letter_id))
+        assert out.returncode == 3, out.stderr.decode()
+        assert "participants progress publish" in out.stderr.decode() and "Traceback" not in out.stderr.decode()
+        with engine.connect() as conn:
+            assert conn.execute(
+                text("SELECT replayed_at FROM dead_letters WHERE id = :i"), {"i": letter_id}
+            ).scalar_one() is None
         # The next message is applied as usual.
         _produce_raw(s, s.topics.course_progress, batch.encode(), [_progress(batch, f"u-{unique}-9", 90)])
         consumer.catch_up(60)

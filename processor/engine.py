@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 from enrolment.kafka import clients
 from enrolment.kafka.checkpoint import Checkpoint, Fatal, Outbox
 from enrolment.kafka.health import Health
-from enrolment.kafka.loop import Backoff, RunLoop, install_signal_handlers
+from enrolment.kafka.loop import Backoff, RunLoop
+from enrolment.kafka.stop import install_signal_handlers
 from enrolment.messages.codec import Codec
 from enrolment.settings import Settings
 from enrolment.store.positions import PROCESSOR_POSITIONS

@@ -21,15 +21,11 @@ loop keeps a `Health` (ready while it owns partitions and its last attempt succe
 from __future__ import annotations
 
 import logging
-import math
-import os
-import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -74,48 +70,6 @@ class Backoff:
 
     def reset(self) -> None:
         self.current_s = 0.0
-
-
-def install_signal_handlers(stop: threading.Event, timeout_s: float | None = None) -> None:
-    """SIGTERM/SIGINT finish the batch in hand, then stop; after ``timeout_s`` the process exits regardless.
-
-    The bound holds whatever the broker and the database do (a commit or a consumer close can wait for a broker
-    that is away): the batch in hand is then abandoned. Its database transaction was not committed (rolled back
-    when the connection drops) or its Kafka transaction was not (aborted by the next owner's
-    init_transactions), so the next owner applies or re-publishes it exactly once.
-    """
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal received, stopping after the current batch", extra={"signal": signum, "timeout_s": timeout_s})
-        if timeout_s is not None and not stop.is_set():
-            # The backstop needs no thread and no GIL: the kernel ends the process (SIGALRM's default action)
-            # a second after the bound, should a client call keep the interpreter from getting there.
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            signal.alarm(math.ceil(timeout_s) + 1)
-        stop.set()
-
-    if timeout_s is not None:
-        threading.Thread(target=_watchdog, args=(stop, timeout_s), name="stop-watchdog", daemon=True).start()
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-
-def _watchdog(stop: threading.Event, timeout_s: float) -> None:
-    """Started with the process: once a stop is asked for, it ends the process after ``timeout_s`` at the latest."""
-    stop.wait()
-    time.sleep(timeout_s)
-    _abandon(timeout_s)
-
-
-def _abandon(timeout_s: float) -> None:
-    log.warning(
-        "the stop did not finish in time; abandoning the batch in hand (nothing uncommitted is kept: the next "
-        "owner applies it)",
-        extra={"timeout_s": timeout_s},
-    )
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    os._exit(0)
 
 
 def usable(msg: Message, settings: Settings | None = None) -> bool:

@@ -182,9 +182,10 @@ def test_a_nul_progress_message_is_dead_lettered_by_the_read_model(
         assert out.returncode == 3, out.stderr.decode()
         assert "participants progress publish" in out.stderr.decode() and "Traceback" not in out.stderr.decode()
         with engine.connect() as conn:
-            assert conn.execute(
-                text("SELECT replayed_at FROM dead_letters WHERE id = :i"), {"i": letter_id}
-            ).scalar_one() is None
+            assert (
+                conn.execute(text("SELECT replayed_at FROM dead_letters WHERE id = :i"), {"i": letter_id}).scalar_one()
+                is None
+            )
         # The next message is applied as usual.
         _produce_raw(s, s.topics.course_progress, batch.encode(), [_progress(batch, f"u-{unique}-9", 90)])
         consumer.catch_up(60)

@@ -34,6 +34,9 @@ def add_commands(sub: SubCommands) -> None:
     dash.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     dash.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     dash.add_argument("--log-level", default="INFO")
+    dash.add_argument(
+        "--metrics-port", type=int, default=0, help="serve /healthz and Prometheus /metrics on this port (0 = off)"
+    )
     dash.set_defaults(func=cmd_dashboard)
     dash_sub = dash.add_subparsers(dest="dashboard_command", metavar="COMMAND")
     rebuild = dash_sub.add_parser(
@@ -72,6 +75,7 @@ def _require_read_model(engine: Engine) -> None:
 
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from dashboard.server import DashboardServer
+    from enrolment.kafka.health import serve as serve_health
 
     logs.setup(args.log_level)
     engine = db_engine(settings)
@@ -87,7 +91,12 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
         f"Dashboard on {server.url}/courses (read model: group {settings.dashboard_group}). Ctrl-C stops it.",
         flush=True,
     )
+    serve_health(
+        args.metrics_port, server.consumer.health, settings.metrics_host
+    )  # /healthz and /metrics on a port of their own
     server.serve_forever()
+    if server.failure is not None:
+        raise UserError(f"The read-model consumer gave up: {server.failure}", EXIT_UNREACHABLE)
     return EXIT_OK
 
 

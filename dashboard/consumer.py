@@ -15,8 +15,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 from sqlalchemy import Engine
 
 from dashboard import readstore
@@ -24,10 +25,16 @@ from dashboard.readmodel import Message as ModelMessage
 from dashboard.readmodel import from_record
 from enrolment.kafka import clients
 from enrolment.kafka.checkpoint import Checkpoint
+from enrolment.kafka.health import DEAD_LETTERS, Health
 from enrolment.kafka.loop import Backoff, Rewind, RunLoop, at_end
 from enrolment.messages.codec import Codec, DecodeError
+from enrolment.messages.millis import now_ms
 from enrolment.settings import Settings
+from enrolment.store.db import refused_data
+from enrolment.store.dead_letters import DeadLetter, dead_letter_headers, record_dead_letters
 from enrolment.store.positions import DASHBOARD_POSITIONS, Moves, PositionConflict, TopicPartitionKey
+
+TopicPartitionOffset = tuple[str, int, int]
 
 log = logging.getLogger("dashboard.consumer")
 
@@ -73,6 +80,7 @@ class ReadModelHandler:
         self.names_refresh_s = names_refresh_s
         self.last_names_refresh: float | None = None
         self.stats = Stats()
+        self.producer: Producer | None = None  # for dead letters, built when the first one comes
 
     # ------------------------------------------------------------------ assignment
     def assign(self, consumer: Consumer) -> None:
@@ -113,11 +121,63 @@ class ReadModelHandler:
         return True
 
     def handle(self, consumer: Consumer, msgs: list[Message]) -> None:
+        self._handle_part(consumer, msgs, {})
+
+    def _handle_part(self, consumer: Consumer, msgs: list[Message], refused: dict[TopicPartitionOffset, str]) -> None:
+        """Applies ``msgs``; when PostgreSQL refuses them for a data error, halves them until the bad one is alone.
+
+        Each part moves the positions by compare-and-set like any batch; the message refused alone is recorded
+        in dead_letters (and sent to the dead-letter topic) in the transaction that moves past it.
+        """
+        try:
+            self._apply(consumer, msgs, refused)
+            return
+        except Exception as exc:
+            why = refused_data(exc)
+            if why is None:
+                raise
+            if len(msgs) == 1:
+                m = msgs[0]
+                key = (str(m.topic()), int(m.partition() or 0), int(m.offset() or 0))
+                if key in refused:
+                    raise
+                refused[key] = why
+                log.warning(
+                    "the database refused a message; dead-lettering it",
+                    extra={"topic": key[0], "partition": key[1], "offset": key[2], "error": why},
+                )
+            else:
+                log.warning(
+                    "the database refused a batch; splitting it to find the message",
+                    extra={"messages": len(msgs), "error": why},
+                )
+        for part in [msgs] if len(msgs) == 1 else [msgs[: len(msgs) // 2], msgs[len(msgs) // 2 :]]:
+            self._handle_part(consumer, part, refused)
+
+    def _apply(self, consumer: Consumer, msgs: list[Message], refused: dict[TopicPartitionOffset, str]) -> None:
         moves = self.checkpoint.moves(msgs)
-        messages = [m for m in (self._decoded(msg) for msg in msgs) if m is not None]
+        at = now_ms()
+        messages: list[ModelMessage] = []
+        letters: list[DeadLetter] = []
+        for msg in msgs:
+            topic, p, off = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
+            why = refused.get((topic, p, off))
+            if why is not None:
+                letters.append(DeadLetter(topic, p, off, "DATABASE_REFUSED", why, msg.key(), msg.value(), at))
+                continue
+            decoded = self._decoded(msg, at, letters)
+            if decoded is not None:
+                messages.append(decoded)
+
+        def claim(cur: Any) -> None:
+            self.checkpoint.claim(cur, moves)
+            if letters:
+                record_dead_letters(cur, letters)
+                self._send_letters(letters)  # before the commit: at least once on the topic, once in the table
+
         raw = self.engine.raw_connection()
         try:
-            changes = readstore.apply_batch(raw, self.group, messages, lambda cur: self.checkpoint.claim(cur, moves))
+            changes = readstore.apply_batch(raw, self.group, messages, claim)
         except PositionConflict as exc:
             log.warning("another instance moved the read model; re-reading positions", extra={"error": str(exc)})
             self.assign(consumer)
@@ -128,7 +188,20 @@ class ReadModelHandler:
         self.stats.batches += 1
         self.stats.messages += len(msgs)
         self.stats.ignored.update(changes.ignored)
+        for d in letters:
+            DEAD_LETTERS.labels("dashboard", d.reason).inc()
         _commit_offsets(consumer, moves)
+
+    def _send_letters(self, letters: list[DeadLetter]) -> None:
+        if self.producer is None:
+            self.producer = clients.bulk_producer(self.settings)
+        deliveries = clients.Deliveries(self.settings)  # refused ACLs: a sentence, not a retry
+        for d in letters:
+            headers: clients.Headers = list(dead_letter_headers(d))
+            clients.produce(
+                self.producer, self.settings.topics.dead_letters, d.value or b"", d.key or b"", headers, deliveries
+            )
+        deliveries.flush(self.producer, f"{len(letters)} dead letters", 30)
 
     def caught_up(self, consumer: Consumer) -> bool:
         """True when every assigned partition is read up to its end (last stable offset, read_committed)."""
@@ -142,20 +215,22 @@ class ReadModelHandler:
         return True
 
     # ------------------------------------------------------------------ helpers
-    def _decoded(self, m: Message) -> ModelMessage | None:
-        topic, offset = str(m.topic()), int(m.offset() or 0)
+    def _decoded(self, m: Message, at_ms: int, letters: list[DeadLetter]) -> ModelMessage | None:
+        """The read model's message, or None: a record it does not use, or a dead letter (appended)."""
+        topic, p, offset = str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)
         try:
             name, rec = self.codec.decode(m.value(), expect=self.expected.get(topic))
             return from_record(name, rec)
         except DecodeError as exc:
-            self.stats.undecodable += 1
-            log.warning(
-                "skipping an undecodable message",
-                extra={"topic": topic, "partition": m.partition(), "offset": offset, "reason": exc.reason},
-            )
+            reason, detail = exc.reason, exc.detail
         except (KeyError, TypeError, ValueError) as exc:
-            self.stats.undecodable += 1
-            log.warning("skipping an unusable record", extra={"topic": topic, "offset": offset, "error": str(exc)})
+            reason, detail = "INVALID_RECORD", f"{type(exc).__name__}: {exc}"
+        self.stats.undecodable += 1
+        log.warning(
+            "dead-lettering an unusable message",
+            extra={"topic": topic, "partition": p, "offset": offset, "reason": reason, "detail": detail},
+        )
+        letters.append(DeadLetter(topic, p, offset, reason, detail, m.key(), m.value(), at_ms))
         return None
 
     def refresh_names(self) -> int:
@@ -198,13 +273,17 @@ class ReadModelConsumer:
         self.group = group or settings.dashboard_group
         self.checkpoint = Checkpoint(engine, DASHBOARD_POSITIONS, self.group)
         self.handler = ReadModelHandler(settings, engine, codec, self.checkpoint, names_refresh_s)
+        self.health = Health("dashboard")
         self.loop = RunLoop(
             self._connect,
             self.handler,
             self.checkpoint,
             max_batch=max_batch,
             poll_timeout_s=poll_timeout_s,
-            backoff=Backoff(first_s=1.0, cap_s=30.0),
+            backoff=Backoff(first_s=1.0, cap_s=10.0),
+            health=self.health,
+            ready=lambda: bool(self.handler.assigned),
+            max_rebuilds=settings.max_rebuilds,
             settings=settings,
         )
 

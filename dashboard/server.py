@@ -16,6 +16,8 @@ from sqlalchemy import Engine
 from dashboard.consumer import ReadModelConsumer
 from dashboard.web.app import create_app
 from enrolment.kafka.audit import install as install_audit
+from enrolment.kafka.checkpoint import Fatal
+from enrolment.kafka.clients import AccessDenied
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 
@@ -39,10 +41,10 @@ class DashboardServer:
         self.stop_event = threading.Event()
         self.consumer = ReadModelConsumer(settings, engine, default_codec())
         self.audit = install_audit(settings, default_codec())  # sign-ins, downloads, ... also to telemetry
-        self.consumer_thread = threading.Thread(
-            target=self.consumer.run, args=(self.stop_event,), name="dashboard-read-model", daemon=True
-        )
+        self.failure: str | None = None  # why the read-model consumer gave up (the process then exits non-zero)
+        self.consumer_thread = threading.Thread(target=self._consume, name="dashboard-read-model", daemon=True)
         self.app = create_app(settings, engine)
+        self.app.state.health = self.consumer.health  # /healthz reports the read-model consumer's readiness
         config = uvicorn.Config(
             self.app,
             host=host,
@@ -53,6 +55,16 @@ class DashboardServer:
         )
         self.server = uvicorn.Server(config)
         self.server_thread: threading.Thread | None = None
+
+    def _consume(self) -> None:
+        """The consumer thread: should the consumer give up (a fatal state that keeps coming back), so does the
+        process, with a sentence, for its supervisor to restart it."""
+        try:
+            self.consumer.run(self.stop_event)
+        except (Fatal, AccessDenied) as exc:  # AccessDenied: refused credentials or ACLs, already a sentence
+            self.failure = str(exc)
+            log.error("the read-model consumer gave up; stopping the dashboard", extra={"error": str(exc)})
+            self.server.should_exit = True
 
     @property
     def url(self) -> str:

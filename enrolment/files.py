@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 from enrolment.domain.model import MAX_ID_LENGTH, IdTypeValue
+from enrolment.domain.text import CONTROL_CHARACTER, control_sentence, printable
 
 # --------------------------------------------------------------------------------------------- text and CSV
 
@@ -321,6 +322,9 @@ def _check(line: int, identifier: str, id_type: IdTypeValue, seen: _SeenIds) -> 
     if len(identifier) > MAX_ID_LENGTH:
         message = f"Line {line}: the {label} is {len(identifier)} characters long; the limit is {MAX_ID_LENGTH}."
         return RefusedRow(line, identifier, id_type, "ID_TOO_LONG", message)
+    control = control_sentence(label, identifier)
+    if control is not None:
+        return RefusedRow(line, printable(identifier), id_type, CONTROL_CHARACTER, f"Line {line}: t{control[1:]}")
     bad = _invalid_character(identifier)
     if bad is not None:
         message = (

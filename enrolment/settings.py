@@ -91,6 +91,8 @@ class Settings:
     kafka_sasl_username: str = ""
     kafka_sasl_password: str = field(default="", repr=False)  # never printed
     kafka_ssl_ca_location: str = ""  # the CA file that signed the brokers' certificates (SSL listeners)
+    stop_timeout_s: float = 30.0  # SIGTERM: the batch in hand is finished or abandoned within this (exit after)
+    max_rebuilds: int = 5  # fatal client states rebuilt in a row (within 10 minutes) before exiting non-zero
 
     @classmethod
     def from_env(cls, component: str = credentials.DEFAULT_COMPONENT) -> Settings:
@@ -131,6 +133,8 @@ class Settings:
             kafka_sasl_username=get("KAFKA_SASL_USERNAME", ""),
             kafka_sasl_password=get("KAFKA_SASL_PASSWORD", ""),
             kafka_ssl_ca_location=get("KAFKA_SSL_CA_LOCATION", ""),
+            stop_timeout_s=float(get("PROCESSOR_STOP_TIMEOUT_S", "30")),
+            max_rebuilds=int(get("PROCESSOR_MAX_REBUILDS", "5")),
         )
 
 

@@ -18,7 +18,8 @@ from sqlalchemy.exc import OperationalError
 from dashboard import cli as dashboard_cli
 from enrolment.commands import SubCommands
 from enrolment.credentials import DEFAULT_COMPONENT
-from enrolment.errors import EXIT_OK, EXIT_UNREACHABLE, UserError
+from enrolment.domain.text import ControlCharacter
+from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_UNREACHABLE, UserError
 from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.settings import Settings
 from enrolment.store.db import db_unreachable, redact_urls
@@ -94,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"participants: {exc}", file=sys.stderr)
         return exc.code
+    except ControlCharacter as exc:  # an argument (a batch id, a user id) holds a control character
+        print(f"participants: {exc.reason}: {exc.sentence} Nothing was published.", file=sys.stderr)
+        return EXIT_INPUT
     except BrokerUnavailable as exc:  # unreachable, or refused credentials / ACLs (clients.AccessDenied)
         print(f"participants: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE

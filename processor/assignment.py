@@ -5,7 +5,9 @@ On assignment, per partition:
 - nothing stored: resume at the committed offset (the beginning when none; a replay's start time if given);
 - committed == stored: the last batch was published; resume there;
 - committed == start of the last applied batch: it was applied but its Kafka transaction did not commit
-  (a crash between the two commits): resume past it and re-publish its outputs from the ledger first;
+  (a crash between the two commits): resume past it and re-publish its outputs from the ledger first. No
+  committed offset at all counts as the partition's first offset (where the group started): the very first
+  batch of a partition can be the one in doubt (a processor stopped between its two commits);
 - anything else: offsets were moved by hand; resume at the stored position without re-publishing.
 `plan` decides (pure); `Assignments` applies it to a consumer and the checkpoint.
 """
@@ -38,13 +40,19 @@ def plan(
     committed: Mapping[int, int],
     replay_starts: Mapping[int, int] | None = None,
     replay_ends: Mapping[int, int] | None = None,
+    lows: Mapping[int, int] | None = None,
 ) -> Plan:
-    """Decides where each partition resumes and which in-doubt batch must be re-published."""
+    """Decides where each partition resumes and which in-doubt batch must be re-published.
+
+    ``lows``: the first offset of the partitions that have a stored position but no committed offset.
+    """
     out = Plan()
     for p in partitions:
         pos = stored.get(p)
         out.held[p] = pos
         x = committed.get(p, -1)
+        if x < 0 and pos is not None and lows is not None and p in lows:
+            x = lows[p]  # nothing committed yet: the group started at the partition's beginning
         if pos is None and replay_starts is not None and p in replay_starts:
             start = replay_starts[p]
             out.seek[p] = start if start >= 0 else (replay_ends or {}).get(p, 0)
@@ -85,7 +93,12 @@ class Assignments:
         self.needs_reassign = True
         stored = {p: pos for (t, p), pos in self.checkpoint.load([self.topic]).items() if t == self.topic}
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
-        decided = plan(parts, stored, committed, self._replay_starts(consumer, partitions), self.replay_ends)
+        lows = {
+            p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[0]
+            for p in parts
+            if p in stored and committed.get(p, -1) < 0
+        }
+        decided = plan(parts, stored, committed, self._replay_starts(consumer, partitions), self.replay_ends, lows)
         for tp in partitions:
             tp.offset = decided.seek[tp.partition]
             self.checkpoint.hold((self.topic, tp.partition), decided.held[tp.partition])
@@ -123,6 +136,13 @@ class Assignments:
         if parts:
             consumer.unassign()
             self.on_assign(consumer, parts)
+
+    def forget(self) -> None:
+        """The consumer was dropped (a fatal state): nothing is owned until the next assignment."""
+        self.checkpoint.release([(self.topic, p) for p in self.owned])
+        self.owned = set()
+        self.pending_recovery = {}
+        self.needs_reassign = False
 
     def take_recovery(self) -> dict[int, tuple[int, int]]:
         pending, self.pending_recovery = self.pending_recovery, {}

@@ -7,6 +7,7 @@ position moves past it like any other message.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +39,28 @@ class Decoded:
     letters: list[DeadLetter] = field(default_factory=list)
 
 
-def decode_batch(msgs: list[Message], codec: Codec, topic: str, replay: ReplayRange | None, now_ms: int) -> Decoded:
-    """Sorts each message into a command, a seal or a dead letter (a replay of one upload skips the others)."""
+DATABASE_REFUSED = "DATABASE_REFUSED"
+
+
+def decode_batch(
+    msgs: list[Message],
+    codec: Codec,
+    topic: str,
+    replay: ReplayRange | None,
+    now_ms: int,
+    refused: Mapping[tuple[int, int], str] | None = None,
+) -> Decoded:
+    """Sorts each message into a command, a seal or a dead letter (a replay of one upload skips the others).
+
+    ``refused``: (partition, offset) -> why PostgreSQL refused that message alone; it is dead-lettered.
+    """
     out = Decoded()
     for m in msgs:
         p, off = int(m.partition() or 0), int(m.offset() or 0)
+        why = refused.get((p, off)) if refused else None
+        if why is not None:
+            out.letters.append(DeadLetter(topic, p, off, DATABASE_REFUSED, why, m.key(), m.value(), now_ms))
+            continue
         try:
             _decode_one(out, codec, m.value(), p, off, replay)
         except DecodeError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from enrolment import logs
 from enrolment.commands import SubCommands, group
@@ -77,7 +78,7 @@ def _add_dead_letter_commands(sub: SubCommands) -> None:
     dll.add_argument("--all", action="store_true", help="include those already replayed")
     dll.add_argument("--json", action="store_true")
     dll.set_defaults(func=cmd_dead_letters_list)
-    dlr = dl.add_parser("replay", help="send dead letters back to the commands topic (once the cause is fixed)")
+    dlr = dl.add_parser("replay", help="send dead letters back to the topic they came from (once the cause is fixed)")
     dlr.add_argument("--id", type=int, action="append", help="dead letter id (repeatable; default: all not replayed)")
     dlr.set_defaults(func=cmd_dead_letters_replay)
 
@@ -104,7 +105,6 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
 
     logs.setup(args.log_level)
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
-    metrics.serve(port, settings.metrics_host)
     processor = Processor(
         settings,
         db_engine(settings),
@@ -113,11 +113,13 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
         instance_id=args.instance_id,
         until_idle=args.until_idle,
     )
+    metrics.serve(port, settings.metrics_host, processor.health)  # /metrics and /healthz
     processor.install_signal_handlers()
     try:
         return processor.run()
     except Fatal as exc:
-        raise UserError(str(exc), EXIT_UNREACHABLE) from None
+        hint = f" Is a second processor running with instance id {processor.instance_id}?"
+        raise UserError(f"{exc}{hint if 'fenced' in str(exc).lower() else ''}", EXIT_UNREACHABLE) from None
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -239,10 +241,17 @@ def cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> int
 
     raw = db_engine(settings).raw_connection()
     try:
-        done = replay_dead_letters(settings, raw, args.id)
+        done, held = replay_dead_letters(settings, raw, args.id)
     except BrokerUnavailable as exc:
         raise UserError(str(exc), EXIT_UNREACHABLE) from None
     finally:
         raw.close()
-    print(f"replayed {len(done)} dead letters to {settings.topics.commands}: {done}")
-    return EXIT_OK
+    print(f"replayed {len(done)} dead letters to the topics they came from: {done}")
+    if not held:
+        return EXIT_OK
+    print(
+        f"participants: dead letters {held} came from course progress, which the processor may not write; they "
+        "were not replayed. Correct the rows and republish them with 'participants progress publish'.",
+        file=sys.stderr,
+    )
+    return EXIT_REJECTED

@@ -20,7 +20,7 @@ from enrolment.kafka.checkpoint import OutMessage
 from enrolment.kafka.clients import Headers
 from enrolment.messages.codec import Codec
 from enrolment.settings import Topics
-from enrolment.store.dead_letters import DeadLetter
+from enrolment.store.dead_letters import DeadLetter, dead_letter_headers
 
 
 def outputs_for(
@@ -33,7 +33,8 @@ def outputs_for(
         out.append((topics.uploads, key, codec.encode("UploadSummary", summary_record(u)), None))
         out.append((topics.telemetry, key, codec.encode("TelemetryEvent", log_record(u)), None))
     for d in letters:
-        out.append((topics.dead_letters, d.key or b"", d.value or b"", dead_letter_headers(d)))
+        headers: Headers = list(dead_letter_headers(d))
+        out.append((topics.dead_letters, d.key or b"", d.value or b"", headers))
     return out
 
 
@@ -57,15 +58,3 @@ def _recorded(out: list[OutMessage], c: Codec, t: Topics, recorded: list[Recorde
             ckey, state = changelog
             value = None if state is None else c.encode_with(state_schema, state)
             out.append((t.enrollments, ckey, value, None))
-
-
-def dead_letter_headers(d: DeadLetter) -> Headers:
-    """Why and where from, so a dead letter can be understood and replayed without the store."""
-    return [
-        ("dlq.reason", d.reason.encode()),
-        ("dlq.detail", d.detail.encode()[:1000]),
-        ("dlq.source.topic", d.source_topic.encode()),
-        ("dlq.source.partition", str(d.partition).encode()),
-        ("dlq.source.offset", str(d.offset).encode()),
-        ("dlq.at", str(d.at_ms).encode()),
-    ]

@@ -20,7 +20,9 @@ from sqlalchemy import Engine
 
 from enrolment.kafka import clients
 from enrolment.kafka.checkpoint import Checkpoint, Fatal, Outbox
-from enrolment.kafka.loop import Backoff, RunLoop, install_signal_handlers
+from enrolment.kafka.health import Health
+from enrolment.kafka.loop import Backoff, RunLoop
+from enrolment.kafka.stop import install_signal_handlers
 from enrolment.messages.codec import Codec
 from enrolment.settings import Settings
 from enrolment.store.positions import PROCESSOR_POSITIONS
@@ -70,6 +72,8 @@ class Processor:
         self.handler = CommandHandler(
             settings, engine, codec, self.checkpoint, self.assignments, self.outbox, replay, self.completions
         )
+        self.health = Health("processor")
+        self.producer_fresh = True  # the producer has not been used yet (no rebuild needed before init)
 
     @property
     def report(self) -> Counter[tuple[str, str]]:
@@ -81,7 +85,23 @@ class Processor:
         return self.handler.processed
 
     def install_signal_handlers(self) -> None:
-        install_signal_handlers(self.stop)
+        install_signal_handlers(self.stop, self.settings.stop_timeout_s)
+
+    def _setup(self) -> None:
+        """Before the first poll and after a fatal client state: a usable transactional producer, initialised.
+
+        After a fatal state the assignment is forgotten too: the new consumer rejoins and is assigned afresh
+        (its in-doubt batch, if any, re-published from the ledger).
+        """
+        if not self.producer_fresh:
+            txn_id = self.outbox.transactional_id
+            self.outbox.replace(clients.transactional_producer(self.settings, txn_id))
+            self.assignments.forget()
+        self.producer_fresh = False
+        clients.check_topic(self.outbox.producer, self.settings, self.topic)  # refused credentials: a sentence
+        if self.completions is not None:
+            self.completions.check(self.topic)
+        self.outbox.init(30)
 
     def _connect(self) -> Consumer:
         consumer = clients.group_consumer(self.settings, self.group, self.instance_id)
@@ -90,10 +110,6 @@ class Processor:
 
     def run(self) -> int:
         """Runs until stopped (or idle with --until-idle); returns the process exit code."""
-        clients.check_topic(self.outbox.producer, self.settings, self.topic)  # refused credentials: a sentence now
-        if self.completions is not None:
-            self.completions.check(self.topic)
-        self.outbox.init(30)
         loop = RunLoop(
             self._connect,
             self.handler,
@@ -101,7 +117,11 @@ class Processor:
             max_batch=self.settings.max_batch,
             poll_timeout_s=self.settings.batch_timeout_s,
             stop=self.stop,
-            backoff=Backoff(first_s=1.0, cap_s=30.0),
+            backoff=Backoff(first_s=1.0, cap_s=10.0),
+            setup=self._setup,
+            health=self.health,
+            ready=lambda: bool(self.assignments.owned),
+            max_rebuilds=self.settings.max_rebuilds,
             settings=self.settings,
         )
         log.info("processor started", extra={"group": self.group, "instance": self.instance_id, "topic": self.topic})

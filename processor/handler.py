@@ -24,6 +24,7 @@ from enrolment.kafka.loop import Rewind, at_end
 from enrolment.messages.codec import Codec
 from enrolment.messages.millis import now_ms
 from enrolment.settings import Settings
+from enrolment.store.db import refused_data
 from enrolment.store.dead_letters import record_dead_letters
 from enrolment.store.positions import Moves, PositionConflict
 from enrolment.store.step import StepResult, apply_commands, load_in_doubt, seal_upload
@@ -114,9 +115,47 @@ class CommandHandler:
         self._recover_pending(consumer)
         if self.assignments.needs_reassign:
             raise Rewind("positions must be re-read before applying")
+        metrics.note_pending(msgs)
+        self._handle_part(consumer, msgs, {})
+
+    def _handle_part(self, consumer: Consumer, msgs: list[Message], refused: dict[tuple[int, int], str]) -> None:
+        """Applies ``msgs``; when PostgreSQL refuses them for a data error, halves them until the bad one is alone.
+
+        Each part is an ordinary batch (its own compare-and-set, database and Kafka transactions), so positions,
+        outputs and in-doubt recovery work as for any batch; the message refused alone becomes a dead letter.
+        """
+        try:
+            self._handle_batch(consumer, msgs, refused)
+            return
+        except Exception as exc:
+            why = refused_data(exc)
+            if why is None:
+                raise
+            if len(msgs) == 1:
+                m = msgs[0]
+                key = (int(m.partition() or 0), int(m.offset() or 0))
+                if key in refused:
+                    raise  # even its dead letter was refused: not curable here, retried like any failure
+                refused[key] = why
+                log.warning(
+                    "the database refused a message; dead-lettering it",
+                    extra={"partition": m.partition(), "offset": m.offset(), "error": why},
+                )
+            else:
+                log.warning(
+                    "the database refused a batch; splitting it to find the message",
+                    extra={"messages": len(msgs), "error": why},
+                )
+        parts = [msgs] if len(msgs) == 1 else [msgs[: len(msgs) // 2], msgs[len(msgs) // 2 :]]
+        for part in parts:
+            self._handle_part(consumer, part, refused)
+            if self.assignments.needs_reassign:
+                raise Rewind("a part of a split batch was not published; re-seeking")
+
+    def _handle_batch(self, consumer: Consumer, msgs: list[Message], refused: dict[tuple[int, int], str]) -> None:
         started = time.perf_counter()
         ts = now_ms()
-        decoded = decode_batch(msgs, self.codec, self.topic, self.replay, ts)
+        decoded = decode_batch(msgs, self.codec, self.topic, self.replay, ts, refused)
         if self.replay is not None and decoded.letters:
             # History was dead-lettered by the processor when it first came by; a replay only counts it.
             self.report[("dead-lettered", "UNDECODABLE")] += len(decoded.letters)
@@ -132,6 +171,8 @@ class CommandHandler:
         self.failpoint("after-db-commit")
         self._count_replay(applied.step)
         self._publish(consumer, applied, decoded)
+        metrics.note_applied(applied.moves)
+        metrics.update_lag(consumer, self.topic, self.assignments.owned, self.checkpoint)
         self._observe(applied, decoded, msgs, time.perf_counter() - started)
 
     def caught_up(self, consumer: Consumer) -> bool:
@@ -266,7 +307,7 @@ class CommandHandler:
 
     def _observe(self, applied: Applied, decoded: Decoded, msgs: list[Message], elapsed: float) -> None:
         step = applied.step
-        metrics.observe_batch(step.recorded, step.duplicates, elapsed)
+        metrics.observe_batch(step.recorded, step.duplicates, elapsed, [d.reason for d in decoded.letters])
         for r in step.recorded:
             self.processed[r.outcome] += 1
         self.processed["DUPLICATE"] += step.duplicates

@@ -49,6 +49,7 @@ import psycopg2.extensions
 import sqlalchemy
 
 from enrolment.domain.model import BATCH_STATUSES, ENROLLMENT_TYPES, IMPLEMENTATION_TEAM, ROLES, USER_STATUSES
+from enrolment.domain.text import CONTROL_CHARACTER, control_sentence
 from enrolment.files import BrokenCsv, NotUtf8, csv_records, locate_columns
 from enrolment.store.copy import copy_cell
 
@@ -238,6 +239,31 @@ def _parse_date(name: str, value: str, line: int, errors: list[RowError]) -> tup
     return False, None
 
 
+_USER_COLUMNS = ("user_id", "state_id", "state", "name", "roles", "status", "served_states")
+_BATCH_COLUMNS = (
+    "batch_id",
+    "course_id",
+    "course_name",
+    "state",
+    "enrollment_type",
+    "status",
+    "start_date",
+    "end_date",
+    "mentors",
+)
+
+
+def _control_characters(line: int, columns: Sequence[str], values: list[str], errors: list[RowError]) -> bool:
+    """True (one error per field appended) when a value holds a control character (enrolment.domain.text)."""
+    found = False
+    for column, value in zip(columns, values, strict=False):
+        sentence = control_sentence(column, value)
+        if sentence is not None:
+            errors.append(RowError(line, CONTROL_CHARACTER, sentence.rstrip(".")))
+            found = True
+    return found
+
+
 _Validator = Callable[[int, list[str], list[RowError]], list[str | None] | None]
 
 
@@ -278,6 +304,8 @@ class _UserRows:
         return parsed
 
     def __call__(self, line: int, values: list[str], errors: list[RowError]) -> list[str | None] | None:
+        if _control_characters(line, (*_USER_COLUMNS, *PROFILE_COLUMNS), values, errors):
+            return None
         user_id, state_id, state, name, roles_text, status_text, served_text = values[:7]
         profile = [v or None for v in values[7:]]
         state = state.upper()
@@ -338,6 +366,8 @@ class _BatchRows:
         self.batch_lines: dict[str, int] = {}
 
     def __call__(self, line: int, values: list[str], errors: list[RowError]) -> list[str | None] | None:
+        if _control_characters(line, _BATCH_COLUMNS, values, errors):
+            return None
         batch_id, course_id, course_name, state, type_text, status_text, start_text, end_text, mentors_text = values
         state = state.upper()
         before = len(errors)

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from enrolment.domain.model import MAX_ID_LENGTH
+from enrolment.domain.text import CONTROL_CHARACTER, control_sentence
 from enrolment.files import BrokenCsv, NotUtf8, csv_records, locate_columns
 from enrolment.kafka import clients
 from enrolment.messages.codec import Codec
@@ -66,6 +67,10 @@ def _timestamp(text: str) -> int:
 
 def parse_row(line: int, values: dict[str, str]) -> ProgressRow | RefusedProgress:
     """Validates one row (pure): ids present and short, progress a whole percent 0..100, valid timestamps."""
+    for name in ("batch_id", "user_id", "progress", "completed_at", "updated_at"):
+        control = control_sentence(name, values.get(name, ""))
+        if control is not None:
+            return RefusedProgress(line, CONTROL_CHARACTER, control)
     batch_id = values.get("batch_id", "").strip()
     user_id = values.get("user_id", "").strip()
     for name, value in (("batch_id", batch_id), ("user_id", user_id)):

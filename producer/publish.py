@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from enrolment.domain.text import CONTROL_CHARACTER, control_character, control_sentence, printable, refuse_control
 from enrolment.files import InputRow, RefusedRow
 from enrolment.kafka import clients
 from enrolment.messages.codec import Codec
@@ -36,6 +37,20 @@ class UploadRequest:
     submitted_by: str | None = None  # who sends it: the API's signed-in user, or the operator (cli:LOGIN)
     include_completed: bool = False  # removes apply to participants who completed the course too
     upload_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def __post_init__(self) -> None:
+        """Refuses (ControlCharacter) a request whose ids or text hold a control character: nothing is published."""
+        refuse_control(
+            (
+                ("batch id", self.batch_id),
+                ("requester id", self.requested_by),
+                ("submitter id", self.submitted_by),
+                ("file name", self.file_name),
+                ("parent upload id", self.parent_upload_id),
+                ("upload id", self.upload_id),
+                ("kind", self.kind),
+            )
+        )
 
 
 @dataclass
@@ -116,6 +131,8 @@ def publish_upload(
     n = 0
     produce = producer.produce
     for row in rows:
+        if isinstance(row, InputRow) and control_character(row.identifier) is not None:
+            row = refused_control(row)  # rows built by the web paths, not read from a file
         if isinstance(row, RefusedRow):
             refused.append(row)
             continue
@@ -138,8 +155,21 @@ def publish_upload(
             if progress:
                 progress.update(n)
     on_delivery.flush(producer, f"the commands of upload {upload_id}", 120)
-    seal: dict[str, Any] = {
-        "upload_id": upload_id,
+    seal = _seal(request, n, refused, now)
+    sealed = codec.encode("UploadSummary", seal)
+    clients.produce(producer, topic, sealed, key, on_delivery=on_delivery)
+    clients.produce(producer, settings.topics.uploads, sealed, key, on_delivery=on_delivery)
+    on_delivery.flush(producer, f"the upload record of {upload_id}", 60)
+    if progress:
+        progress.update(n, force=True)
+        progress.done()
+    return Published(upload_id, n, refused, accepted, time.perf_counter() - started)
+
+
+def _seal(request: UploadRequest, published: int, refused: list[RefusedRow], now: int) -> dict[str, Any]:
+    """The upload record (UploadSummary, phase PUBLISHED); refused identifiers escaped (printable)."""
+    return {
+        "upload_id": request.upload_id,
         "batch_id": request.batch_id,
         "phase": "PUBLISHED",
         "kind": request.kind,
@@ -149,9 +179,15 @@ def publish_upload(
         "include_completed": request.include_completed,
         "file_name": request.file_name,
         "parent_upload_id": request.parent_upload_id,
-        "commands_published": n,
+        "commands_published": published,
         "refused": [
-            {"line": r.line, "identifier": r.identifier, "reason": r.reason, "message": r.message, "id_type": r.id_type}
+            {
+                "line": r.line,
+                "identifier": printable(r.identifier),
+                "reason": r.reason,
+                "message": r.message,
+                "id_type": r.id_type,
+            }
             for r in refused
         ],
         "outcomes": {},
@@ -159,11 +195,11 @@ def publish_upload(
         "created_at": now,
         "completed_at": None,
     }
-    sealed = codec.encode("UploadSummary", seal)
-    clients.produce(producer, topic, sealed, key, on_delivery=on_delivery)
-    clients.produce(producer, settings.topics.uploads, sealed, key, on_delivery=on_delivery)
-    on_delivery.flush(producer, f"the upload record of {upload_id}", 60)
-    if progress:
-        progress.update(n, force=True)
-        progress.done()
-    return Published(upload_id, n, refused, accepted, time.perf_counter() - started)
+
+
+def refused_control(row: InputRow) -> RefusedRow:
+    """A row whose id holds a control character, refused with the reason code and a sentence."""
+    label = "user id" if row.id_type == "USER_ID" else "state id"
+    sentence = control_sentence(label, row.identifier) or ""
+    message = f"Line {row.line}: t{sentence[1:]}"
+    return RefusedRow(row.line, printable(row.identifier), row.id_type, CONTROL_CHARACTER, message)

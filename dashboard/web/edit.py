@@ -25,6 +25,7 @@ from dashboard.web.errors import PageError
 from dashboard.web.lookups import need_batch, need_batch_to_change
 from dashboard.web.render import href, render
 from enrolment.domain.access import Viewer, may_edit_batch
+from enrolment.domain.text import CONTROL_CHARACTER, control_sentence
 from enrolment.files import InputRow
 from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.messages.codec import default_codec
@@ -74,6 +75,10 @@ def apply_edit(
     conn: Connection, settings: Settings, b: queries.BatchInfo, viewer: Viewer, plan: rules.EditPlan
 ) -> list[str]:
     """Checks the change and publishes it as UI uploads (removals first, so they make room); returns ids."""
+    for user_id in (*plan.removes, *plan.adds):
+        control = control_sentence("user id", user_id)
+        if control is not None:
+            raise PageError(400, f"{CONTROL_CHARACTER}: {control} Nothing was changed.")
     requested_by = check_edit(conn, settings, b, viewer, plan)
     ids: list[str] = []
     for action, people in (("REMOVE", plan.removes), ("ADD", plan.adds)):

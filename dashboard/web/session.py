@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 from contextlib import closing
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.web.csrf import check_form, foreign_origin
@@ -137,7 +139,13 @@ async def logout(request: Request, who: Who) -> Response:
 
 @router.get("/healthz")
 def healthz(request: Request) -> JSONResponse:
-    """Answers without sign-in: the app is up and its database answers."""
-    with app_engine(request).connect() as conn:
-        conn.execute(text("SELECT 1"))
-    return JSONResponse({"status": "ok"})
+    """Answers without sign-in: 200 when the database answers and the read-model consumer (if this process runs
+    one) is ready; 503 with the reason otherwise."""
+    health = getattr(request.app.state, "health", None)
+    body: dict[str, Any] = {"status": "ok"} if health is None else health.snapshot()
+    try:
+        with app_engine(request).connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        body.update(status="not ready", reason=f"the database does not answer: {type(exc).__name__}")
+    return JSONResponse(body, status_code=503 if body["status"] == "not ready" else 200)

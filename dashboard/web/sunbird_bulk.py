@@ -74,6 +74,8 @@ def check_file(stream: BinaryIO) -> BulkFile:
     found = BulkFile()
     seen: dict[str, set[str]] = {}
     for line, batch_id, ids in rows_of(stream):
+        for ident in (batch_id, *ids):
+            sb.no_control(f"line {line}", ident)
         if not batch_id:
             raise sb.Refusal(sb.COURSE_BATCH_ID_MISSING, "MISSING_BATCH_ID", f"Line {line} has no batchId.")
         if not ids:
@@ -148,6 +150,11 @@ async def spool_form(request: Request, limit: int) -> tuple[BinaryIO, str]:
         spool.close()
         raise sb.Refusal(sb.INVALID_REQUESTED_DATA, "BAD_FORM", str(exc)) from None
     except BaseException:
+        spool.close()
+        raise
+    try:
+        sb.no_control("the file name", name)
+    except sb.Refusal:
         spool.close()
         raise
     return cast(BinaryIO, spool), name

@@ -34,6 +34,7 @@ from dashboard.web.middleware import too_large
 from enrolment import csvsafe
 from enrolment.domain.access import Viewer, may_submit_upload, may_view_batch, may_view_upload
 from enrolment.domain.model import IMPLEMENTATION_TEAM, Batch
+from enrolment.domain.text import ControlCharacter
 from enrolment.files import InputError, RefusedRow, read_participants, validate_file
 from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.messages.codec import default_codec
@@ -165,16 +166,19 @@ async def api_submit_upload(
 ) -> SubmittedOut | JSONResponse:
     check_json(request, who)
     await run_in_threadpool(submit_batch, engine, batch_id, who.viewer)  # before the body is read
-    upload = UploadRequest(
-        batch_id=batch_id,
-        action=operation.upper(),
-        requested_by=who.user_id,
-        submitted_by=who.user_id,
-        kind=operation,
-        dry_run=dry_run,
-        file_name=request.headers.get("x-file-name") or None,
-        include_completed=include_completed and operation == "remove",
-    )
+    try:
+        upload = UploadRequest(
+            batch_id=batch_id,
+            action=operation.upper(),
+            requested_by=who.user_id,
+            submitted_by=who.user_id,
+            kind=operation,
+            dry_run=dry_run,
+            file_name=request.headers.get("x-file-name") or None,
+            include_completed=include_completed and operation == "remove",
+        )
+    except ControlCharacter as exc:
+        raise PageError(400, f"{exc.reason}: {exc.sentence} Nothing was published.") from None
     stream = await spool_body(request, settings.upload_max_bytes)
     try:
         done = await run_in_threadpool(check_and_publish, settings, stream, upload, id_type)

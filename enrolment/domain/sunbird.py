@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from enrolment.domain.model import MAX_ID_LENGTH, Reason
+from enrolment.domain.text import CONTROL_CHARACTER, control_sentence
 
 API_IDS = {
     "add": "api.course.batch.users.add",
@@ -97,6 +98,13 @@ def valid_id(value: str) -> bool:
     return 0 < len(value) <= MAX_ID_LENGTH and not any(ch.isspace() or not ch.isprintable() for ch in value)
 
 
+def no_control(name: str, value: str) -> None:
+    """CONTROL_CHARACTER (with the field named) before anything else is checked: the one rule of text.py."""
+    sentence = control_sentence(name, value)
+    if sentence is not None:
+        raise Refusal(INVALID_REQUESTED_DATA, CONTROL_CHARACTER, sentence)
+
+
 def _ids(req: dict[str, Any]) -> tuple[str, list[str]]:
     """``userIds`` (or our ``stateIds``) as clean strings; USERID_MISSING when neither holds any."""
     has_users, has_states = bool(req.get("userIds")), bool(req.get("stateIds"))
@@ -114,6 +122,8 @@ def _ids(req: dict[str, Any]) -> tuple[str, list[str]]:
         )
     clean: list[str] = []
     for i, value in enumerate(ids):
+        if isinstance(value, str):
+            no_control(f"request.{key}[{i}]", value)
         if not isinstance(value, str) or not valid_id(value.strip()):
             raise Refusal(INVALID_REQUESTED_DATA, "INVALID_ID", f"request.{key}[{i}] is not a valid id.")
         clean.append(value.strip())
@@ -130,6 +140,7 @@ def parse_request(body: Any, path_batch_id: str | None = None, header_msgid: str
     batch_id = path_batch_id if path_batch_id is not None else req.get("batchId")
     if not isinstance(batch_id, str) or not batch_id.strip():
         raise Refusal(COURSE_BATCH_ID_MISSING, "MISSING_BATCH_ID")
+    no_control("request.batchId", batch_id)
     key, ids = _ids(req)
     return ParticipantsRequest(
         batch_id.strip(), ids, "USER_ID" if key == "userIds" else "STATE_ID", header_msgid or body_msgid

@@ -64,7 +64,8 @@ def grants(settings: Settings) -> list[Grant]:
         # processor: consumes commands in its group, publishes its outputs in transactions; follows course
         # progress for the completion rule (processor.completions; `store rebuild` restores completions from it);
         # `store rebuild|verify` read the changelog, results and upload records; `dead-letters list|replay` read
-        # dead letters and re-publish them as commands.
+        # dead letters and re-publish them to their source topic (commands, or the read model's results, uploads
+        # and enrolment events; never course progress, which only the progress component writes).
         *_topics(
             "processor", "READ", [t.commands, t.course_progress, t.enrollments, t.results, t.uploads, t.dead_letters]
         ),
@@ -75,10 +76,10 @@ def grants(settings: Settings) -> list[Grant]:
         ),
         Grant("processor", "group", settings.consumer_group, "READ"),
         Grant("processor", "transactional-id", processor_txn, "WRITE", prefixed=True),
-        # dashboard: the read model's topics in its group; UI edits and the upload API publish commands and
-        # their upload records; audit events go to telemetry.
+        # dashboard: the read model's topics in its group (what it cannot use goes to the dead-letter topic); UI
+        # edits and the upload API publish commands and their upload records; audit events go to telemetry.
         *_topics("dashboard", "READ", [t.enrollment_events, t.course_progress, t.results, t.uploads]),
-        *_topics("dashboard", "WRITE", [t.commands, t.uploads, t.telemetry]),
+        *_topics("dashboard", "WRITE", [t.commands, t.uploads, t.telemetry, t.dead_letters]),
         Grant("dashboard", "group", settings.dashboard_group, "READ"),
         # producer (the operators' direct CLI path): commands, the upload record and its audit event; `--wait`
         # and `status` read results and upload records (assigned readers, see shared_grants).

@@ -118,12 +118,26 @@ class Outbox:
             raise AccessDenied(refusal(self.settings, err, what))
 
     def init(self, timeout_s: float = 30.0) -> None:
-        """Fences any earlier producer with the same transactional id (aborting what it left open)."""
+        """Fences any earlier producer with the same transactional id (aborting what it left open).
+
+        Fatal when the producer is unusable; a broker that does not answer raises KafkaException (retried).
+        """
         try:
             self.producer.init_transactions(timeout_s)
         except KafkaException as exc:
-            self._refused(exc.args[0], f"transactional id {self.transactional_id}")
-            raise Fatal(f"cannot initialise transactions for {self.transactional_id}: {exc.args[0].str()}") from None
+            err = exc.args[0]
+            self._refused(err, f"transactional id {self.transactional_id}")
+            if err.fatal():
+                raise Fatal(f"cannot initialise transactions for {self.transactional_id}: {err.str()}") from None
+            raise
+
+    def replace(self, producer: Producer) -> None:
+        """A new producer after a fatal error (the old one is dropped unflushed: its transaction is aborted)."""
+        old, self.producer = self.producer, producer
+        try:
+            old.purge()
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("purging the old producer failed", extra={"error": str(exc)})
 
     def publish(
         self, consumer: Consumer, messages: Iterable[OutMessage], offsets: Mapping[TopicPartitionKey, int]

@@ -16,12 +16,23 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from enrolment.domain.text import CONTROL_CHARACTER, control_sentence
 from enrolment.messages.avro_fast import Decoder, Encoder, compile_decoder, compile_encoder
 from enrolment.messages.errors import DecodeError as DecodeError  # re-exported: callers catch it from here
 
 MARKER = b"\xc3\x01"
 HEADER_LEN = 10
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+# The records whose text is checked for control characters on decoding (enrolment.domain.text), with the
+# fields left out: a seal's refused rows quote what was refused (escaped by the producer, shown, never stored
+# as an id); telemetry and the changelog state are written by the processor and read by no consumer here.
+CHECKED_TEXT: dict[str, frozenset[str]] = {
+    "ParticipantCommand": frozenset(),
+    "CourseProgress": frozenset(),
+    "UploadSummary": frozenset({"refused"}),
+    "EnrollmentEvent": frozenset(),
+    "CommandResult": frozenset(),
+}
 
 
 def fingerprint_of(canonical: str) -> bytes:
@@ -116,7 +127,23 @@ class Codec:
             raise DecodeError("CORRUPT_BODY", f"{len(data) - end} bytes left after the record")
         if not isinstance(record, dict):
             raise DecodeError("CORRUPT_BODY", "body is not a record")
+        skipped = CHECKED_TEXT.get(writer.name)
+        if skipped is not None:
+            check_text(writer.name, record, skipped)
         return writer.name, record
+
+
+def check_text(name: str, record: dict[str, Any], skipped: frozenset[str] = frozenset()) -> None:
+    """Raises DecodeError(CONTROL_CHARACTER) when a string field of the record holds a control character."""
+    for field, value in record.items():
+        if field in skipped:
+            continue
+        if isinstance(value, str):
+            sentence = control_sentence(f"{name}.{field}", value)
+            if sentence is not None:
+                raise DecodeError(CONTROL_CHARACTER, sentence)
+        elif isinstance(value, dict):
+            check_text(name, value)
 
 
 _DEFAULT: Codec | None = None

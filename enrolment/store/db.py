@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import psycopg2
 from sqlalchemy import Engine, create_engine
 
 from enrolment.errors import EXIT_UNREACHABLE, UserError
@@ -41,3 +42,22 @@ def db_unreachable(settings: Settings, exc: BaseException) -> UserError:
     """The driver's first line, behind which database we tried: enough to fix a wrong URL or a stopped server."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return UserError(f"Cannot reach PostgreSQL ({redact(settings.database_url)}): {first}", EXIT_UNREACHABLE)
+
+
+def refused_data(exc: BaseException) -> str | None:
+    """Why PostgreSQL refused a batch for a reason retrying cannot cure (None for anything else).
+
+    Data and integrity errors (SQLSTATE classes 22 and 23: a NUL byte, a value out of range, a constraint) say
+    something about the rows themselves, so the consumer splits the batch and dead-letters the bad message. The
+    driver's own refusal of a NUL in a parameter counts too. A lost connection, a deadlock, a serialisation
+    failure or a timeout is an operational error: it is waited out and the batch retried whole.
+    """
+    if isinstance(exc, psycopg2.Error):
+        code = exc.pgcode or ""
+        if isinstance(exc, psycopg2.DataError | psycopg2.IntegrityError) or code[:2] in ("22", "23"):
+            said = (exc.pgerror or str(exc)).strip().splitlines()
+            return f"PostgreSQL refused it ({code or type(exc).__name__}): {said[0] if said else ''}"
+        return None
+    if isinstance(exc, ValueError) and "cannot contain NUL" in str(exc):
+        return f"PostgreSQL cannot store it: {exc}"
+    return None

@@ -1,8 +1,8 @@
 """The dead_letters table: what the processor could not use, recorded once, listed, and marked when replayed.
 
-The processor records a dead letter in the same transaction as the batch it came in; the operator lists them
-and sends them back (`participants dead-letters`, the processor's); recovery re-reads a batch's letters to publish
-them again.
+The processor (commands) and the dashboard's read-model consumer (its input topics) record a dead letter in the
+same transaction as the batch it came in; the operator lists them and sends them back to the topic they came
+from (`participants dead-letters`); recovery re-reads a batch's letters to publish them again.
 """
 
 from __future__ import annotations
@@ -58,11 +58,24 @@ class DeadLetterRow:
 
 
 class Replayable(NamedTuple):
-    """A dead letter not yet replayed: its id and the original key and value bytes."""
+    """A dead letter not yet replayed: its id, the topic it came from, and the original key and value bytes."""
 
     id: int
     key: bytes | None
     value: bytes | None
+    source_topic: str = ""
+
+
+def dead_letter_headers(d: DeadLetter) -> list[tuple[str, bytes]]:
+    """Why and where from, so a dead letter can be understood and replayed without the store."""
+    return [
+        ("dlq.reason", d.reason.encode()),
+        ("dlq.detail", d.detail.encode()[:1000]),
+        ("dlq.source.topic", d.source_topic.encode()),
+        ("dlq.source.partition", str(d.partition).encode()),
+        ("dlq.source.offset", str(d.offset).encode()),
+        ("dlq.at", str(d.at_ms).encode()),
+    ]
 
 
 def record_dead_letters(cur: Any, letters: Iterable[DeadLetter]) -> None:
@@ -121,14 +134,15 @@ def replayable(cur: Any, ids: Sequence[int] | None) -> list[Replayable]:
     """The chosen (default: all) dead letters not yet replayed, oldest first."""
     if ids:
         cur.execute(
-            "SELECT id, key, value FROM dead_letters WHERE id = ANY(%s) AND replayed_at IS NULL ORDER BY id",
+            "SELECT id, key, value, source_topic FROM dead_letters WHERE id = ANY(%s) AND replayed_at IS NULL "
+            "ORDER BY id",
             (list(ids),),
         )
     else:
-        cur.execute("SELECT id, key, value FROM dead_letters WHERE replayed_at IS NULL ORDER BY id")
+        cur.execute("SELECT id, key, value, source_topic FROM dead_letters WHERE replayed_at IS NULL ORDER BY id")
     return [
-        Replayable(int(i), bytes(k) if k is not None else None, bytes(v) if v is not None else None)
-        for i, k, v in cur.fetchall()
+        Replayable(int(i), bytes(k) if k is not None else None, bytes(v) if v is not None else None, str(t))
+        for i, k, v, t in cur.fetchall()
     ]
 
 

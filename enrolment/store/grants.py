@@ -77,6 +77,8 @@ TABLES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "dash_batch_counts": ALL_ROWS,
         "dash_progress": ALL_ROWS,
         "dash_uploads": ALL_ROWS,
+        # what its read model cannot use, recorded once (dashboard.consumer; INSERT ... ON CONFLICT DO NOTHING)
+        "dead_letters": (INS,),
     },
     "participants_producer": {
         # the CLI's direct path: `status`, `retry`, `undo` read the upload and its ledger; `batches show` a batch
@@ -89,6 +91,7 @@ TABLES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
 }
 SEQUENCES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "participants_processor": {"dead_letters_id_seq": ("USAGE",)},
+    "participants_dashboard": {"dead_letters_id_seq": ("USAGE",)},
 }
 # Tables no component role may touch: only the owner (migrations, imports, accounts, api-tokens) uses them.
 OWNER_ONLY: frozenset[str] = frozenset({"alembic_version"})

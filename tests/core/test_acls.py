@@ -20,6 +20,8 @@ def test_each_principal_gets_only_what_its_commands_do() -> None:
     s = Settings.from_env()
     t = s.topics
     assert t.results not in _allowed(s, "dashboard", "WRITE")
+    # the read model dead-letters what it cannot use; nothing else beyond its edits, upload records and audit
+    assert _allowed(s, "dashboard", "WRITE") == {t.commands, t.uploads, t.telemetry, t.dead_letters}
     assert t.course_progress not in _allowed(s, "processor", "WRITE")
     assert t.course_progress in _allowed(s, "processor", "READ")  # the completion rule (processor.completions)
     assert _allowed(s, "progress", "WRITE") == {t.course_progress} and not _allowed(s, "progress", "READ")

@@ -576,7 +576,30 @@ def test_decode_error_carries_reason_and_detail() -> None:
 
 # --------------------------------------------------------------------------------------------- fuzz
 
-REASONS = {"EMPTY_MESSAGE", "NOT_SINGLE_OBJECT", "UNKNOWN_SCHEMA", "UNEXPECTED_SCHEMA", "CORRUPT_BODY"}
+REASONS = {
+    "EMPTY_MESSAGE",
+    "NOT_SINGLE_OBJECT",
+    "UNKNOWN_SCHEMA",
+    "UNEXPECTED_SCHEMA",
+    "CORRUPT_BODY",
+    "CONTROL_CHARACTER",
+}
+
+
+@pytest.mark.parametrize("char", ["\x00", "\t", "\n", "\x1b", "\x7f", "\x85", "\x9f"])
+def test_control_characters_in_text_are_refused_by_the_decoder(char: str) -> None:
+    codec = default_codec()
+    for name in ("ParticipantCommand", "CourseProgress"):
+        record = dict(SAMPLES[name][0])
+        field = "identifier" if name == "ParticipantCommand" else "user_id"
+        record[field] = f"u{char}1"
+        with pytest.raises(DecodeError) as caught:
+            codec.decode(codec.encode(name, record))
+        assert caught.value.reason == "CONTROL_CHARACTER"
+        assert f"{name}.{field} contains" in caught.value.detail and "U+00" in caught.value.detail
+    record = dict(SAMPLES["ParticipantCommand"][0])
+    record["identifier"] = "u\u00e9\u200b-ok"  # not control characters: accepted by the decoder
+    assert codec.decode(codec.encode("ParticipantCommand", record))[1]["identifier"] == "u\u00e9\u200b-ok"
 
 
 def _mutate(rng: random.Random, data: bytes) -> bytes:

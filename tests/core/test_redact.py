@@ -51,7 +51,7 @@ def test_metrics_listen_on_localhost_unless_configured(monkeypatch: pytest.Monke
     from processor import metrics
 
     calls: list[tuple[int, str]] = []
-    monkeypatch.setattr(metrics, "start_http_server", lambda port, addr: calls.append((port, addr)))
+    monkeypatch.setattr(metrics, "serve_http", lambda port, health, host: calls.append((port, host)))
     monkeypatch.delenv("METRICS_HOST", raising=False)
     settings = Settings.from_env()
     assert settings.metrics_host == "127.0.0.1"

@@ -53,6 +53,19 @@ def test_an_empty_last_batch_is_never_in_doubt() -> None:
     assert decided.moved_by_hand == []
 
 
+def test_nothing_committed_and_a_first_batch_stored_means_the_first_batch_is_in_doubt() -> None:
+    # a processor stopped between the two commits of a partition's very first batch (the bounded stop's test)
+    decided = plan([3], stored={3: Position(200, 0)}, committed={3: -1001}, lows={3: 0})
+    assert decided.seek == {3: 200}
+    assert decided.recover == {3: (0, 200)} and decided.moved_by_hand == []
+
+
+def test_nothing_committed_past_the_first_batch_is_moved_by_hand() -> None:
+    # committed offsets gone (expired, deleted) after several batches: never re-published on a guess
+    decided = plan([3], stored={3: Position(400, 200)}, committed={3: -1001}, lows={3: 0})
+    assert decided.recover == {} and decided.moved_by_hand == [(3, 0, 400)]
+
+
 def test_offsets_moved_by_hand_resume_at_the_stored_position_without_republishing() -> None:
     decided = plan([3], stored={3: Position(100, 60)}, committed={3: 7})
     assert decided.seek == {3: 100}
@@ -92,6 +105,9 @@ class FakeConsumer:
         return [
             TopicPartition(TOPIC, tp.partition, self.committed_offsets.get(tp.partition, -1001)) for tp in partitions
         ]
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float = 0) -> tuple[int, int]:
+        return 0, 1000
 
     def assign(self, partitions: list[TopicPartition]) -> None:
         self.assigned = sorted((tp.partition, tp.offset) for tp in partitions)
@@ -284,6 +300,9 @@ class FakeMessage:
 
     def error(self) -> None:
         return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return 0, -1  # TIMESTAMP_NOT_AVAILABLE: the oldest-command clock starts at the time it is read
 
 
 class Stop(Exception):

@@ -236,7 +236,7 @@ def test_broken_users_csv_reports_lines_and_loads_good_rows(
     lines = [
         " User_ID ,State_Id,STATE,Name,Roles,Status",  # 1: header, names matched loosely
         f"{u}-1,{ka}-1,{ka.lower()},Ann,org_admin ; course_mentor,Active",  # 2: ok (state upper-cased)
-        f'{u}-2,,{ka},"Bob',  # 3: ok, quoted name spans two physical lines
+        f'{u}-2,,{ka},"Bob',  # 3: CONTROL_CHARACTER, the quoted name spans two physical lines (CR LF in it)
         'Smith",,',  # 4
         f"{u}-3,{ka}-3,{ka},Cid,PUBLIC,finished",  # 5: BAD_STATUS
         f"{u}-4,{ka}-4,{ka},Dee,PUBLIC;SUPERUSER,",  # 6: UNKNOWN_ROLE
@@ -251,6 +251,7 @@ def test_broken_users_csv_reports_lines_and_loads_good_rows(
     report = import_users(engine, _file(lines, newline="\r\n", bom=True))
 
     assert _reasons(report) == [
+        (3, "CONTROL_CHARACTER"),
         (5, "BAD_STATUS"),
         (6, "UNKNOWN_ROLE"),
         (7, "DUPLICATE_ID"),
@@ -259,14 +260,15 @@ def test_broken_users_csv_reports_lines_and_loads_good_rows(
         (12, "EMPTY_FIELD"),
     ]
     assert report.rows_read == 10
-    assert (report.inserted, report.updated, report.unchanged) == (4, 0, 0)
-    assert report.rejected == 6
-    assert report.errors[0] == RowError(5, "BAD_STATUS", 'status "finished" is not one of active, inactive')
-    assert "SUPERUSER" in report.errors[1].message
-    assert "line 2" in report.errors[2].message and "line 2" in report.errors[3].message
+    assert (report.inserted, report.updated, report.unchanged) == (3, 0, 0)
+    assert report.rejected == 7
+    assert "carriage return" in report.errors[0].message and "name" in report.errors[0].message
+    assert report.errors[1] == RowError(5, "BAD_STATUS", 'status "finished" is not one of active, inactive')
+    assert "SUPERUSER" in report.errors[2].message
+    assert "line 2" in report.errors[3].message and "line 2" in report.errors[4].message
 
     text_report = format_report(report, "users")
-    assert text_report.splitlines()[0].startswith("users import: 10 rows read — 4 inserted, 0 updated, 0 unchanged")
+    assert text_report.splitlines()[0].startswith("users import: 10 rows read — 3 inserted, 0 updated, 0 unchanged")
     assert 'line 5: BAD_STATUS — status "finished" is not one of active, inactive' in text_report.splitlines()
 
     with engine.connect() as conn:
@@ -282,7 +284,6 @@ def test_broken_users_csv_reports_lines_and_loads_good_rows(
         ).all()
     assert users == {
         f"{u}-1": (f"{ka}-1", ka, "Ann", ["ORG_ADMIN", "COURSE_MENTOR"], "active"),
-        f"{u}-2": (None, ka, "Bob\r\nSmith", [], "active"),
         f"{u}-7": (f"{mh}-7", mh, "Gus", ["CONTENT_CREATOR"], "inactive"),
         f"{u}-8": (f"{ka}-1", mh, "Hal", ["PUBLIC"], "active"),
     }
@@ -290,7 +291,7 @@ def test_broken_users_csv_reports_lines_and_loads_good_rows(
 
     # Same file again: nothing changes, the same errors are reported.
     again = import_users(engine, _file(lines, newline="\r\n", bom=True))
-    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 4)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 3)
     assert _reasons(again) == _reasons(report)
 
 
@@ -464,7 +465,7 @@ def test_special_characters_survive_copy_across_small_chunks(
     engine: Engine, unique: str, states: tuple[str, str]
 ) -> None:
     ka, _ = states
-    names = ["back\\slash", "tab\there", 'quote"q', "cr\rlf\nx", "\\N", "unicode ✓ ü"]
+    names = ["back\\slash", "comma, here", 'quote"q', "semi;colon", "\\N", "unicode ✓ ü"]  # control chars: refused
     body = [USERS_HEADER] + [
         f'{unique}-{i},{ka}-{i},{ka},"{n.replace(chr(34), chr(34) * 2)}",PUBLIC,' for i, n in enumerate(names)
     ]

@@ -1,0 +1,67 @@
+"""The operations files load, and every metric they name is one the code registers (issue 11, item 6)."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+from pathlib import Path
+
+import yaml
+from prometheus_client import REGISTRY
+
+import dashboard.consumer  # noqa: F401 - registers the dashboard's metrics
+import processor.metrics  # noqa: F401 - registers the processor's metrics
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+METRIC = re.compile(r"\bparticipants_[a-z_]+\b")
+
+
+def _registered() -> set[str]:
+    names: set[str] = set()
+    for family in REGISTRY.collect():
+        for sample in family.samples:
+            names.add(sample.name)
+        names.add(family.name)
+        if family.type == "counter":  # a labelled counter has no samples until first used
+            names.add(f"{family.name}_total")
+        if family.type == "histogram":
+            names.update(f"{family.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+    return names
+
+
+def _referenced(text: str) -> set[str]:
+    return {m for m in METRIC.findall(text) if not m.startswith("participants_processor")}
+
+
+def test_alert_rules_load_and_name_registered_metrics() -> None:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    assert set(alerts) == {
+        "ParticipantsLagGrowing",
+        "ParticipantsOldestUnappliedCommand",
+        "ParticipantsDeadLetters",
+        "ParticipantsNotReady",
+    }
+    assert alerts["ParticipantsLagGrowing"]["for"] == "5m"
+    assert "> 300" in alerts["ParticipantsOldestUnappliedCommand"]["expr"]
+    used = set().union(*(_referenced(r["expr"]) for r in alerts.values()))
+    assert used and used <= _registered(), used - _registered()
+
+
+def test_grafana_dashboard_loads_and_names_registered_metrics() -> None:
+    board = json.loads((DEPLOY / "grafana" / "participants.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    used = set().union(*(_referenced(e) for e in exprs))
+    assert {"participants_consumer_lag", "participants_oldest_unapplied_command_age_seconds"} <= used
+    assert used <= _registered(), used - _registered()
+
+
+def test_systemd_units_restart_on_failure() -> None:
+    for name in ("participants-processor@.service", "participants-dashboard.service"):
+        unit = configparser.ConfigParser(strict=False, interpolation=None)
+        unit.read_string((DEPLOY / "systemd" / name).read_text())
+        service = unit["Service"]
+        assert service["Restart"] == "on-failure" and int(service["RestartSec"]) > 0
+        assert service["EnvironmentFile"].startswith("/etc/participants/")
+        assert "participants " in service["ExecStart"]

@@ -1,0 +1,135 @@
+"""Fatal client states and a bounded stop (issue 11, items 2 and 3), staged on the real broker and database.
+
+- Two processors with the same instance id: each start or rebuild of one fences the other (static membership
+  and the transactional id). The fenced one rebuilds its clients and rejoins in the same process, never sits
+  idle; after PROCESSOR_MAX_REBUILDS fencings within 10 minutes it exits non-zero with a sentence, and the
+  other finishes. /healthz says 503 while starting and rebuilding, 200 when it owns partitions.
+- SIGTERM while the broker is down: the process exits within PROCESSOR_STOP_TIMEOUT_S (plus a margin); the next
+  owner applies what was not committed, exactly once.
+Each ends with the counts of a clean run.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from enrolment.errors import EXIT_TIMEOUT
+from enrolment.settings import Settings
+from tests.support.faults import HealthWatcher, free_port, healthz, start_broker, stop_broker
+from tests.support.helpers import World, publish, read_topic, rows, start_processor, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _completed(engine: Engine, upload_id: str) -> bool:
+    with engine.connect() as conn:
+        done = conn.execute(
+            text("SELECT completed_at IS NOT NULL FROM uploads WHERE upload_id = :u"), {"u": upload_id}
+        ).scalar()
+    return bool(done)
+
+
+def _exact(s: Settings, world: World, batch: str, n: int) -> None:
+    """The counts of a clean run: every row applied once, every output published once."""
+    assert world.members(batch) == {world.user_id(i) for i in range(n)}
+    assert world.count(batch) == n
+    results = read_topic(s, s.topics.results, timeout=60)
+    assert len(results) == n and len({r["command_id"] for r in results}) == n
+    events = read_topic(s, s.topics.enrollment_events, timeout=60)
+    assert len(events) == n and len({e["user_id"] for e in events}) == n
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def test_a_fenced_processor_rebuilds_its_clients_and_the_upload_completes(
+    isolated_settings: Settings, engine: Engine, unique: str, tmp_path: Path
+) -> None:
+    s, n = isolated_settings, 3000
+    world = World(engine, unique, teachers=n)
+    batch = world.batch("fenced")
+    port_a, port_b = free_port(), free_port()
+    env = {"PROCESSOR_MAX_REBUILDS": "3", "PROCESSOR_MAX_BATCH": "100"}
+    same = ("--instance-id", f"same-{unique}")
+    a = start_processor(s, *same, "--metrics-port", str(port_a), log=tmp_path / "a.log", env=env)
+    watch_a = HealthWatcher(port_a)
+    procs = [a]
+    try:
+        wait_until("processor A to be ready", lambda: (h := healthz(port_a)) is not None and h[0] == 200, 90, 0.2)
+        up = publish(s, batch, world.admin, rows([world.state_id(i) for i in range(n)]))
+        started = time.monotonic()
+        b = start_processor(s, *same, "--metrics-port", str(port_b), log=tmp_path / "b.log", env=env)
+        procs.append(b)
+        wait_until("the upload to complete", lambda: _completed(engine, up.upload_id), 240, 0.5)
+        elapsed = time.monotonic() - started
+        logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("a", "b")}
+        assert "rebuilding the clients and rejoining" in logs["a"] + logs["b"], logs
+        for proc, name in ((a, "a"), (b, "b")):
+            if proc.poll() is not None:  # gave up: non-zero, with a sentence for the supervisor's log
+                assert proc.returncode != 0 and "giving up so that a supervisor restarts" in logs[name], logs[name]
+        assert a.poll() is None or b.poll() is None
+        _exact(s, world, batch, n)
+        statuses = watch_a.statuses()
+        first_ok = statuses.index(200)
+        assert 503 in statuses[:first_ok], watch_a.seen  # starting: not ready before its assignment
+        assert 503 in statuses[first_ok:] or a.poll() is not None, watch_a.seen  # fenced: not ready while rebuilding
+        print(f"\nfenced: upload of {n} completed {elapsed:.1f} s after the second instance started; {watch_a.seen}")
+    finally:
+        watch_a.stop()
+        for proc in procs:
+            _stop(proc)
+
+
+def test_sigterm_with_the_broker_down_exits_within_the_bound(
+    isolated_settings: Settings, engine: Engine, unique: str, tmp_path: Path
+) -> None:
+    s, n, bound = isolated_settings, 5000, 10.0
+    world = World(engine, unique, teachers=n)
+    batch = world.batch("stop")
+    up = publish(s, batch, world.admin, rows([world.state_id(i) for i in range(n)]))
+    env = {"PROCESSOR_STOP_TIMEOUT_S": str(bound), "PROCESSOR_MAX_BATCH": "200"}
+    first = start_processor(s, "--instance-id", f"stop-{unique}", log=tmp_path / "first.log", env=env)
+    try:
+        wait_until("the first commands to be applied", lambda: len(world.members(batch)) > 0, 90, 0.2)
+        stop_broker()
+        time.sleep(2)  # the processor is now retrying, or blocked in a call to the broker
+        signalled = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        try:
+            first.wait(bound + 5)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the processor did not exit within {bound + 5:g} s of SIGTERM with the broker down")
+        took = time.monotonic() - signalled
+        assert took <= bound + 3, took
+        # 0: the batch in hand finished; EXIT_TIMEOUT: abandoned at the bound, saying so (never a traceback)
+        log = (tmp_path / "first.log").read_text(errors="replace")
+        assert first.returncode in (0, EXIT_TIMEOUT), log[-2000:]
+        assert "signal received" in log and "Traceback" not in log, log[-2000:]
+        if first.returncode == EXIT_TIMEOUT:
+            assert f"the stop did not finish within {bound:g} s" in log, log[-2000:]
+    finally:
+        start_broker()
+    applied_before = len(world.members(batch))
+    restarted = time.monotonic()
+    second = start_processor(s, "--instance-id", f"stop-{unique}", log=tmp_path / "second.log")
+    try:
+        wait_until("the upload to complete after the restart", lambda: _completed(engine, up.upload_id), 240, 0.5)
+        recovered = time.monotonic() - restarted
+        _exact(s, world, batch, n)
+    finally:
+        _stop(second)
+    assert second.returncode == 0
+    print(
+        f"\nbounded stop: exit (code {first.returncode}) {took:.1f} s after SIGTERM with the broker down "
+        f"(bound {bound:g} s); "
+        f"{applied_before} of {n} applied before; the rest completed {recovered:.1f} s after the next start"
+    )

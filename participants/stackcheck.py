@@ -20,15 +20,17 @@ from enrolment.store.db import engine as db_engine
 from enrolment.store.db import redact
 
 
-def wait_kafka(settings: Settings, timeout: float) -> None:
+def wait_kafka(settings: Settings, timeout: float, brokers: int = 1) -> None:
+    """Waits until the cluster lists `brokers` brokers (every node of the stack has joined)."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         try:
             admin = admin_client(settings, log_level=0)
             md = admin.list_topics(timeout=3)
-            if md.brokers:
+            if len(md.brokers) >= brokers:
                 return
+            last = f"({len(md.brokers)} of {brokers} brokers)"
         except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
             last = str(exc)
         time.sleep(1)
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--migrate", action="store_true")
     parser.add_argument("--reset", action="store_true")
     parser.add_argument("--secure", action="store_true", help="act as admin; set the components' users and ACLs")
+    parser.add_argument("--brokers", type=int, default=1, help="wait for this many brokers; replicate to fit")
     parser.add_argument("--admin-over", metavar="HOST:PORT", help="first set admin's SCRAM credential over PLAIN")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
@@ -66,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     kafka = with_stored_credentials(settings, "admin") if args.secure else settings
     if args.admin_over:
         set_admin(kafka, args.admin_over, args.timeout)
-    wait_kafka(kafka, args.timeout)
-    print("[stack] kafka: healthy", file=sys.stderr)
-    specs = topic_specs(kafka)
+    wait_kafka(kafka, args.timeout, args.brokers)
+    print(f"[stack] kafka: healthy ({args.brokers} broker(s))", file=sys.stderr)
+    specs = topic_specs(kafka, args.brokers)
     if args.reset:
         delete_groups(kafka)
         delete_topics(kafka, [s.name for s in specs])

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from enrolment.kafka.admin import create_topics, delete_topics, topic_specs
+from enrolment.kafka.admin import broker_count, create_topics, delete_topics, topic_specs
 from enrolment.settings import Settings, Topics, with_stored_credentials
 from enrolment.store import migrate
 from tests.support.helpers import granted
@@ -103,7 +103,7 @@ def isolated_settings(base_settings: Settings, unique: str) -> Iterator[Settings
         instance_id=f"test-{unique}",
         commands_partitions=4,
     )
-    create_topics(settings, topic_specs(settings))
+    create_topics(settings, topic_specs(settings, broker_count(settings)))
     with granted(settings):
         yield settings
     delete_topics(settings, topics.all())

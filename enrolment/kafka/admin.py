@@ -22,10 +22,26 @@ class TopicSpec:
     partitions: int
     config: dict[str, str]
     why: str
+    replicas: int = 1
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The topics and why each keeps what it keeps (README's topic table is this list)."""
+def replication(brokers: int) -> tuple[int, dict[str, str]]:
+    """Replicas and min ISR for a cluster of `brokers`: three copies, two of which must take every write.
+
+    With acks=all a write then survives one broker's loss and the topic stays writable while one broker is down.
+    """
+    replicas = max(1, min(3, brokers))
+    return replicas, {"min.insync.replicas": "2" if replicas >= 3 else "1"}
+
+
+def topic_specs(settings: Settings, brokers: int = 1) -> list[TopicSpec]:
+    """The topics, replicated to fit `brokers` (README's topic table is this list)."""
+    replicas, durability = replication(brokers)
+    return [TopicSpec(s.name, s.partitions, {**durability, **s.config}, s.why, replicas) for s in _layout(settings)]
+
+
+def _layout(settings: Settings) -> list[TopicSpec]:
+    """The topics and why each keeps what it keeps."""
     t = settings.topics
     n = settings.commands_partitions
     forever = {"retention.ms": "-1", "retention.bytes": "-1"}
@@ -53,6 +69,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+def broker_count(settings: Settings, timeout: float = 10.0) -> int:
+    """How many brokers the cluster lists now (the topics' replication follows it)."""
+    return len(admin_client(settings).list_topics(timeout=timeout).brokers)
+
+
 def existing_topics(admin: AdminClient, timeout: float = 10.0) -> set[str]:
     return set(admin.list_topics(timeout=timeout).topics)
 
@@ -60,13 +81,13 @@ def existing_topics(admin: AdminClient, timeout: float = 10.0) -> set[str]:
 def create_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 60.0) -> list[str]:
     """Creates missing topics; returns the names created. Retries while a deleted topic is still going away."""
     admin = admin_client(settings)
-    specs = specs if specs is not None else topic_specs(settings)
+    specs = specs if specs is not None else topic_specs(settings, broker_count(settings))
     created: list[str] = []
     deadline = time.monotonic() + timeout
     pending = [s for s in specs if s.name not in existing_topics(admin)]
     while pending:
         futures = admin.create_topics(
-            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config) for s in pending],
+            [NewTopic(s.name, s.partitions, replication_factor=s.replicas, config=s.config) for s in pending],
             operation_timeout=30,
         )
         retry: list[TopicSpec] = []

@@ -112,7 +112,9 @@ def test_single_node_transaction_settings() -> None:
     assert kafka_env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 1
     assert kafka_env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == 0
     stack = (ROOT / "scripts" / "stack").read_text()
-    assert "transaction.state.log.min.isr=1" in stack
+    # scripts/stack: 1 and 1 for one node, 3 and 2 for three (the three-broker test checks the real cluster)
+    assert "transaction.state.log.min.isr=$isr" in stack and "transaction.state.log.replication.factor=$rf" in stack
+    assert "rf=1 isr=1" in stack and "rf=3; isr=2" in stack
     assert "group.initial.rebalance.delay.ms=0" in stack
 
 

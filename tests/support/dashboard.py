@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from dashboard.consumer import ReadModelConsumer, Stats
 from enrolment.files import InputRow
-from enrolment.kafka.admin import create_topics, delete_topics, topic_specs
+from enrolment.kafka.admin import broker_count, create_topics, delete_topics, topic_specs
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings, Topics
 from processor.engine import Processor
@@ -54,7 +54,7 @@ def private_topics(base: Settings, token: str, **overrides: Any) -> Iterator[Set
         commands_partitions=4,
         **overrides,
     )
-    create_topics(settings, topic_specs(settings))
+    create_topics(settings, topic_specs(settings, broker_count(settings)))
     try:
         with granted(settings):
             yield settings

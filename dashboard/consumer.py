@@ -27,10 +27,10 @@ from enrolment.kafka import clients
 from enrolment.kafka.checkpoint import Checkpoint
 from enrolment.kafka.health import DEAD_LETTERS, Health
 from enrolment.kafka.loop import Backoff, Rewind, RunLoop, at_end
+from enrolment.kafka.poison import apply_isolating_refused
 from enrolment.messages.codec import Codec, DecodeError
 from enrolment.messages.millis import now_ms
 from enrolment.settings import Settings
-from enrolment.store.db import refused_data
 from enrolment.store.dead_letters import DeadLetter, dead_letter_headers, record_dead_letters
 from enrolment.store.positions import DASHBOARD_POSITIONS, Moves, PositionConflict, TopicPartitionKey
 
@@ -124,35 +124,13 @@ class ReadModelHandler:
         self._handle_part(consumer, msgs, {})
 
     def _handle_part(self, consumer: Consumer, msgs: list[Message], refused: dict[TopicPartitionOffset, str]) -> None:
-        """Applies ``msgs``; when PostgreSQL refuses them for a data error, halves them until the bad one is alone.
-
-        Each part moves the positions by compare-and-set like any batch; the message refused alone is recorded
-        in dead_letters (and sent to the dead-letter topic) in the transaction that moves past it.
-        """
-        try:
-            self._apply(consumer, msgs, refused)
-            return
-        except Exception as exc:
-            why = refused_data(exc)
-            if why is None:
-                raise
-            if len(msgs) == 1:
-                m = msgs[0]
-                key = (str(m.topic()), int(m.partition() or 0), int(m.offset() or 0))
-                if key in refused:
-                    raise
-                refused[key] = why
-                log.warning(
-                    "the database refused a message; dead-lettering it",
-                    extra={"topic": key[0], "partition": key[1], "offset": key[2], "error": why},
-                )
-            else:
-                log.warning(
-                    "the database refused a batch; splitting it to find the message",
-                    extra={"messages": len(msgs), "error": why},
-                )
-        for part in [msgs] if len(msgs) == 1 else [msgs[: len(msgs) // 2], msgs[len(msgs) // 2 :]]:
-            self._handle_part(consumer, part, refused)
+        """Applies ``msgs``, splitting out a message PostgreSQL refuses (enrolment.kafka.poison) as a dead letter."""
+        apply_isolating_refused(
+            msgs,
+            lambda part: self._apply(consumer, part, refused),
+            refused,
+            lambda m: (str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)),
+        )
 
     def _apply(self, consumer: Consumer, msgs: list[Message], refused: dict[TopicPartitionOffset, str]) -> None:
         moves = self.checkpoint.moves(msgs)

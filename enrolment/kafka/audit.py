@@ -23,7 +23,7 @@ from enrolment.messages.codec import Codec
 from enrolment.settings import Settings
 
 AUDIT_LOGGER = "audit"
-_OBJECTS = (("token_id", "ApiToken"), ("upload_id", "Upload"), ("batch_id", "CourseBatch"))
+_OBJECTS = (("token_id", "ApiToken"), ("plan_id", "Plan"), ("upload_id", "Upload"), ("batch_id", "CourseBatch"))
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, str]:

@@ -70,6 +70,14 @@ TABLES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "api_tokens": (SEL, UPD),
         # Sunbird's bulk upload API: the uploads of a processId (enrolment.store.bulk)
         "bulk_processes": (SEL, INS),
+        # plans (enrolment.store.plans): made, decided and applied from the dashboard; planning evaluates the
+        # rows against membership and completions, and records the processor's positions as the plan's basis
+        "plans": (SEL, INS, UPD),
+        "plan_rows": (SEL, INS),
+        "plan_settings": READ,
+        "enrolments": READ,
+        "course_completions": READ,
+        "consumer_positions": READ,
         # its read model (dashboard.readstore; `dashboard rebuild` empties a group's rows)
         "dash_positions": ALL_ROWS,
         "dash_applied_events": ALL_ROWS,
@@ -86,6 +94,16 @@ TABLES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "command_ledger": READ,
         "course_batches": READ,
         "batch_mentors": READ,
+        # plans on the direct path (`plan`, `sync`, an implementation team's `add`): the rules' lookups against
+        # the store as it is, the plan and its rows, the state's settings, the processor's positions (the basis)
+        "users": READ,
+        "served_states": READ,
+        "enrolments": READ,
+        "course_completions": READ,
+        "consumer_positions": READ,
+        "plans": (SEL, INS, UPD),
+        "plan_rows": (SEL, INS),
+        "plan_settings": READ,
     },
     "participants_progress": {},  # `progress publish` writes Kafka only
 }

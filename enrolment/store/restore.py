@@ -73,8 +73,8 @@ def put_upload(cur: Any, rec: dict[str, Any]) -> bool:
         """
         INSERT INTO uploads (upload_id, batch_id, kind, requested_by, dry_run, file_name, parent_upload_id,
                              commands_published, refused, created_at, completed_at, outcomes, reasons, submitted_by,
-                             include_completed)
-        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                             include_completed, plan_id, content_hash)
+        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
         ON CONFLICT (upload_id) DO UPDATE SET
             completed_at = coalesce(EXCLUDED.completed_at, uploads.completed_at),
             outcomes = coalesce(EXCLUDED.outcomes, uploads.outcomes),
@@ -87,6 +87,7 @@ def put_upload(cur: Any, rec: dict[str, Any]) -> bool:
             json.dumps(rec["outcomes"]) if completed else None,
             json.dumps(rec["reasons"]) if completed else None,
             rec.get("submitted_by"), bool(rec.get("include_completed", False)),
+            rec.get("plan_id"), rec.get("content_hash"),
         ),
     )  # fmt: skip
     return not completed

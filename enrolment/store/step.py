@@ -242,13 +242,14 @@ def upsert_upload_record(cur: Any, record: dict[str, Any]) -> None:
     cur.execute(
         """
         INSERT INTO uploads (upload_id, batch_id, kind, requested_by, dry_run, file_name, parent_upload_id,
-                             commands_published, refused, created_at, submitted_by, include_completed)
-        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                             commands_published, refused, created_at, submitted_by, include_completed, plan_id,
+                             content_hash)
+        VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
         ON CONFLICT (upload_id) DO UPDATE SET kind = EXCLUDED.kind, requested_by = EXCLUDED.requested_by,
             submitted_by = EXCLUDED.submitted_by, include_completed = EXCLUDED.include_completed,
             dry_run = EXCLUDED.dry_run, file_name = EXCLUDED.file_name, parent_upload_id = EXCLUDED.parent_upload_id,
             commands_published = EXCLUDED.commands_published, refused = EXCLUDED.refused,
-            created_at = EXCLUDED.created_at
+            created_at = EXCLUDED.created_at, plan_id = EXCLUDED.plan_id, content_hash = EXCLUDED.content_hash
         """,
         (
             record["upload_id"],
@@ -263,6 +264,8 @@ def upsert_upload_record(cur: Any, record: dict[str, Any]) -> None:
             from_ms(to_ms(record["created_at"])),
             record.get("submitted_by"),
             bool(record.get("include_completed", False)),
+            record.get("plan_id"),
+            record.get("content_hash"),
         ),
     )
 
@@ -316,7 +319,7 @@ def load_upload_info(cur: Any, upload_id: str) -> UploadInfo | None:
                coalesce(u.commands_published, 0), u.refused,
                (extract(epoch FROM coalesce(u.created_at, u.completed_at)) * 1000)::bigint,
                (extract(epoch FROM u.completed_at) * 1000)::bigint, u.outcomes, u.reasons, b.state, u.submitted_by,
-               u.include_completed
+               u.include_completed, u.plan_id, u.content_hash
         FROM uploads u LEFT JOIN course_batches b ON b.batch_id = u.batch_id
         WHERE u.upload_id = %s AND u.completed_at IS NOT NULL
         """,
@@ -342,6 +345,8 @@ def load_upload_info(cur: Any, upload_id: str) -> UploadInfo | None:
         state=r[13],
         submitted_by=r[14],
         include_completed=bool(r[15]),
+        plan_id=r[16],
+        content_hash=r[17],
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -158,8 +159,16 @@ uploads = Table(
     Column("completed_at", DateTime(timezone=True), nullable=True),
     Column("outcomes", JSONB, nullable=True),
     Column("reasons", JSONB, nullable=True),
+    Column("plan_id", Text, nullable=True, doc="0011: the plan this upload applied"),
+    Column("content_hash", Text, nullable=True, doc="0011: SHA-256 of the file (the resubmission check)"),
 )
 Index("uploads_batch_idx", uploads.c.batch_id)
+Index(
+    "uploads_content_idx",
+    uploads.c.content_hash,
+    uploads.c.batch_id,
+    postgresql_where=text("content_hash IS NOT NULL"),
+)
 Index(
     "uploads_sealed_idx",
     uploads.c.sealed_group,
@@ -244,6 +253,63 @@ bulk_processes = Table(
     Column("ids", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     UniqueConstraint("process_id", "position", name="bulk_processes_position_key"),
+)
+
+# 0011: plans (plan, approve, apply), their rows, per-state approval and breaker settings (enrolment.store.plans)
+plans = Table(
+    "plans",
+    metadata,
+    Column("plan_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("batch_id", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="waiting"),
+    Column("made_by", Text, nullable=False),
+    Column("submitted_by", Text, nullable=True),
+    Column("made_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("content_hash", Text, nullable=True),
+    Column("file_name", Text, nullable=True),
+    Column("counts", JSONB, nullable=False, server_default="{}"),
+    Column("basis", JSONB, nullable=False, server_default="{}", doc="commands partition -> processor position"),
+    Column("batch_size", Integer, nullable=False, server_default="0"),
+    Column("needs_approval_reason", Text, nullable=True),
+    Column("breaker", JSONB, nullable=True),
+    Column("include_completed", Boolean, nullable=False, server_default="false"),
+    Column("allow_repeat", Boolean, nullable=False, server_default="false"),
+    Column("decided_by", Text, nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("upload_id", Text, nullable=True),
+    Column("applied_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("kind IN ('add','remove','sync')", name="plans_kind_check"),
+    CheckConstraint("status IN ('waiting','approved','rejected','applied','expired')", name="plans_status_check"),
+)
+Index("plans_batch_idx", plans.c.batch_id, plans.c.made_at)
+Index("plans_waiting_idx", plans.c.state, plans.c.status)
+
+plan_rows = Table(
+    "plan_rows",
+    metadata,
+    Column("plan_id", Text, ForeignKey("plans.plan_id", ondelete="CASCADE"), nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("id_type", Text, nullable=True),
+    Column("identifier", Text, nullable=False),
+    Column("user_id", Text, nullable=True),
+    Column("action", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("message", Text, nullable=False, server_default=""),
+    PrimaryKeyConstraint("plan_id", "line"),
+)
+
+plan_settings = Table(
+    "plan_settings",
+    metadata,
+    Column("state", Text, ForeignKey("states.code", ondelete="CASCADE"), primary_key=True),
+    Column("team_approval_required", Boolean, nullable=False, server_default="true"),
+    Column("breaker_percent", Float, nullable=False, server_default="10"),
+    Column("breaker_max_removals", Integer, nullable=False, server_default="500"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )
 
 # ------------------------------------------------------------------------------ the dashboard's read model (0002)

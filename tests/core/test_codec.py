@@ -160,6 +160,8 @@ _sample(
         "include_completed": True,
         "file_name": "participants (1).csv",
         "parent_upload_id": None,
+        "plan_id": "plan-1",
+        "content_hash": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         "commands_published": 300,
         "refused": [
             {

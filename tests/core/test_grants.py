@@ -43,7 +43,10 @@ def test_the_processor_and_the_dashboard_keep_out_of_each_others_tables() -> Non
         assert set(dashboard.get(table, ())) <= {"SELECT"}, f"the dashboard writes the processor's {table}"
     # the read model records its own dead letters: insert only (it neither reads, marks nor deletes any)
     assert dashboard["dead_letters"] == ("INSERT",)
-    assert set().union(*grants.TABLES["participants_producer"].values()) == {"SELECT"}
+    producer = grants.TABLES["participants_producer"]
+    writes = {t for t, privileges in producer.items() if set(privileges) - {"SELECT"}}
+    assert writes == {"plans", "plan_rows"}, f"the producer writes only its plans, not {writes}"
+    assert "DELETE" not in set().union(*producer.values())
     assert grants.TABLES["participants_progress"] == {}
 
 
@@ -51,7 +54,9 @@ def test_grant_statements_revoke_first_then_grant() -> None:
     sql = grants.grant_statements(["participants_producer"])
     assert sql[0] == 'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "participants_producer"'
     assert 'GRANT SELECT ON TABLE public."uploads" TO "participants_producer"' in sql
-    assert not [s for s in sql if "GRANT" in s and ("INSERT" in s or "DROP" in s)]
+    inserts = [s for s in sql if "GRANT" in s and "INSERT" in s]
+    assert all('"plans"' in s or '"plan_rows"' in s for s in inserts), inserts
+    assert not [s for s in sql if "DROP" in s or "DELETE" in s]
 
 
 def test_role_statements_demote_and_set_passwords() -> None:

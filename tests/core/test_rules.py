@@ -619,7 +619,8 @@ def test_the_completion_rule_guards_removes_only_and_after_the_membership_check(
 
 
 def test_every_reason_has_one_outcome_and_unknown_reasons_are_rejections() -> None:
-    assert set(OUTCOME_OF) == set(Reason)
+    assert set(OUTCOME_OF) == set(Reason) | {"CHANGED_SINCE_PLAN"}  # the plan's refusal at apply time
+    assert outcome_of("CHANGED_SINCE_PLAN") is Outcome.SKIPPED
     assert outcome_of("ENROLLED") is Outcome.APPLIED and outcome_of("NOT_ENROLLED") is Outcome.SKIPPED
     # Refusals made before publishing (file rows, undo drift) are not the processor's reasons.
     assert outcome_of("DUPLICATE_IN_FILE") is Outcome.REJECTED and outcome_of("CHANGED_SINCE") is Outcome.REJECTED

@@ -152,7 +152,10 @@ def test_the_dashboard_writes_its_read_model_and_sessions_but_not_the_processors
         "UPDATE command_ledger SET reason = 'x' WHERE false",
         "DELETE FROM command_ledger WHERE false",
         "DELETE FROM enrolments WHERE false",
-        "SELECT * FROM enrolments LIMIT 1",
+        "UPDATE enrolments SET progress = 0 WHERE false",
+        "DELETE FROM plans WHERE false",
+        "UPDATE plan_rows SET reason = 'x' WHERE false",
+        "UPDATE plan_settings SET breaker_percent = 100 WHERE false",
         "UPDATE uploads SET completed_at = now() WHERE false",
         "UPDATE consumer_positions SET next_offset = 0 WHERE false",
         "INSERT INTO api_tokens (token_sha256, user_id) VALUES ('x', 'y')",
@@ -163,9 +166,14 @@ def test_the_dashboard_writes_its_read_model_and_sessions_but_not_the_processors
 
 
 @pytest.mark.parametrize("as_role", ["producer"], indirect=True)
-def test_the_producer_reads_what_status_and_batches_show_need_and_writes_nothing(as_role: Connection) -> None:
+def test_the_producer_reads_what_status_batches_show_and_plans_need_and_writes_only_plans(as_role: Connection) -> None:
     conn = as_role
     conn.execute(text("SELECT outcome, count(*) FROM command_ledger WHERE upload_id = 'none' GROUP BY outcome"))
+    # planning: the rules' lookups, the processor's positions (the basis), the state's settings, the plan itself
+    conn.execute(text("SELECT u.user_id FROM users u JOIN enrolments e ON e.user_id = u.user_id WHERE false"))
+    conn.execute(text("SELECT * FROM course_completions, served_states, consumer_positions, plan_settings LIMIT 1"))
+    conn.execute(text("UPDATE plans SET status = 'expired' WHERE false"))
+    conn.execute(text("SELECT * FROM plan_rows WHERE false"))
     conn.execute(text("SELECT * FROM uploads WHERE upload_id = 'none'"))
     conn.execute(
         text("SELECT * FROM course_batches b LEFT JOIN batch_mentors m ON m.batch_id = b.batch_id WHERE false")
@@ -173,7 +181,12 @@ def test_the_producer_reads_what_status_and_batches_show_need_and_writes_nothing
     for sql in (
         "INSERT INTO uploads (upload_id, batch_id) VALUES ('x', 'y')",
         "DELETE FROM command_ledger WHERE false",
-        "SELECT * FROM users LIMIT 1",
+        "DELETE FROM plans WHERE false",
+        "UPDATE plan_rows SET reason = 'x' WHERE false",
+        "INSERT INTO plan_settings (state) VALUES ('KA')",
+        "DELETE FROM enrolments WHERE false",
+        "UPDATE consumer_positions SET next_offset = 0 WHERE false",
+        "UPDATE users SET name = 'x' WHERE false",
         "SELECT * FROM api_tokens LIMIT 1",
         "SELECT * FROM dash_members LIMIT 1",
     ):

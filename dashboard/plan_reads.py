@@ -89,7 +89,9 @@ _PLANS = (
 )
 
 
-def plan_lines(conn: Connection, me: str, states: Sequence[str], status: str | None, limit: int = 200) -> list[PlanLine]:
+def plan_lines(
+    conn: Connection, me: str, states: Sequence[str], status: str | None, limit: int = 200
+) -> list[PlanLine]:
     """The newest plans of ``states`` (and the viewer's own), of one shown status when ``status`` is given."""
     where = " AND shown = :status" if status else ""
     sql = f"SELECT * FROM ({_PLANS}) x WHERE true{where} ORDER BY made_at DESC, plan_id LIMIT :lim"

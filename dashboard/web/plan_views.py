@@ -18,8 +18,8 @@ from sqlalchemy import Connection
 from dashboard.web.errors import PageError
 from enrolment.domain.access import Viewer, may_view_upload
 from enrolment.domain.plans import Problem, approver_problem, decision_problem, effective_status
-from enrolment.store import reference
 from enrolment.store import plans as plan_store
+from enrolment.store import reference
 from enrolment.store.plans import PlanRecord
 
 NEEDS_APPROVAL = {

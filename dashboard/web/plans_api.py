@@ -10,10 +10,10 @@ not waiting 409.  A cookie-authenticated write needs the CSRF header (API tokens
 from __future__ import annotations
 
 import io
+from contextlib import closing
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from dashboard import plan_reads
@@ -110,9 +110,11 @@ def api_plan_rows(plan_id: str, who: Who, conn: Db) -> Response:
     out = io.StringIO()
     writer = csvsafe.writer(out)
     writer.writerow(["line", "identifier", "id_type", "user_id", "action", "outcome", "reason", "message"])
-    with conn.connection.cursor() as cur:
+    with closing(conn.connection.cursor()) as cur:
         for r in plan_store.rows(cur, plan_id):
-            writer.writerow([r.line, r.identifier, r.id_type or "", r.user_id or "", r.action, r.outcome, r.reason, r.message])
+            writer.writerow(
+                [r.line, r.identifier, r.id_type or "", r.user_id or "", r.action, r.outcome, r.reason, r.message]
+            )
     return Response(
         out.getvalue().encode("utf-8"),
         media_type="text/csv; charset=utf-8",
@@ -121,7 +123,10 @@ def api_plan_rows(plan_id: str, who: Who, conn: Db) -> Response:
 
 
 @router.post(
-    "/plans/{plan_id}/approve", response_model=PlanOut, summary="Approve a plan: it is applied at once", responses=DECISION_REFUSED
+    "/plans/{plan_id}/approve",
+    response_model=PlanOut,
+    summary="Approve a plan: it is applied at once",
+    responses=DECISION_REFUSED,
 )
 def api_approve_plan(request: Request, plan_id: str, who: Who, settings: AppSettings, engine: EngineDep) -> PlanOut:
     check_json(request, who)

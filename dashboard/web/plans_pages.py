@@ -36,7 +36,7 @@ def plans_page(
 ) -> HTMLResponse:
     shown = None if status == "all" or status not in STATUSES else status
     lines = plan_reads.plan_lines(conn, who.user_id, sorted(who.viewer.upload_states), shown)
-    return render(request, "plans.html", plans=lines, status=shown, statuses=STATUSES, nav="plans")
+    return render(request, "plans.html", plans=lines, shown_status=shown, statuses=STATUSES, nav="plans")
 
 
 @router.get("/plans/{plan_id}")

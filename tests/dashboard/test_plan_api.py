@@ -122,7 +122,9 @@ def test_the_page_decides_with_the_session_and_its_csrf_token(worlds: tuple[Worl
     batch = a.batches[1]
     client = TestClient(create_app(a.settings, engine))
     body = f"user_id\n{a.teachers[2]}\n".encode()
-    made = client.post("/api/plans", params={"batch_id": batch, "kind": "add"}, content=body, headers=bearer(engine, team))
+    made = client.post(
+        "/api/plans", params={"batch_id": batch, "kind": "add"}, content=body, headers=bearer(engine, team)
+    )
     pid = made.json()["plan_id"]
     admin = signed_in_client(create_app(a.settings, engine), engine, a.admin)
     page = admin.get(f"/plans/{pid}")

@@ -23,7 +23,7 @@ from dashboard.web.errors import PageError
 from dashboard.web.middleware import too_large
 from dashboard.web.multipart import MultipartError, read_file_field
 from dashboard.web.plan_views import PlanOut, need_plan, plan_out, refuse_decision
-from dashboard.web.uploads_api import SPOOL_BYTES, spool_body, submit_batch, unusable
+from dashboard.web.upload_body import SPOOL_BYTES, spool_body, submit_batch, unusable
 from enrolment.domain.plans import ApprovalReason
 from enrolment.files import InputError, read_participants, validate_file
 from enrolment.kafka.clients import BrokerUnavailable
@@ -150,3 +150,21 @@ def decide(settings: Settings, engine: Engine, who: Identity, plan_id: str, deci
     except BrokerUnavailable as exc:
         raise PageError(503, f"{exc} The plan is still waiting.") from None
     return shown(engine, plan_id)
+
+
+def upload_or_plan(
+    settings: Settings, engine: Engine, who: Identity, ask: PlanAsk, stream: BinaryIO, dry_run: bool
+) -> tuple[str | None, PlanOut | None]:
+    """Before ``POST /api/uploads`` publishes: the file's hash, after the resubmission check (409 for a file
+    applied to the batch in the last 30 days, unless ``allow_repeat``); and, for the implementation team where
+    the state requires approval, the waiting plan made instead of the upload (then nothing is published)."""
+    if dry_run:
+        return None, None
+    digest = service.file_hash(stream)
+    try:
+        service.refuse_repeat(engine, ask.batch_id, digest, ask.allow_repeat)
+    except service.PlanRefused as exc:
+        raise refused(exc) from None
+    if not service.team_approval_needed(engine, ask.batch_id, who.user_id):
+        return digest, None
+    return digest, make(settings, engine, who, ask, stream)

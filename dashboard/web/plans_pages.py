@@ -53,9 +53,23 @@ def plan_page(request: Request, plan_id: str, who: Who, conn: Db, settings: AppS
         groups=plan_reads.outcome_groups(conn, plan_id),
         decide=problem is None,
         why_not=None if problem is None else problem.message,
-        up=None if row is None else upload_out(row),
+        up=upload_out(row) if row is not None else pending(found.upload_id) if found.upload_id else None,
         nav="plans",
     )
+
+
+def pending(upload_id: str) -> dict[str, object]:
+    """An applied plan's upload the read model has not seen yet: shown as starting, followed by uploads.js."""
+    empty: dict[str, int] = {}
+    return {
+        "upload_id": upload_id,
+        "complete": False,
+        "percent": 0,
+        "processed": 0,
+        "published": None,
+        "processor_outcomes": empty,
+        "outcomes": empty,
+    }
 
 
 def summary(counts: dict[str, object]) -> list[tuple[str, object]]:

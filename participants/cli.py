@@ -41,6 +41,9 @@ COMPONENT_OF_COMMAND = {
     "login": "producer",
     "batches show": "producer",
     "progress": "progress",
+    "plan": "producer",
+    "plan settings": DEFAULT_COMPONENT,  # the owner's: the states' settings
+    "sync": "producer",
 }
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import logging
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -48,10 +47,14 @@ def add_commands(sub: SubCommands) -> None:
         up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait (default 300)")
         up.add_argument("--json", action="store_true", help="print the summary as one JSON object")
         up.add_argument("--report", metavar="PATH", help="write a CSV line per input row")
+        allow_repeat_flag(up)
         if action == "remove":
             _include_completed_flag(up)
         up.set_defaults(func=cmd_upload, action=action, include_completed=False)
+    from producer.plan_cli import add_plan_commands
+
     _add_derived_commands(sub)
+    add_plan_commands(sub)
     st = sub.add_parser("status", help="the summary of an upload so far")
     st.add_argument("upload_id")
     st.add_argument("--json", action="store_true")
@@ -101,6 +104,14 @@ def _add_derived_commands(sub: SubCommands) -> None:
         dp.set_defaults(func=cmd_derived, include_completed=False)
 
 
+def allow_repeat_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-repeat",
+        action="store_true",
+        help="send a file even though it was applied to this batch in the last 30 days",
+    )
+
+
 def _include_completed_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--include-completed",
@@ -113,6 +124,8 @@ def _include_completed_flag(parser: argparse.ArgumentParser) -> None:
 def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     """`add` and `remove`: the whole file is checked first, so an unusable file publishes nothing."""
     from enrolment.files import InputError, read_participants, validate_file
+    from producer.plan_cli import plan_for_team, refuse_repeat, team_approval_needed
+    from producer.plans import file_hash
     from producer.publish import UploadRequest
     from producer.remote import server_url
 
@@ -133,6 +146,12 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
         except InputError as exc:
             raise UserError(f"{args.file}: {exc.message} Nothing was published.") from None
         stream.seek(start)
+        content_hash = file_hash(stream)
+        if not args.dry_run:
+            engine = db_engine(settings)
+            if team_approval_needed(engine, args.batch, args.requester):
+                return plan_for_team(args, settings, engine, read_participants(stream, id_type), content_hash)
+            refuse_repeat(engine, args.batch, content_hash, args.allow_repeat)
         request = UploadRequest(
             batch_id=args.batch,
             action="ADD" if args.action == "add" else "REMOVE",
@@ -142,6 +161,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
             file_name=None if args.file == "-" else Path(args.file).name,
             submitted_by=operator(),
             include_completed=args.include_completed,
+            content_hash=content_hash,
         )
         return _publish_and_follow(args, settings, request, read_participants(stream, id_type))
     finally:
@@ -198,28 +218,6 @@ def derived_requester(args: argparse.Namespace) -> str:
     return requester
 
 
-def _audit_submission(settings: Settings, codec: Codec, request: UploadRequest, upload_id: str, rows: int) -> None:
-    """The direct (Kafka) path's submission, as the upload API's: an audit line and an AUDIT telemetry event."""
-    from enrolment.kafka.audit import install
-
-    handler = install(settings, codec)
-    logging.getLogger("audit").info(
-        "upload submitted",
-        extra={
-            "event": "UPLOAD_SUBMITTED",
-            "by": request.requested_by,
-            "submitted_by": request.submitted_by,
-            "upload_id": upload_id,
-            "batch_id": request.batch_id,
-            "kind": request.kind,
-            "rows": rows,
-            "include_completed": request.include_completed,
-            "via": "kafka",
-        },
-    )
-    handler.flush()
-
-
 def _publish_and_follow(
     args: argparse.Namespace,
     settings: Settings,
@@ -228,106 +226,16 @@ def _publish_and_follow(
     origin: Callable[[int], tuple[str | None, int | None]] | None = None,
 ) -> int:
     """Publishes an upload, then (with --wait) follows its results; prints the summary; writes the report."""
-    from enrolment.kafka.clients import BrokerUnavailable
-    from producer.follow import ResultFollower, write_report
     from producer.publish import Progress, publish_upload
+    from producer.submit import publish_and_follow
 
-    report_out = _open_report(args.report)
-    follower: ResultFollower | None = None
-    try:
-        codec = default_codec()
-        try:
-            follower = ResultFollower(settings, codec) if args.wait else None
-            published = publish_upload(
-                settings,
-                codec,
-                request,
-                rows,
-                progress=Progress("published"),
-                keep_rows=bool(args.report),
-                origin=origin,
-            )
-        except BrokerUnavailable as exc:
-            raise UserError(str(exc), EXIT_UNREACHABLE) from None
-        _audit_submission(settings, codec, request, published.upload_id, published.published)
-        status = _published_status(published, request)
-        if follower is None:
-            _print_published(args, status)
-            if report_out is not None:
-                write_report(report_out, {}, published.refused, published.accepted_rows)
-            return EXIT_REJECTED if status.refused else EXIT_OK
-        if published.published == 0:
-            status.completed = True
-            results = {}
-        else:
-            results = follower.follow(status, published.published, args.timeout, Progress("processed"))
-        if report_out is not None:
-            write_report(report_out, results, published.refused, published.accepted_rows)
-    finally:
-        if follower is not None:
-            follower.close()
-        if report_out is not None:
-            report_out.close()
-    return _print_followed(args, status)
-
-
-def _published_status(published: Published, request: UploadRequest) -> UploadStatus:
-    """The summary of a just-published upload: nothing processed yet, the refused rows listed."""
-    from producer.follow import UploadStatus
-
-    refused = [
-        {"line": r.line, "identifier": r.identifier, "id_type": r.id_type, "reason": r.reason, "message": r.message}
-        for r in published.refused
-    ]
-    return UploadStatus(
-        upload_id=published.upload_id,
-        batch_id=request.batch_id,
-        kind=request.kind,
-        dry_run=request.dry_run,
-        published=published.published,
-        refused=refused,
-        requested_by=request.requested_by,
-        submitted_by=request.submitted_by,
-    )
-
-
-def _open_report(path: str | None) -> TextIO | None:
-    """The --report file, opened before publishing: a report that cannot be written stops the upload."""
-    if not path:
-        return None
-    try:
-        return open(path, "w", encoding="utf-8", newline="")  # the caller closes it
-    except OSError as exc:
-        raise UserError(f"Cannot write the report {path!r}: {exc.strerror or exc}.") from None
-
-
-def _print_published(args: argparse.Namespace, status: UploadStatus) -> None:
-    """The summary of an upload published without --wait."""
-    if args.json:
-        print(json.dumps({**status.to_json(), "complete": False}))
-    else:
-        print(
-            f"Upload {status.upload_id}: {status.published} commands published to batch "
-            f"{status.batch_id}{', ' + str(len(status.refused)) + ' rows refused' if status.refused else ''}.\n"
-            f"Follow it with: participants status {status.upload_id}"
+    def publish(codec: Codec) -> tuple[UploadRequest, Published]:
+        published = publish_upload(
+            settings, codec, request, rows, progress=Progress("published"), keep_rows=bool(args.report), origin=origin
         )
+        return request, published
 
-
-def _print_followed(args: argparse.Namespace, status: UploadStatus) -> int:
-    """The summary of a followed upload, and a sentence on stderr when --timeout came first."""
-    if args.json:
-        print(json.dumps(status.to_json()))
-    else:
-        print(status.render())
-        if args.report:
-            print(f"  report: {args.report}")
-    if not status.completed:
-        print(
-            f"Timed out after {args.timeout:g}s with {status.processed} of {status.published} results; the upload "
-            f"goes on. Follow it with: participants status {status.upload_id}",
-            file=sys.stderr,
-        )
-    return status.exit_code()
+    return publish_and_follow(args, settings, publish)
 
 
 # ---------------------------------------------------------------------------- server mode
@@ -339,6 +247,7 @@ def through_server(
 ) -> int:
     """`add`, `remove`, `retry`, `undo --server`: the upload API submits it as the token's user (the requester)."""
     from producer.remote import Remote, credentials_path, token_for
+    from producer.submit import open_report, print_followed, print_published
 
     if args.requester is not None:
         raise UserError(
@@ -346,7 +255,7 @@ def through_server(
             "Nothing was published."
         )
     remote = Remote(server, token_for(server, settings.client_token, credentials_path(settings.client_credentials)))
-    report_out = _open_report(args.report)
+    report_out = open_report(args.report)
     try:
         status = submit(args, remote)
         if args.wait:
@@ -358,9 +267,9 @@ def through_server(
         if report_out is not None:
             report_out.close()
     if not args.wait:
-        _print_published(args, status)
+        print_published(args, status)
         return EXIT_REJECTED if status.refused else EXIT_OK
-    return _print_followed(args, status)
+    return print_followed(args, status)
 
 
 def submit_file(args: argparse.Namespace, remote: Remote) -> UploadStatus:
@@ -375,6 +284,8 @@ def submit_file(args: argparse.Namespace, remote: Remote) -> UploadStatus:
         params["dry_run"] = "true"
     if args.include_completed:
         params["include_completed"] = "true"
+    if getattr(args, "allow_repeat", False):
+        params["allow_repeat"] = "true"
     stream = open_binary(args.file)
     try:
         answer = remote.submit(stream, params, None if args.file == "-" else Path(args.file).name)

@@ -54,10 +54,13 @@ class UploadStatus:
     completed: bool = False
     requested_by: str | None = None  # on whose authority (the processor checks them)
     submitted_by: str | None = None  # who sent it, where that is recorded (None before it was)
+    extra: dict[str, Any] = field(default_factory=dict)  # what a caller adds to the JSON (a sync's plan)
 
     @property
     def rejected_total(self) -> int:
-        return self.outcomes.get(Outcome.REJECTED, 0) + len(self.refused)
+        """Rejected results and refused rows; a row left alone because it changed since its plan is skipped."""
+        refused = sum(1 for r in self.refused if outcome_of(str(r["reason"])) is Outcome.REJECTED)
+        return self.outcomes.get(Outcome.REJECTED, 0) + refused
 
     def exit_code(self) -> int:
         if not self.completed:
@@ -69,8 +72,8 @@ class UploadStatus:
         reasons = Counter(self.reasons)
         reasons.update(refused_reasons)
         outcomes = Counter(self.outcomes)
-        if self.refused:
-            outcomes["REJECTED"] += len(self.refused)
+        for r in self.refused:
+            outcomes[outcome_of(str(r["reason"])).value] += 1
         return {
             "upload_id": self.upload_id,
             "batch_id": self.batch_id,

@@ -160,7 +160,10 @@ def approver_problem(
         who = decider.user_id if decider else "this user"
         return Problem(NOT_STATE_ADMIN, f"{who} is not a state admin (ORG_ADMIN) of {batch_state}.")
     if decider.state != batch_state:
-        return Problem(NOT_STATE_ADMIN, f"{decider.user_id} is a state admin of {decider.state}, not of {batch_state}.")
+        return Problem(
+            NOT_STATE_ADMIN,
+            f"{decider.user_id} is not a state admin (ORG_ADMIN) of {batch_state} (but of {decider.state}).",
+        )
     if needs_approval_reason == ApprovalReason.IMPLEMENTATION_TEAM and decider.user_id == made_by:
         return Problem(OWN_TEAM_PLAN, f"Plan by {made_by} needs a state admin other than its maker.")
     return None

@@ -171,7 +171,14 @@ def test_loose_csv_wait_json_then_the_same_upload_again(
     assert world.members(batch) == {world.user_id(n) for n in range(25)}
     assert batch_info(s, batch)["participant_count"] == 25
 
-    again = run(s, "add", str(upload), "--batch", batch, "--as", world.admin, "--wait", "--json")
+    # The same file for the same batch again is refused before anything is published (issue 13) …
+    refused = run(s, "add", str(upload), "--batch", batch, "--as", world.admin, "--wait", "--json")
+    assert refused.returncode == 2, out(refused) + err(refused)
+    assert f"This file was applied as upload {first['upload_id']} on " in err(refused)
+    assert f"by {world.admin}: 25 enrolled" in err(refused) and out(refused) == ""
+    one_sentence(err(refused))
+    # … and goes on with --allow-repeat.
+    again = run(s, "add", str(upload), "--batch", batch, "--as", world.admin, "--wait", "--json", "--allow-repeat")
     assert again.returncode == 0, out(again) + err(again)
     second = summary(again)
     assert second["upload_id"] != first["upload_id"]

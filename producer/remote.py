@@ -124,7 +124,10 @@ class Remote:
 
     def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         """:meth:`send`, and a sentence (UserError) for an answer that is not 2xx."""
-        response = self.send(method, path, **kw)
+        return self.check(self.send(method, path, **kw))
+
+    def check(self, response: httpx.Response) -> httpx.Response:
+        """``response`` when it is 2xx; else the server's refusal as a sentence (UserError, exit 2 or 1)."""
         if response.is_success:
             return response
         detail = _detail(response)

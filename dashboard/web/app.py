@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from dashboard.web import api, docs, downloads, edit, errors, pages, session, uploads_api
+from dashboard.web import api, docs, downloads, edit, errors, pages, plans_api, plans_pages, session, uploads_api
 from dashboard.web.lookups import visible_batch
 from dashboard.web.middleware import BodyLimit, secure_every_response
 from dashboard.web.render import environment
@@ -52,6 +52,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     overrides = {f"/v1/course/batch/users/{op}": sunbird_limit for op in ("add", "remove")}
     overrides.update({f"/v1/course/batch/users/{op}/": sunbird_limit for op in ("add", "remove")})  # + batch id
     overrides[uploads_api.PATH] = settings.upload_max_bytes  # files of participants, streamed to disk
+    overrides[plans_api.PATH] = settings.upload_max_bytes  # the same files, planned
     overrides.update({path: settings.upload_max_bytes for path in BULK_PATHS.values()})
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, overrides=overrides)  # path -> its own limit
     app.add_middleware(ServerTiming)
@@ -65,7 +66,9 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(docs.router)
     app.include_router(pages.router)
     app.include_router(edit.router)
+    app.include_router(plans_pages.router)  # /plans, /plans/{id}, its Approve / Reject forms
     app.include_router(downloads.router, dependencies=[Depends(visible_batch)])  # sign-in and the batch's scope
     app.include_router(uploads_api.router)  # POST /api/uploads, GET /api/uploads/{id}/report.csv
+    app.include_router(plans_api.router)  # /api/plans...
     app.include_router(api.router)
     return app

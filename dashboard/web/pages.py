@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from dashboard import queries, rules
+from dashboard import plan_reads, queries, rules
 from dashboard.web.convert import upload_out
 from dashboard.web.deps import AppSettings, Db, Who, signed_in
 from dashboard.web.edit import edit_state_for
@@ -87,10 +87,12 @@ def uploads_page(
 ) -> HTMLResponse:
     rows = queries.uploads(conn, settings.dashboard_group, batch or None, who.viewer)
     uploads = [(r, upload_out(r)) for r in rows]
-    return render(request, "uploads.html", uploads=uploads, batch_filter=batch, nav="uploads")
+    repeated = plan_reads.repeats(conn, [r.upload_id for r in rows])
+    return render(request, "uploads.html", uploads=uploads, batch_filter=batch, repeats=repeated, nav="uploads")
 
 
 @router.get("/uploads/{upload_id}")
 def upload_page(request: Request, upload_id: str, who: Who, conn: Db, settings: AppSettings) -> HTMLResponse:
     row = need_upload(conn, settings.dashboard_group, upload_id, who.viewer)
-    return render(request, "upload.html", row=row, up=upload_out(row), nav="uploads")
+    repeated = plan_reads.repeats(conn, [upload_id])
+    return render(request, "upload.html", row=row, up=upload_out(row), repeats=repeated, nav="uploads")

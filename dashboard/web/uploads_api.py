@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import io
 import logging
-import re
-import tempfile
 from contextlib import closing
+from dataclasses import replace
 from typing import Annotated, Any, BinaryIO, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Engine
@@ -30,10 +30,10 @@ from dashboard.web.csrf import check_json
 from dashboard.web.deps import AppSettings, EngineDep, Identity, Who, signed_in
 from dashboard.web.downloads import attachment
 from dashboard.web.errors import PageError
-from dashboard.web.middleware import too_large
+from dashboard.web.plan_actions import PlanAsk, upload_or_plan
+from dashboard.web.upload_body import spool_body, submit_batch, unusable
 from enrolment import csvsafe
-from enrolment.domain.access import Viewer, may_submit_upload, may_view_batch, may_view_upload
-from enrolment.domain.model import IMPLEMENTATION_TEAM, Batch
+from enrolment.domain.access import Viewer, may_submit_upload, may_view_upload
 from enrolment.domain.text import ControlCharacter
 from enrolment.files import InputError, RefusedRow, read_participants, validate_file
 from enrolment.kafka.clients import BrokerUnavailable
@@ -46,7 +46,6 @@ from producer.derived import Derived, UnknownUpload, parent_of, plan_retry, plan
 from producer.publish import Published, UploadRequest, publish_upload
 
 PATH = "/api/uploads"
-SPOOL_BYTES = 1024 * 1024  # a bigger body goes to disk as it arrives
 audit = logging.getLogger("audit")
 router = APIRouter(prefix="/api", dependencies=[Depends(signed_in)], tags=["uploads"])
 
@@ -90,40 +89,6 @@ def refusals(rows: list[RefusedRow]) -> list[RefusalOut]:
     ]
 
 
-def submit_batch(engine: Engine, batch_id: str, viewer: Viewer) -> Batch:
-    """The batch if ``viewer`` may submit to it: 404 when unknown or unseen, 403 when seen but not theirs."""
-    with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
-        batch = reference.batch(cur, batch_id)
-    if batch is None:
-        raise PageError(404, f"Batch {batch_id} does not exist.")
-    if may_submit_upload(viewer, batch):
-        return batch
-    if may_view_batch(viewer, batch) or (viewer.active and IMPLEMENTATION_TEAM in viewer.user.roles):
-        raise PageError(
-            403,
-            f"{viewer.user_id} may not submit uploads to batch {batch_id} (state {batch.state}); "
-            "nothing was published.",
-        )
-    raise PageError(404, f"Batch {batch_id} does not exist.")
-
-
-async def spool_body(request: Request, limit: int) -> BinaryIO:
-    """The request body in a temporary file (memory up to SPOOL_BYTES, then disk); 413 past ``limit``."""
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - the caller closes it
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PageError(413, too_large(limit))
-            spool.write(chunk)
-    except BaseException:
-        spool.close()
-        raise
-    spool.seek(0)
-    return cast(BinaryIO, spool)
-
-
 def check_and_publish(settings: Settings, stream: BinaryIO, request: UploadRequest, id_type: str | None) -> Published:
     """Checks the whole file, then publishes it. Raises InputError before anything is published."""
     kind = cast(Any, id_type.upper() if id_type else None)
@@ -132,17 +97,7 @@ def check_and_publish(settings: Settings, stream: BinaryIO, request: UploadReque
     return publish_upload(settings, default_codec(), request, read_participants(stream, kind), keep_rows=False)
 
 
-def unusable(exc: InputError) -> JSONResponse:
-    """400 with the file's refusal, as the CLI says it (nothing was published)."""
-    found = re.match(r"Line (\d+)|The row starting on line (\d+)", exc.message)
-    line = int(found.group(1) or found.group(2)) if found else None
-    refusal = {"line": line, "reason": exc.reason, "message": exc.message}
-    return JSONResponse(
-        {"detail": f"{exc.message} Nothing was published.", "refusals": [refusal]},
-        status_code=400,
-    )
-
-
+ALLOW_REPEAT = "Send a file that was applied to the batch in the last 30 days again (else 409)"
 INCLUDE_COMPLETED = "Removes apply to participants who completed the course too (else COURSE_COMPLETED)"
 
 
@@ -163,6 +118,7 @@ async def api_submit_upload(
     id_type: Literal["user_id", "state_id"] | None = None,
     dry_run: bool = False,
     include_completed: Annotated[bool, Query(description=INCLUDE_COMPLETED)] = False,
+    allow_repeat: Annotated[bool, Query(description=ALLOW_REPEAT)] = False,
 ) -> SubmittedOut | JSONResponse:
     check_json(request, who)
     await run_in_threadpool(submit_batch, engine, batch_id, who.viewer)  # before the body is read
@@ -181,6 +137,12 @@ async def api_submit_upload(
         raise PageError(400, f"{exc.reason}: {exc.sentence} Nothing was published.") from None
     stream = await spool_body(request, settings.upload_max_bytes)
     try:
+        ask = PlanAsk(batch_id, operation, id_type, allow_repeat=allow_repeat, include_completed=include_completed)
+        ask = replace(ask, file_name=upload.file_name)
+        digest, plan = await run_in_threadpool(upload_or_plan, settings, engine, who, ask, stream, dry_run)
+        if plan is not None:  # the implementation team's upload waits for a state admin: nothing published
+            return JSONResponse(jsonable_encoder(plan), status_code=202)
+        upload.content_hash = digest
         done = await run_in_threadpool(check_and_publish, settings, stream, upload, id_type)
     except InputError as exc:
         return unusable(exc)

@@ -82,6 +82,15 @@ def test_every_route_refuses_an_anonymous_request() -> None:
         ("GET", "/openapi.json"),
         ("POST", "/logout"),
         ("POST", "/v1/course/batch/users/add"),
+        ("GET", "/plans"),
+        ("GET", "/plans/{plan_id}"),
+        ("POST", "/plans/{plan_id}/{decision}"),
+        ("POST", "/api/plans"),
+        ("GET", "/api/plans"),
+        ("GET", "/api/plans/{plan_id}"),
+        ("GET", "/api/plans/{plan_id}/rows.csv"),
+        ("POST", "/api/plans/{plan_id}/approve"),
+        ("POST", "/api/plans/{plan_id}/reject"),
     } <= checked
     assert client.get("/courses?q=1", follow_redirects=False).headers["location"] == "/login?next=%2Fcourses%3Fq%3D1"
     assert client.get("/static/style.css").status_code == 200

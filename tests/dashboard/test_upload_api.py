@@ -19,14 +19,17 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, text
 
 from dashboard.web.app import create_app
+from enrolment.domain.plans import StateSettings
 from enrolment.kafka.clients import base_config
 from enrolment.settings import Settings
 from enrolment.store import accounts
+from enrolment.store import plans as plan_store
 from enrolment.store.tokens import issue_token, revoke_token
 from processor.imports import import_users
 from producer.follow import UploadStatus, status_from_store
-from tests.support.dashboard import World, catch_up, cleanup_world, make_world
+from tests.support.dashboard import World, catch_up, cleanup_world, make_world, process
 from tests.support.helpers import cli, start_processor, wait_until
+from tests.support.signin import signed_in_client
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -54,8 +57,15 @@ def worlds(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM api_tokens WHERE user_id = ANY(:u)"), {"u": people})
             conn.execute(text("DELETE FROM served_states WHERE user_id = ANY(:u)"), {"u": people})
+            conn.execute(text("DELETE FROM plans WHERE batch_id = ANY(:b)"), {"b": [*a.batches, *b.batches]})
+            conn.execute(text("DELETE FROM plan_settings WHERE state = ANY(:s)"), {"s": [a.state, b.state]})
         cleanup_world(engine, a)
         cleanup_world(engine, b)
+
+
+def no_team_approval(engine: Engine, world: World) -> None:
+    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
+        plan_store.set_state_settings(cur, world.state, StateSettings(team_approval_required=False))
 
 
 def bearer(engine: Engine, user_id: str) -> dict[str, str]:
@@ -153,6 +163,7 @@ def test_an_upload_through_the_api_ends_as_the_cli_direct_path(
 ) -> None:
     a, _b, team = worlds
     s = a.settings
+    no_team_approval(engine, a)  # this state lets the team's uploads apply at once (issue 13's setting)
     start_processor(s)
     file = tmp_path / "people.csv"
     file.write_text(the_file(a), encoding="utf-8")
@@ -235,6 +246,7 @@ def test_retry_and_undo_through_the_api_are_submitted_by_the_caller(
 ) -> None:
     a, b, team = worlds
     s = a.settings
+    no_team_approval(engine, a)  # this state lets the team's uploads apply at once (issue 13's setting)
     start_processor(s)
     client = TestClient(create_app(s, engine))
     team_auth, admin_auth = bearer(engine, team), bearer(engine, a.admin)
@@ -311,3 +323,48 @@ def done(engine: Engine, upload_id: str) -> UploadStatus:
         return found if found is not None and found.completed else None
 
     return wait_until(f"upload {upload_id} to be processed", finished, 120, 0.3)
+
+
+def test_the_teams_upload_waits_for_a_state_admin_and_a_repeated_file_is_refused(
+    worlds: tuple[World, World, str], engine: Engine
+) -> None:
+    a, _b, team = worlds
+    s = a.settings
+    batch = a.batches[0]
+    client = TestClient(create_app(s, engine))
+    body = f"user_id\n{a.teachers[0]}\n{a.teachers[1]}\n".encode()
+    before = commands_end(s)
+    r = client.post(
+        "/api/uploads", params={"batch_id": batch, "operation": "add"}, content=body, headers=bearer(engine, team)
+    )
+    assert r.status_code == 202, r.text
+    plan = r.json()
+    assert plan["status"] == "waiting" and plan["needs_approval_reason"] == "IMPLEMENTATION_TEAM"
+    assert plan["counts"]["adds"] == 2 and "upload_id" in plan and plan["upload_id"] is None
+    assert commands_end(s) == before  # nothing published until a state admin approves
+
+    admin = bearer(engine, a.admin)
+    approved = client.post(f"/api/plans/{plan['plan_id']}/approve", headers=admin)
+    assert approved.status_code == 200 and approved.json()["status"] == "applied", approved.text
+    upload_id = approved.json()["upload_id"]
+    process(s, engine)
+    with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
+        done = status_from_store(cur, upload_id)
+    assert done is not None and done.completed and done.reasons["ENROLLED"] == 2
+
+    # The admin sends the same file again: refused with the first upload named, nothing published.
+    before = commands_end(s)
+    again = client.post("/api/uploads", params={"batch_id": batch, "operation": "add"}, content=body, headers=admin)
+    assert again.status_code == 409 and upload_id in again.json()["detail"], again.text
+    assert commands_end(s) == before
+    allowed = client.post(
+        "/api/uploads",
+        params={"batch_id": batch, "operation": "add", "allow_repeat": "true"},
+        content=body,
+        headers=admin,
+    )
+    assert allowed.status_code == 202, allowed.text
+    process(s, engine)
+    catch_up(s, engine)
+    page = signed_in_client(create_app(s, engine), engine, a.admin).get("/uploads")
+    assert f'data-repeat-of="{upload_id}"' in page.text

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from enrolment.commands import SubCommands, group, operator
 from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, UserError
@@ -24,6 +24,7 @@ from enrolment.store.db import engine as db_engine
 if TYPE_CHECKING:
     from enrolment.files import InputRow, RefusedRow
     from producer.follow import UploadStatus
+    from producer.plan_text import Waiting
     from producer.publish import Published, UploadRequest
     from producer.remote import Remote
 
@@ -128,6 +129,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     from producer.plans import file_hash
     from producer.publish import UploadRequest
     from producer.remote import server_url
+    from producer.server_mode import through_server
 
     server = server_url(args.server, settings.client_server)
     if server is not None:
@@ -171,14 +173,17 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_derived(args: argparse.Namespace, settings: Settings) -> int:
     """`retry` and `undo`: uploads built from an earlier upload's recorded outcomes."""
     from producer.derived import UnknownUpload, plan_retry, plan_undo, reason_set
+    from producer.plan_cli import derived_for_team
     from producer.publish import UploadRequest
     from producer.remote import server_url
+    from producer.server_mode import through_server
 
     server = server_url(args.server, settings.client_server)
     if server is not None:
         return through_server(args, server, settings, submit_derived)
     requester = derived_requester(args)
-    raw = db_engine(settings).raw_connection()
+    engine = db_engine(settings)
+    raw = engine.raw_connection()
     try:
         cur = raw.cursor()
         try:
@@ -191,6 +196,8 @@ def cmd_derived(args: argparse.Namespace, settings: Settings) -> int:
         raw.commit()
     finally:
         raw.close()
+    if not args.dry_run and (waiting := derived_for_team(args, settings, engine, plan)) is not None:
+        return waiting
     request = UploadRequest(
         batch_id=plan.batch_id,
         action=plan.action,
@@ -239,42 +246,11 @@ def _publish_and_follow(
 
 
 # ---------------------------------------------------------------------------- server mode
-def through_server(
-    args: argparse.Namespace,
-    server: str,
-    settings: Settings,
-    submit: Callable[[argparse.Namespace, Remote], UploadStatus],
-) -> int:
-    """`add`, `remove`, `retry`, `undo --server`: the upload API submits it as the token's user (the requester)."""
-    from producer.remote import Remote, credentials_path, token_for
-    from producer.submit import open_report, print_followed, print_published
-
-    if args.requester is not None:
-        raise UserError(
-            "--as cannot be used with --server: the server records the token's user as the requester. "
-            "Nothing was published."
-        )
-    remote = Remote(server, token_for(server, settings.client_token, credentials_path(settings.client_credentials)))
-    report_out = open_report(args.report)
-    try:
-        status = submit(args, remote)
-        if args.wait:
-            status = follow_remote(args, remote, status)
-        if report_out is not None:
-            write_remote_report(report_out, remote, status)
-    finally:
-        remote.close()
-        if report_out is not None:
-            report_out.close()
-    if not args.wait:
-        print_published(args, status)
-        return EXIT_REJECTED if status.refused else EXIT_OK
-    return print_followed(args, status)
-
-
-def submit_file(args: argparse.Namespace, remote: Remote) -> UploadStatus:
-    """POSTs the file; the just-published summary, or the file's refusal as the direct path says it."""
+def submit_file(args: argparse.Namespace, remote: Remote) -> UploadStatus | Waiting:
+    """POSTs the file; the just-published summary (or the team's waiting plan), or the file's refusal as the
+    direct path says it."""
     from producer.follow import UploadStatus
+    from producer.plan_text import TEAM_WAITS, Waiting, summary_from_json
     from producer.remote import Refused
 
     params = {"batch_id": args.batch, "operation": args.action}
@@ -294,6 +270,8 @@ def submit_file(args: argparse.Namespace, remote: Remote) -> UploadStatus:
         raise UserError(f"{args.file}: {why} Nothing was published.") from None
     finally:
         stream.close()
+    if "plan_id" in answer:  # the implementation team's upload waits for a state admin: nothing published
+        return Waiting(summary_from_json(answer), TEAM_WAITS)
     return UploadStatus(
         upload_id=answer["upload_id"],
         batch_id=args.batch,
@@ -306,9 +284,11 @@ def submit_file(args: argparse.Namespace, remote: Remote) -> UploadStatus:
     )
 
 
-def submit_derived(args: argparse.Namespace, remote: Remote) -> UploadStatus:
-    """POSTs a retry or undo of an upload; the server plans it from the store and submits it as the token's user."""
+def submit_derived(args: argparse.Namespace, remote: Remote) -> UploadStatus | Waiting:
+    """POSTs a retry or undo of an upload; the server plans it from the store and submits it as the token's user
+    (the implementation team's, where its state requires approval, becomes a waiting plan)."""
     from producer.follow import UploadStatus
+    from producer.plan_text import TEAM_WAITS, Waiting, summary_from_json
 
     params = {"dry_run": "true"} if args.dry_run else {}
     if args.include_completed:
@@ -316,6 +296,8 @@ def submit_derived(args: argparse.Namespace, remote: Remote) -> UploadStatus:
     if args.command == "retry" and args.reasons:
         params["reasons"] = args.reasons
     answer = remote.derive(args.upload_id, args.command, params)
+    if "plan_id" in answer:
+        return Waiting(summary_from_json(answer), TEAM_WAITS)
     if not args.json:
         what = f"{answer['published']} rows to {str(answer['action']).lower()}"
         print(f"{answer['kind']} of {answer['parent_upload_id']}: {what}", file=sys.stderr)
@@ -329,31 +311,6 @@ def submit_derived(args: argparse.Namespace, remote: Remote) -> UploadStatus:
         requested_by=answer.get("requested_by"),
         submitted_by=answer.get("submitted_by"),
     )
-
-
-def follow_remote(args: argparse.Namespace, remote: Remote, status: UploadStatus) -> UploadStatus:
-    """Polls the server until the upload is complete or --timeout passes (nothing published: complete now)."""
-    from producer.remote import status_from_json
-
-    if status.published == 0:
-        status.completed = True
-        return status
-    found = remote.follow(status.upload_id, args.timeout)
-    return status if found is None else status_from_json(found)
-
-
-def write_remote_report(out: TextIO, remote: Remote, status: UploadStatus) -> None:
-    """--report: the server's report.csv (the refused rows only when nothing was published)."""
-    from enrolment.files import RefusedRow
-    from producer.follow import write_report
-
-    if status.published == 0:
-        refused = [
-            RefusedRow(r["line"], r["identifier"], r.get("id_type"), r["reason"], r["message"]) for r in status.refused
-        ]
-        write_report(out, {}, refused, {})
-        return
-    out.write(remote.report(status.upload_id).decode("utf-8"))
 
 
 def status_through_server(server: str, upload_id: str, settings: Settings) -> UploadStatus | None:

@@ -19,12 +19,14 @@ from enrolment.files import open_binary, rereadable
 from enrolment.messages.codec import Codec, default_codec
 from enrolment.settings import Settings
 from enrolment.store.db import engine as db_engine
+from producer.plan_text import SYNC_WAITS, TEAM_WAITS, Waiting, print_plan, print_waiting, render_plan
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from enrolment.files import InputRow, RefusedRow
-    from producer.plans import ApplyResult, PlanSummary
+    from producer.derived import Derived
+    from producer.plans import ApplyResult
     from producer.publish import Published, UploadRequest
 
 
@@ -37,17 +39,24 @@ def add_plan_commands(sub: SubCommands) -> None:
         mk.set_defaults(func=cmd_plan_make, kind=kind)
     sh = plans.add_parser("show", help="a plan: its status and counts")
     sh.add_argument("plan_id")
+    _server_option(sh)
     sh.add_argument("--json", action="store_true")
     sh.add_argument("--rows", metavar="OUTCOME", help="also list its rows of this outcome (APPLIED, SKIPPED, REJECTED)")
     sh.set_defaults(func=cmd_plan_show)
     for decision in ("approve", "reject"):
         dp = plans.add_parser(decision, help=f"{decision} a waiting plan (a state admin of the batch's state)")
         dp.add_argument("plan_id")
-        dp.add_argument("--as", dest="requester", metavar="ADMIN_USER_ID", help="the deciding state admin (required)")
+        dp.add_argument(
+            "--as", dest="requester", metavar="ADMIN_USER_ID", help="the deciding state admin (direct path, required)"
+        )
+        _server_option(dp)
         dp.add_argument("--json", action="store_true")
         if decision == "approve":
             _follow_options(dp)
         dp.set_defaults(func=cmd_plan_decide, decision=decision)
+    ex = plans.add_parser("expire", help="mark every waiting plan past its expiry expired (audited); for a timer")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=cmd_plan_expire)
     st = plans.add_parser("settings", help="a state's approval and sync breaker settings (the owner's)")
     st.add_argument("state")
     st.add_argument("--team-approval", choices=["required", "not-required"])
@@ -63,7 +72,8 @@ def add_plan_commands(sub: SubCommands) -> None:
 def _file_options(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("file", metavar="FILE")
     parser.add_argument("--batch", required=True, help="batch id")
-    parser.add_argument("--as", dest="requester", metavar="USER_ID", help="on whose authority (required)")
+    parser.add_argument("--as", dest="requester", metavar="USER_ID", help="on whose authority (direct path, required)")
+    _server_option(parser)
     parser.add_argument("--id-type", choices=["user_id", "state_id"], help="for a plain list without header")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -77,6 +87,12 @@ def _file_options(parser: argparse.ArgumentParser, kind: str) -> None:
         parser.add_argument("--max-removals", type=int, help="the breaker: most removals without approval")
         parser.add_argument("--max-removal-percent", type=float, help="the breaker: most removals, % of the batch")
     parser.set_defaults(include_completed=False, max_removals=None, max_removal_percent=None)
+
+
+def _server_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server", help="through this dashboard's API, as the token's user (default: PARTICIPANTS_SERVER)"
+    )
 
 
 def _follow_options(parser: argparse.ArgumentParser) -> None:
@@ -115,8 +131,17 @@ def _refusals() -> Iterator[None]:
 def _requester(args: argparse.Namespace, what: str) -> str:
     requester = (args.requester or "").strip()
     if not requester:
-        raise UserError(f"{what} needs --as USER_ID (on whose authority it is made). Nothing was changed.")
+        raise UserError(
+            f"{what} needs --as USER_ID (on whose authority it is made) or --server URL. Nothing was changed."
+        )
     return requester
+
+
+def _server(args: argparse.Namespace, settings: Settings) -> str | None:
+    """The server of this run (--server, else PARTICIPANTS_SERVER); None for the direct path."""
+    from producer.remote import server_url
+
+    return server_url(getattr(args, "server", None), settings.client_server)
 
 
 @contextmanager
@@ -155,53 +180,20 @@ def _options(args: argparse.Namespace, content_hash: str, reason: str | None = N
     )
 
 
-def render_plan(plan: PlanSummary) -> str:
-    """A plan as text: what it would do, its status, and how to decide it."""
-    r = plan.record
-    c = r.counts
-    waiting = r.status == "waiting"
-    why = f" — needs a state admin's approval ({r.needs_approval_reason})" if r.needs_approval_reason else ""
-    lines = [
-        f"Plan {r.plan_id}: {r.kind} for batch {r.batch_id}, {r.status}{why if waiting else ''}",
-        f"  adds {c.get('adds', 0):,}, removes {c.get('removes', 0):,}, unchanged {c.get('unchanged', 0):,}"
-        f" ({c.get('rows', 0):,} rows)",
-    ]
-    for outcome, n in sorted(c.get("outcomes", {}).items()):
-        reasons = ", ".join(
-            f"{k} {v:,}" for k, v in sorted(c.get("reasons", {}).items()) if _outcome(k) == outcome and v
-        )
-        lines.append(f"  {outcome:<9} {n:>7,}  {reasons}")
-    if r.breaker:
-        from enrolment.domain.plans import Breaker
-
-        lines.append("  " + Breaker(**r.breaker).sentence())
-    if waiting:
-        lines.append(f"  expires {r.expires_at:%Y-%m-%d %H:%M %Z}")
-        lines.append(f"  approve: participants plan approve {r.plan_id} --as ADMIN   (or reject)")
-    if r.upload_id and r.status == "applied":
-        lines.append(f"  applied as upload {r.upload_id}: participants status {r.upload_id}")
-    return "\n".join(lines)
-
-
-def _outcome(reason: str) -> str:
-    from enrolment.domain.model import outcome_of
-
-    return outcome_of(reason).value
-
-
-def _print_plan(args: argparse.Namespace, plan: PlanSummary) -> None:
-    print(json.dumps(plan.to_json()) if args.json else render_plan(plan))
-
-
 # ---------------------------------------------------------------------------- commands
 def cmd_plan_make(args: argparse.Namespace, settings: Settings) -> int:
     """`plan add|remove|sync`: evaluates the file against the store now and stores a waiting plan."""
     from producer.plans import make_plan
 
+    server = _server(args, settings)
+    if server is not None:
+        from producer.plan_server import make_through_server
+
+        return make_through_server(args, server, settings)
     requester = _requester(args, f"plan {args.kind}")
     with _audited(settings), _refusals(), _file_rows(args) as (rows, digest):
         plan = make_plan(settings, db_engine(settings), args.kind, args.batch, rows, requester, _options(args, digest))
-    _print_plan(args, plan)
+    print_plan(args, plan)
     return EXIT_OK
 
 
@@ -220,9 +212,27 @@ def plan_for_team(
     options = _options(args, content_hash, ApprovalReason.IMPLEMENTATION_TEAM.value)
     with _audited(settings), _refusals():
         plan = make_plan(settings, engine, args.action, args.batch, rows, args.requester, options)
-    _print_plan(args, plan)
-    if not args.json:
-        print("Nothing was changed: the implementation team's uploads to this state need a state admin's approval.")
+    print_waiting(args, Waiting(plan, TEAM_WAITS))
+    return EXIT_OK
+
+
+def derived_for_team(args: argparse.Namespace, settings: Settings, engine: Engine, derived: Derived) -> int | None:
+    """`retry`/`undo` by the implementation team where the state requires approval: a waiting plan of the derived
+    rows (kind add or remove) for a state admin, printed as `add` prints it; None when it may be published."""
+    from enrolment.domain.plans import ApprovalReason
+    from producer.plans import PlanOptions, make_plan
+
+    if not team_approval_needed(engine, derived.batch_id, derived.requested_by):
+        return None
+    options = PlanOptions(
+        submitted_by=operator(),
+        include_completed=args.include_completed and derived.action == "REMOVE",
+        needs_approval_reason=ApprovalReason.IMPLEMENTATION_TEAM.value,
+    )
+    kind = "remove" if derived.action == "REMOVE" else "add"
+    with _audited(settings), _refusals():
+        plan = make_plan(settings, engine, kind, derived.batch_id, derived.rows, derived.requested_by, options)
+    print_waiting(args, Waiting(plan, TEAM_WAITS))
     return EXIT_OK
 
 
@@ -243,6 +253,11 @@ def refuse_repeat(engine: Engine, batch_id: str, content_hash: str, allow_repeat
 def cmd_plan_show(args: argparse.Namespace, settings: Settings) -> int:
     from producer.plans import get_plan, plan_rows, show
 
+    server = _server(args, settings)
+    if server is not None:
+        from producer.plan_server import show_through_server
+
+        return show_through_server(args, server, settings)
     engine = db_engine(settings)
     with _refusals():
         if args.json:
@@ -259,11 +274,16 @@ def cmd_plan_decide(args: argparse.Namespace, settings: Settings) -> int:
     """`plan approve` (applied at once, followed with --wait) and `plan reject`."""
     from producer.plans import approve, reject
 
+    server = _server(args, settings)
+    if server is not None:
+        from producer.plan_server import decide_through_server
+
+        return decide_through_server(args, server, settings)
     decider = _requester(args, f"plan {args.decision}")
     engine = db_engine(settings)
     with _audited(settings), _refusals():
         if args.decision == "reject":
-            _print_plan(args, reject(settings, engine, args.plan_id, decider))
+            print_plan(args, reject(settings, engine, args.plan_id, decider))
             return EXIT_OK
         return _follow(
             args,
@@ -295,14 +315,17 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     """`sync`: adds the missing, removes the unnamed; over the breaker it waits for approval (nothing removed)."""
     from producer.plans import apply_own, make_plan
 
+    server = _server(args, settings)
+    if server is not None:
+        from producer.plan_server import sync_through_server
+
+        return sync_through_server(args, server, settings)
     requester = _requester(args, "sync")
     engine = db_engine(settings)
     with _audited(settings), _refusals(), _file_rows(args) as (rows, digest):
         plan = make_plan(settings, engine, "sync", args.batch, rows, requester, _options(args, digest))
     if plan.record.needs_approval_reason is not None:
-        _print_plan(args, plan)
-        if not args.json:
-            print("Nothing was changed: the sync waits for a state admin's approval.")
+        print_waiting(args, Waiting(plan, SYNC_WAITS))
         return EXIT_OK
     with _audited(settings), _refusals():
         return _follow(
@@ -310,6 +333,19 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             settings,
             lambda codec: apply_own(settings, engine, plan.plan_id, requester, submitted_by=operator(), codec=codec),
         )
+
+
+def cmd_plan_expire(args: argparse.Namespace, settings: Settings) -> int:
+    """`plan expire`: the sweep a timer runs, so expiry shows (and is audited) without anyone reading a plan."""
+    from producer.plans import expire_due
+
+    with _audited(settings):
+        expired = expire_due(db_engine(settings))
+    if args.json:
+        print(json.dumps({"expired": expired}))
+    else:
+        print(f"{len(expired)} plan{'' if len(expired) == 1 else 's'} expired" + "".join(f"\n  {p}" for p in expired))
+    return EXIT_OK
 
 
 def cmd_plan_settings(args: argparse.Namespace, settings: Settings) -> int:

@@ -342,13 +342,16 @@ def show(engine: Engine, plan_id: str) -> dict[str, Any]:
     with _cursor(engine) as cur:
         record = _get(cur, plan_id)
         shown = PlanSummary(record).to_json()
-        upload = find_upload(cur, record.upload_id) if record.upload_id else None
-    shown["upload"] = (
-        None
-        if upload is None
-        else {"upload_id": upload.upload_id, "published": upload.published, "complete": upload.completed}
-    )
+        shown["upload"] = upload_json(cur, record.upload_id)
     return shown
+
+
+def upload_json(cur: Any, upload_id: str | None) -> dict[str, Any] | None:
+    """The applying upload's progress as ``show`` (and the API's plan) gives it; None before it is recorded."""
+    upload = find_upload(cur, upload_id) if upload_id else None
+    if upload is None:
+        return None
+    return {"upload_id": upload.upload_id, "published": upload.published, "complete": upload.completed}
 
 
 def plan_rows(engine: Engine, plan_id: str, outcome: str | None = None) -> list[PlanRow]:

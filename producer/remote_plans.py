@@ -1,4 +1,4 @@
-"""The CLI's server mode for plans: ``POST /api/plans`` and ``GET|POST /api/plans/{id}[/approve|/reject]``.
+"""The CLI's server mode for plans: ``POST /api/plans`` and ``GET|POST /api/plans/{id}[/rows.csv|/approve|/reject]``.
 
 Kept apart from ``remote`` (the upload API's client) so each stays small; it uses the same :class:`Remote`
 (one server, one token, sentences for the server's refusals).  A decision the server refuses because the plan
@@ -38,10 +38,20 @@ def show_plan(remote: Remote, plan_id: str) -> dict[str, Any]:
     return answer
 
 
+def plan_rows(remote: Remote, plan_id: str, outcome: str | None = None) -> list[dict[str, str]]:
+    """The plan's rows (its rows.csv), optionally of one expected outcome."""
+    import csv
+    import io
+
+    body = remote.request("GET", _plan_path(plan_id, "/rows.csv")).content.decode("utf-8-sig")
+    return [r for r in csv.DictReader(io.StringIO(body)) if outcome is None or r["outcome"] == outcome]
+
+
 def decide_plan(remote: Remote, plan_id: str, decision: str) -> dict[str, Any]:
-    """Approves (and so applies) or rejects a plan; a plan that is not waiting is exit 1, as on the direct path."""
+    """Approves (and so applies) or rejects a plan; one that is not waiting, or not the token's user's to decide,
+    is exit 1, as on the direct path."""
     response = remote.send("POST", _plan_path(plan_id, f"/{decision}"))
-    if response.status_code == 409:
+    if response.status_code in (403, 409):  # not theirs to decide, or not waiting: exit 1 as on the direct path
         raise UserError(f"The server {remote.server} refused: {_detail(response)}", EXIT_UNREACHABLE)
     answer: dict[str, Any] = remote.check(response).json()
     return answer
@@ -56,6 +66,6 @@ def plan_file(remote: Remote, path: str, params: dict[str, str]) -> dict[str, An
         return make_plan(remote, stream, params, None if path == "-" else Path(path).name)
     except Refused as exc:
         why = exc.refusals[0]["message"] if exc.refusals else str(exc).removesuffix(" Nothing was published.")
-        raise UserError(f"{path}: {why} Nothing was published.") from None
+        raise UserError(f"{path}: {why} Nothing was planned.") from None
     finally:
         stream.close()

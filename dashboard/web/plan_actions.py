@@ -22,7 +22,7 @@ from dashboard.web.deps import Identity
 from dashboard.web.errors import PageError
 from dashboard.web.middleware import too_large
 from dashboard.web.multipart import MultipartError, read_file_field
-from dashboard.web.plan_views import PlanOut, need_plan, plan_out, refuse_decision
+from dashboard.web.plan_views import AppliedOut, PlanOut, need_plan, plan_out, refuse_decision
 from dashboard.web.upload_body import SPOOL_BYTES, spool_body, submit_batch, unusable
 from enrolment.domain.plans import ApprovalReason
 from enrolment.files import InputError, read_participants, validate_file
@@ -30,6 +30,7 @@ from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.settings import Settings
 from enrolment.store import plans as plan_store
 from producer import plans as service
+from producer.derived import Derived
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,22 +101,40 @@ def make(settings: Settings, engine: Engine, who: Identity, ask: PlanAsk, stream
         )
     except service.PlanRefused as exc:
         raise refused(exc) from None
-    if ask.apply and plan.record.needs_approval_reason is None:
-        try:
-            service.apply_own(settings, engine, plan.plan_id, who.user_id, submitted_by=who.user_id)
-        except service.PlanRefused as exc:
-            raise refused(exc) from None
-        except BrokerUnavailable as exc:
-            raise PageError(503, f"{exc} Plan {plan.plan_id} was made but not applied: approve it later.") from None
-    return shown(engine, plan.plan_id)
+    if not (ask.apply and plan.record.needs_approval_reason is None):
+        return shown(engine, plan.plan_id)
+    try:
+        result = service.apply_own(settings, engine, plan.plan_id, who.user_id, submitted_by=who.user_id)
+    except service.PlanRefused as exc:
+        raise refused(exc) from None
+    except BrokerUnavailable as exc:
+        raise PageError(503, f"{exc} Plan {plan.plan_id} was made but not applied: approve it later.") from None
+    return shown(engine, plan.plan_id, result)
 
 
-def shown(engine: Engine, plan_id: str) -> PlanOut:
+def shown(engine: Engine, plan_id: str, result: service.ApplyResult | None = None) -> PlanOut:
+    """The plan as stored now; with ``result``, what applying it just published (the CLI follows that upload)."""
     with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
         found = plan_store.get(cur, plan_id)
         now = plan_store.now(cur)
-    assert found is not None
-    return plan_out(found, now)
+        assert found is not None
+        upload = service.upload_json(cur, found.upload_id)
+    return plan_out(found, now, upload, None if result is None else applied_out(result))
+
+
+def applied_out(result: service.ApplyResult) -> AppliedOut:
+    refused_rows = [
+        {"line": r.line, "identifier": r.identifier, "id_type": r.id_type, "reason": r.reason, "message": r.message}
+        for r in result.published.refused
+    ]
+    return AppliedOut(
+        upload_id=result.upload_id,
+        published=result.published.published,
+        refused_rows=refused_rows,
+        changed_since_plan=result.changed_since_plan,
+        requested_by=result.request.requested_by,
+        submitted_by=result.request.submitted_by,
+    )
 
 
 async def make_from_body(
@@ -140,16 +159,17 @@ def decide(settings: Settings, engine: Engine, who: Identity, plan_id: str, deci
     with engine.connect() as conn:
         found, now = need_plan(conn, plan_id, who.viewer)
     refuse_decision(found, who.viewer, now)
+    result = None
     try:
         if decision == "approve":
-            service.approve(settings, engine, plan_id, who.user_id, submitted_by=who.user_id)
+            result = service.approve(settings, engine, plan_id, who.user_id, submitted_by=who.user_id)
         else:
             service.reject(settings, engine, plan_id, who.user_id)
     except service.PlanRefused as exc:
         raise refused(exc) from None
     except BrokerUnavailable as exc:
         raise PageError(503, f"{exc} The plan is still waiting.") from None
-    return shown(engine, plan_id)
+    return shown(engine, plan_id, result)
 
 
 def upload_or_plan(
@@ -168,3 +188,23 @@ def upload_or_plan(
     if not service.team_approval_needed(engine, ask.batch_id, who.user_id):
         return digest, None
     return digest, make(settings, engine, who, ask, stream)
+
+
+def plan_derived_for_team(
+    settings: Settings, engine: Engine, who: Identity, derived: Derived, include_completed: bool
+) -> PlanOut | None:
+    """A retry or undo by the implementation team where the state requires approval: a waiting plan of its rows
+    (kind add or remove) for a state admin instead of the upload; None when it may be published at once."""
+    if not service.team_approval_needed(engine, derived.batch_id, who.user_id):
+        return None
+    options = service.PlanOptions(
+        submitted_by=who.user_id,
+        include_completed=include_completed and derived.action == "REMOVE",
+        needs_approval_reason=ApprovalReason.IMPLEMENTATION_TEAM.value,
+    )
+    kind = "remove" if derived.action == "REMOVE" else "add"
+    try:
+        plan = service.make_plan(settings, engine, kind, derived.batch_id, derived.rows, who.user_id, options)
+    except service.PlanRefused as exc:
+        raise refused(exc) from None
+    return shown(engine, plan.plan_id)

@@ -21,11 +21,29 @@ from enrolment.domain.plans import Problem, approver_problem, decision_problem, 
 from enrolment.store import plans as plan_store
 from enrolment.store import reference
 from enrolment.store.plans import PlanRecord
+from producer.plans import upload_json
 
 NEEDS_APPROVAL = {
     "BREAKER": "The sync's removals tripped the circuit breaker: a state admin must approve them.",
     "IMPLEMENTATION_TEAM": "An upload by the implementation team: a state admin other than its maker must approve it.",
 }
+
+
+class UploadBrief(BaseModel):
+    upload_id: str
+    published: int | None
+    complete: bool
+
+
+class AppliedOut(BaseModel):
+    """What this answer's approval (or ``apply``) published: the upload to follow, as the upload API answers."""
+
+    upload_id: str
+    published: int
+    refused_rows: list[dict[str, Any]]
+    changed_since_plan: int = Field(description="Rows left alone: their member was changed since the plan")
+    requested_by: str = Field(description="On whose authority the batch changes: the plan's maker")
+    submitted_by: str | None = Field(description="Who sent the approval (or the applied sync)")
 
 
 class PlanOut(BaseModel):
@@ -49,11 +67,18 @@ class PlanOut(BaseModel):
     breaker: dict[str, Any] | None = Field(description="The sync's removals against its thresholds")
     allow_repeat: bool
     include_completed: bool
+    batch_size: int = Field(description="The batch's participants when the plan was made")
+    content_hash: str | None = Field(description="SHA-256 of the file (the resubmission check)")
+    upload: UploadBrief | None = Field(description="The applying upload's progress, once the processor records it")
+    applied: AppliedOut | None = Field(None, description="Set on the answer that applied the plan")
     status_url: str
     rows_url: str
 
 
-def plan_out(p: PlanRecord, now: datetime) -> PlanOut:
+def plan_out(
+    p: PlanRecord, now: datetime, upload: dict[str, Any] | None = None, applied: AppliedOut | None = None
+) -> PlanOut:
+    """The plan as the API answers it: the service's shape (``producer.plans.show``) and the API's links."""
     reason = p.needs_approval_reason
     return PlanOut(
         plan_id=p.plan_id,
@@ -76,6 +101,10 @@ def plan_out(p: PlanRecord, now: datetime) -> PlanOut:
         breaker=p.breaker,
         allow_repeat=p.allow_repeat,
         include_completed=p.include_completed,
+        batch_size=p.batch_size,
+        content_hash=p.content_hash,
+        upload=None if upload is None else UploadBrief(**upload),
+        applied=applied,
         status_url=f"/api/plans/{p.plan_id}",
         rows_url=f"/api/plans/{p.plan_id}/rows.csv",
     )
@@ -94,6 +123,12 @@ def need_plan(conn: Connection, plan_id: str, viewer: Viewer) -> tuple[PlanRecor
     if found is None or not may_view_upload(viewer, batch, found.made_by):
         raise unknown(plan_id)
     return found, now
+
+
+def upload_of(conn: Connection, p: PlanRecord) -> dict[str, Any] | None:
+    """The applying upload's progress, as ``plan show --json`` gives it."""
+    with closing(conn.connection.cursor()) as cur:
+        return upload_json(cur, p.upload_id)
 
 
 def decide_problem(p: PlanRecord, viewer: Viewer, now: datetime) -> Problem | None:

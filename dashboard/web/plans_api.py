@@ -22,10 +22,11 @@ from dashboard.web.csrf import check_json
 from dashboard.web.deps import AppSettings, Db, EngineDep, Who, signed_in
 from dashboard.web.downloads import attachment
 from dashboard.web.plan_actions import PlanAsk, decide, make_from_body
-from dashboard.web.plan_views import PlanOut, need_plan, plan_out
+from dashboard.web.plan_views import PlanOut, need_plan, plan_out, upload_of
 from dashboard.web.plans_pages import STATUSES
 from enrolment import csvsafe
 from enrolment.store import plans as plan_store
+from producer.plans import expire_due
 
 PATH = "/api/plans"
 router = APIRouter(prefix="/api", dependencies=[Depends(signed_in)], tags=["plans"])
@@ -79,8 +80,12 @@ async def api_make_plan(
 
 @router.get("/plans", summary="The plans you may see (newest first)")
 def api_plans(
-    who: Who, conn: Db, status: Annotated[str | None, Query(description=f"One of {', '.join(STATUSES)}")] = None
+    who: Who,
+    conn: Db,
+    engine: EngineDep,
+    status: Annotated[str | None, Query(description=f"One of {', '.join(STATUSES)}")] = None,
 ) -> list[dict[str, Any]]:
+    expire_due(engine)  # plans past their expiry are marked (and audited) before anyone reads the list
     lines = plan_reads.plan_lines(conn, who.user_id, sorted(who.viewer.upload_states), status or None)
     return [
         {
@@ -101,7 +106,7 @@ def api_plans(
 @router.get("/plans/{plan_id}", summary="A plan: counts, status, who made and decided it", responses=REFUSED)
 def api_plan(plan_id: str, who: Who, conn: Db) -> PlanOut:
     found, now = need_plan(conn, plan_id, who.viewer)
-    return plan_out(found, now)
+    return plan_out(found, now, upload_of(conn, found))
 
 
 @router.get("/plans/{plan_id}/rows.csv", summary="Every row of a plan with its expected outcome and reason")

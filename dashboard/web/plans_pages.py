@@ -22,6 +22,7 @@ from dashboard.web.plan_actions import decide
 from dashboard.web.plan_views import decide_problem, need_plan, plan_out
 from dashboard.web.render import href, render
 from enrolment.domain.plans import PlanStatus
+from producer.plans import expire_due
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
 STATUSES = tuple(s.value for s in PlanStatus)
@@ -34,6 +35,7 @@ def plans_page(
     conn: Db,
     status: Annotated[str, Query(max_length=20)] = "waiting",
 ) -> HTMLResponse:
+    expire_due(app_engine(request))  # plans past their expiry are marked (and audited) before the list is shown
     shown = None if status == "all" or status not in STATUSES else status
     lines = plan_reads.plan_lines(conn, who.user_id, sorted(who.viewer.upload_states), shown)
     return render(request, "plans.html", plans=lines, shown_status=shown, statuses=STATUSES, nav="plans")

@@ -30,7 +30,7 @@ from dashboard.web.csrf import check_json
 from dashboard.web.deps import AppSettings, EngineDep, Identity, Who, signed_in
 from dashboard.web.downloads import attachment
 from dashboard.web.errors import PageError
-from dashboard.web.plan_actions import PlanAsk, upload_or_plan
+from dashboard.web.plan_actions import PlanAsk, plan_derived_for_team, upload_or_plan
 from dashboard.web.upload_body import spool_body, submit_batch, unusable
 from enrolment import csvsafe
 from enrolment.domain.access import Viewer, may_submit_upload, may_view_upload
@@ -208,9 +208,13 @@ def submit_derived(
     reasons: set[str] | None,
     dry_run: bool,
     include_completed: bool = False,
-) -> DerivedOut:
-    """Plans the derived upload from the store, publishes it as the caller, audits it; the 202 answer."""
+) -> DerivedOut | JSONResponse:
+    """Plans the derived upload from the store, publishes it as the caller, audits it; the 202 answer (the waiting
+    plan instead, published nothing, when the implementation team asks where the state requires approval)."""
     plan = plan_derived(engine, who.viewer, upload_id, kind, reasons)
+    waiting = None if dry_run else plan_derived_for_team(settings, engine, who, plan, include_completed)
+    if waiting is not None:
+        return JSONResponse(jsonable_encoder(waiting), status_code=202)
     upload = UploadRequest(
         batch_id=plan.batch_id,
         action=plan.action,
@@ -264,7 +268,7 @@ def api_retry_upload(
     engine: EngineDep,
     reasons: Annotated[str | None, Query(max_length=2000, description="Comma-separated reason codes")] = None,
     dry_run: bool = False,
-) -> DerivedOut:
+) -> DerivedOut | JSONResponse:
     check_json(request, who)
     return submit_derived(settings, engine, who, upload_id, "retry", reason_set(reasons), dry_run)
 
@@ -284,7 +288,7 @@ def api_undo_upload(
     engine: EngineDep,
     dry_run: bool = False,
     include_completed: Annotated[bool, Query(description=INCLUDE_COMPLETED)] = False,
-) -> DerivedOut:
+) -> DerivedOut | JSONResponse:
     check_json(request, who)
     return submit_derived(settings, engine, who, upload_id, "undo", None, dry_run, include_completed)
 

@@ -65,3 +65,21 @@ def test_systemd_units_restart_on_failure() -> None:
         assert service["Restart"] == "on-failure" and int(service["RestartSec"]) > 0
         assert service["EnvironmentFile"].startswith("/etc/participants/")
         assert "participants " in service["ExecStart"]
+
+
+def test_the_plan_expiry_timer_runs_the_sweep_as_the_producer() -> None:
+    from participants.cli import build_parser, component_of
+
+    timer = configparser.ConfigParser(strict=False, interpolation=None)
+    timer.read_string((DEPLOY / "systemd" / "participants-plan-expire.timer").read_text())
+    assert timer["Timer"]["OnCalendar"] and timer["Timer"]["Persistent"] == "true"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    service_name = timer["Timer"]["Unit"]
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read_string((DEPLOY / "systemd" / service_name).read_text())
+    service = unit["Service"]
+    assert service["Type"] == "oneshot" and service["EnvironmentFile"].startswith("/etc/participants/")
+    argv = service["ExecStart"].split()
+    assert argv[0].endswith("/participants") and argv[1:] == ["plan", "expire"]
+    args = build_parser().parse_args(argv[1:])
+    assert component_of(args) == "producer" and args.func.__name__ == "cmd_plan_expire"

@@ -100,8 +100,9 @@ def test_add_through_the_server_prints_what_the_direct_path_prints(
     assert same(through.stdout, world) == same(direct.stdout, world)
     assert "ENROLLED" in direct.stdout.decode() and "DUPLICATE_IN_FILE" in direct.stdout.decode()
 
-    # Again (already in the batch now), as JSON, with the server from the environment and a report.
-    args = ("add", str(file), "--wait", "--json", "--report")
+    # Again (already in the batch now: a repeat, so --allow-repeat), as JSON, with the server from the
+    # environment and a report.
+    args = ("add", str(file), "--wait", "--json", "--allow-repeat", "--report")
     direct = run(s, *args, str(tmp_path / "d.csv"), "--batch", world.batches[1], "--as", world.admin)
     through = run(s, *args, str(tmp_path / "t.csv"), "--batch", world.batches[0], PARTICIPANTS_SERVER=server, **remote)
     assert direct.returncode == through.returncode == 3, (direct.stderr, through.stderr)

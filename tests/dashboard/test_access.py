@@ -300,11 +300,11 @@ def test_sessions_end_when_idle_and_on_sign_out_and_their_cookie_is_strict(
     cookie = r.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "secure" in cookie and "max-age=43200" in cookie
 
-    quick = TestClient(create_app(replace(a.settings, session_idle_minutes=0.02), engine), client=(fake_address(), 1))
+    quick = TestClient(create_app(replace(a.settings, session_idle_minutes=0.1), engine), client=(fake_address(), 1))
     plain_http = quick.post("/login", data=login, follow_redirects=False)
     assert plain_http.status_code == 303 and "secure" not in plain_http.headers["set-cookie"].lower()
     assert quick.get("/workspace", follow_redirects=False).status_code == 200
-    time.sleep(1.6)  # idle past 1.2 s
+    time.sleep(6.5)  # idle past 6 s (a window wide enough for a loaded machine to sign in and load a page)
     assert quick.get("/workspace", follow_redirects=False).status_code == 303
 
     client = signed_in_client(create_app(a.settings, engine), engine, a.mentor)

@@ -134,7 +134,7 @@ def test_sigterm_with_the_broker_down_exits_within_the_bound(
         if first.returncode == EXIT_TIMEOUT:
             assert f"the stop did not finish within {bound:g} s" in log, log[-2000:]
     finally:
-        start_broker()
+        start_broker(s)
     applied_before = len(world.members(batch))
     restarted = time.monotonic()
     second = start_processor(s, "--instance-id", f"stop-{unique}", log=tmp_path / "second.log")

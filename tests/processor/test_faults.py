@@ -39,7 +39,13 @@ def _exact(s: Settings, world: World, batch: str, n: int) -> None:
     """The counts of a clean run: every row applied once, every output published once."""
     assert world.members(batch) == {world.user_id(i) for i in range(n)}
     assert world.count(batch) == n
-    results = read_topic(s, s.topics.results, timeout=60)
+    # The store commits before the batch's Kafka transaction: wait for the outputs to be published, then count.
+    results = wait_until(
+        f"{n} results to be published",
+        lambda: got if len(got := read_topic(s, s.topics.results, timeout=60)) >= n else None,
+        60,
+        0.5,
+    )
     assert len(results) == n and len({r["command_id"] for r in results}) == n
     events = read_topic(s, s.topics.enrollment_events, timeout=60)
     assert len(events) == n and len({e["user_id"] for e in events}) == n

@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lock demo test lint test-deps stack-up stack-down stack-reset bench bench-quick
+.PHONY: install lock demo test lint test-deps stack-up stack-down stack-reset bench bench-quick soak
 
 LOCK := requirements.lock
 RUNTIME_LOCK := requirements-runtime.lock
@@ -70,3 +70,10 @@ bench: stack-up
 
 bench-quick: stack-up
 	$(BIN)/python -m bench.run --quick
+
+# 30 minutes of mixed uploads while a processor, the database or the broker is restarted every 2 minutes; then
+# `store verify` and the results/events cross-checks (bench/soak.py). Not part of `make test`: heavy, and it
+# restarts this worktree's PostgreSQL cluster and broker. SOAK_ARGS='--minutes 5' for a short run.
+SOAK_ARGS ?=
+soak: stack-up
+	nice -n 10 $(BIN)/python -m bench.soak --minutes 30 --report bench/RESULTS-$$(date +%F)-soak.txt $(SOAK_ARGS)

@@ -26,6 +26,7 @@ from dashboard.readmodel import (
     plan,
 )
 from enrolment.messages.millis import from_ms
+from enrolment.store.db import rollback
 
 DASH_TABLES = (
     "dash_applied_events",
@@ -269,7 +270,7 @@ def refresh_names(raw: Any, group: str) -> int:
         changed = int(cur.rowcount)
         raw.commit()
     except BaseException:
-        raw.rollback()
+        rollback(raw)
         raise
     return changed
 
@@ -284,7 +285,7 @@ def apply_batch(raw: Any, group: str, messages: Sequence[Message], claim: Callab
         raw.commit()
         return changes
     except BaseException:
-        raw.rollback()
+        rollback(raw)
         raise
 
 
@@ -298,6 +299,6 @@ def clear(raw: Any, group: str) -> dict[str, int]:
             deleted[table] = int(cur.rowcount)
         raw.commit()
     except BaseException:
-        raw.rollback()
+        rollback(raw)
         raise
     return deleted

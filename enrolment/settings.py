@@ -84,7 +84,7 @@ class Settings:
     client_server: str = ""  # the CLI's server mode: the dashboard's URL (PARTICIPANTS_SERVER)
     client_token: str = field(default="", repr=False)  # an API token for it (PARTICIPANTS_TOKEN); never printed
     client_credentials: str = ""  # where `participants login` keeps tokens (PARTICIPANTS_CREDENTIALS)
-    failpoint: str = ""  # tests only: NAME:N crashes the processor at the N-th pass of NAME
+    failpoint: str = ""  # tests only: NAME:N crashes the processor at the N-th pass of NAME (:sleep=S stalls)
     component: str = credentials.DEFAULT_COMPONENT  # whose credentials these are (enrolment.credentials)
     kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SASL_PLAINTEXT, SASL_SSL or SSL
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
@@ -94,6 +94,7 @@ class Settings:
     stop_timeout_s: float = 30.0  # SIGTERM: the batch in hand is finished or abandoned within this (exit after)
     max_rebuilds: int = 5  # fatal client states rebuilt in a row (within 10 minutes) before exiting non-zero
     plan_expiry_days: float = 7.0  # a waiting plan expires after this long (PLAN_EXPIRY_DAYS)
+    max_poll_interval_ms: int = 300000  # a group member that does not poll for this long is dropped from the group
 
     @classmethod
     def from_env(cls, component: str = credentials.DEFAULT_COMPONENT) -> Settings:
@@ -137,6 +138,7 @@ class Settings:
             stop_timeout_s=float(get("PROCESSOR_STOP_TIMEOUT_S", "30")),
             max_rebuilds=int(get("PROCESSOR_MAX_REBUILDS", "5")),
             plan_expiry_days=float(get("PLAN_EXPIRY_DAYS", "7")),
+            max_poll_interval_ms=int(get("KAFKA_MAX_POLL_INTERVAL_MS", "300000")),
         )
 
 

@@ -32,6 +32,7 @@ from enrolment.messages.codec import Codec, DecodeError
 from enrolment.settings import Settings
 from enrolment.store import completions
 from enrolment.store.completions import CompletionKey
+from enrolment.store.db import rollback
 from enrolment.store.positions import Moves, Position
 
 log = logging.getLogger("processor")
@@ -176,7 +177,7 @@ class CompletionFollower:
                 completions.record(cur, pending.completions)
                 raw.commit()
             except BaseException:
-                raw.rollback()
+                rollback(raw)
                 raise
             finally:
                 raw.close()

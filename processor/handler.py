@@ -25,6 +25,7 @@ from enrolment.kafka.poison import apply_isolating_refused
 from enrolment.messages.codec import Codec
 from enrolment.messages.millis import now_ms
 from enrolment.settings import Settings
+from enrolment.store.db import rollback
 from enrolment.store.dead_letters import record_dead_letters
 from enrolment.store.positions import Moves, PositionConflict
 from enrolment.store.step import StepResult, apply_commands, load_in_doubt, seal_upload
@@ -40,20 +41,26 @@ log = logging.getLogger("processor")
 class Failpoint:
     """Test hook: PARTICIPANTS_FAILPOINT=NAME:N kills the process (like SIGKILL) at the N-th pass of NAME.
 
-    Lets tests crash deterministically between the database commit and the Kafka commit.
+    Lets tests crash deterministically between the database commit and the Kafka commit. NAME:N:sleep=S stalls
+    there once for S seconds instead (a handler stuck past max.poll.interval.ms, without killing anything).
     """
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
-        self.target, _, nth = spec.partition(":")
+        self.target, _, rest = spec.partition(":")
+        nth, _, mode = rest.partition(":")
         self.nth = int(nth or "1")
+        self.sleep_s = float(mode.removeprefix("sleep=")) if mode.startswith("sleep=") else None
         self.hits = 0
 
     def __call__(self, name: str) -> None:
         if not self.spec or name != self.target:
             return
         self.hits += 1
-        if self.hits >= self.nth:
+        if self.hits == self.nth and self.sleep_s is not None:
+            log.warning("failpoint reached, stalling", extra={"failpoint": self.spec, "seconds": self.sleep_s})
+            time.sleep(self.sleep_s)
+        elif self.hits >= self.nth and self.sleep_s is None:
             log.warning("failpoint reached, exiting abruptly", extra={"failpoint": self.spec})
             os._exit(137)
 
@@ -224,7 +231,7 @@ class CommandHandler:
             self.assignments.needs_reassign = True
             raise Rewind(str(exc)) from None
         except BaseException:
-            raw.rollback()
+            rollback(raw)
             self._unsettle()
             raise
         finally:

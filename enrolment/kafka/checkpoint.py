@@ -13,7 +13,8 @@ before anything newer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -101,6 +102,36 @@ class Checkpoint:
             raw.close()
 
 
+# How long past its own timeout a transaction call may take before the producer is given up (`bounded`).
+GRACE_S = 5.0
+
+
+def bounded(what: str, call: Callable[[], object], timeout_s: float) -> None:
+    """Runs a librdkafka transaction call in a thread of its own; past ``timeout_s`` + GRACE_S, raises Fatal.
+
+    Why: while the group coordinator is away, send_offsets_to_transaction can wait past its timeout, forever
+    (librdkafka issue 5456; seen here after a broker restart: a processor alive, idle, for minutes). Fatal makes
+    the run loop rebuild the clients: a new producer with the same transactional id fences this one and aborts
+    its open transaction; the blocked thread is abandoned with it.
+    """
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"kafka-{what}", daemon=True).start()
+    if not done.wait(timeout_s + GRACE_S):
+        raise Fatal(f"Kafka did not answer {what} within {timeout_s + GRACE_S:g} s (the producer is given up)")
+    if failure:
+        raise failure[0]
+
+
 # (topic, key, value, headers): plain tuples, as the processor builds four per enrolment.
 OutMessage = tuple[str, bytes | None, bytes | None, Headers | None]
 
@@ -123,7 +154,7 @@ class Outbox:
         Fatal when the producer is unusable; a broker that does not answer raises KafkaException (retried).
         """
         try:
-            self.producer.init_transactions(timeout_s)
+            bounded("init_transactions", lambda: self.producer.init_transactions(timeout_s), timeout_s)
         except KafkaException as exc:
             err = exc.args[0]
             self._refused(err, f"transactional id {self.transactional_id}")
@@ -154,12 +185,11 @@ class Outbox:
                         producer.produce(topic, value, key, headers=headers)
                 except BufferError:
                     produce(producer, topic, value, key, headers)  # waits for room
-            producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
-                consumer.consumer_group_metadata(),
-                30,
-            )
-            producer.commit_transaction(60)
+            positions = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
+            group = consumer.consumer_group_metadata()
+            send = producer.send_offsets_to_transaction
+            bounded("send_offsets_to_transaction", lambda: send(positions, group, 15), 15)
+            bounded("commit_transaction", lambda: producer.commit_transaction(60), 60)
             return True
         except KafkaException as exc:
             err = exc.args[0]
@@ -175,7 +205,7 @@ class Outbox:
 
     def _abort(self) -> None:
         try:
-            self.producer.abort_transaction(30)
+            bounded("abort_transaction", lambda: self.producer.abort_transaction(30), 30)
         except KafkaException as exc:
             if exc.args[0].fatal():
                 raise Fatal(f"abort failed fatally: {exc.args[0].str()}") from None

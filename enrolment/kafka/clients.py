@@ -257,7 +257,7 @@ def group_consumer_config(settings: Settings, group: str, instance_id: str | Non
         "partition.assignment.strategy": "range",
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 1000,
-        "max.poll.interval.ms": 300000,
+        "max.poll.interval.ms": settings.max_poll_interval_ms,
         "fetch.wait.max.ms": 100,
         # Read ahead little: over a 1M-command backlog this keeps the processor near 150 MB instead of ~460 MB
         # (measured in bench/), at about the same speed.

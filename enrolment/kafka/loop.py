@@ -34,6 +34,7 @@ from enrolment.kafka import clients
 from enrolment.kafka.checkpoint import Checkpoint, Fatal
 from enrolment.kafka.health import REBUILDS, Health
 from enrolment.settings import Settings
+from enrolment.store.db import first_line, lost
 
 log = logging.getLogger("enrolment.kafka")
 
@@ -213,12 +214,10 @@ class RunLoop:
             return None
         except Exception as exc:
             wait = self.backoff.next()
-            log.warning(
-                "step failed; retrying",
-                extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": wait},
-                exc_info=not isinstance(exc, (KafkaException, ConnectionError)),
-            )
-            self.health.set(False, f"retrying after {type(exc).__name__}: {exc}", retry_in_s=wait)
+            said = first_line(exc)
+            expected = isinstance(exc, KafkaException | ConnectionError) or lost(exc)  # outages: no traceback
+            log.warning("step failed; retrying", extra={"error": said, "retry_in_s": wait}, exc_info=not expected)
+            self.health.set(False, f"retrying after {said}", retry_in_s=wait)
             if self.handler.failed(exc):
                 self.close()
             self.stop.wait(wait)

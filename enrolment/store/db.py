@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import psycopg2
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import DBAPIError
 
 from enrolment.errors import EXIT_UNREACHABLE, UserError
 from enrolment.settings import Settings
@@ -61,3 +63,34 @@ def refused_data(exc: BaseException) -> str | None:
     if isinstance(exc, ValueError) and "cannot contain NUL" in str(exc):
         return f"PostgreSQL cannot store it: {exc}"
     return None
+
+
+def lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database went away (stopped, restarting, the connection cut): an outage, not a bug.
+
+    Such errors are waited out with one log line per attempt and no traceback (README, "Faults, health and
+    operations").
+    """
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc.orig, psycopg2.OperationalError | psycopg2.InterfaceError)
+    return isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message (the driver adds a hint line)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def rollback(raw: Any) -> None:
+    """Rolls back after a failure; a connection the server has dropped is invalidated instead.
+
+    Why: rolling back a dead connection raises a second error that hides the first (the one the retry loop must
+    see), and the pool would log a traceback trying to reset it on close; invalidated, the pool discards it.
+    """
+    try:
+        raw.rollback()
+    except psycopg2.Error:
+        invalidate = getattr(raw, "invalidate", None)
+        if invalidate is not None:
+            invalidate()

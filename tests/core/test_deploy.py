@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import json
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import yaml
@@ -12,6 +13,8 @@ from prometheus_client import REGISTRY
 
 import dashboard.consumer  # noqa: F401 - registers the dashboard's metrics
 import processor.metrics  # noqa: F401 - registers the processor's metrics
+from enrolment.errors import EXIT_TIMEOUT
+from enrolment.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 METRIC = re.compile(r"\bparticipants_[a-z_]+\b")
@@ -65,6 +68,8 @@ def test_systemd_units_restart_on_failure() -> None:
         assert service["Restart"] == "on-failure" and int(service["RestartSec"]) > 0
         assert service["EnvironmentFile"].startswith("/etc/participants/")
         assert "participants " in service["ExecStart"]
+        # systemd reads the start limits in [Unit] only: in [Service] they would be ignored
+        assert "StartLimitBurst" not in service and int(unit["Unit"]["StartLimitBurst"]) > 0
 
 
 def test_the_plan_expiry_timer_runs_the_sweep_as_the_producer() -> None:
@@ -83,3 +88,14 @@ def test_the_plan_expiry_timer_runs_the_sweep_as_the_producer() -> None:
     assert argv[0].endswith("/participants") and argv[1:] == ["plan", "expire"]
     args = build_parser().parse_args(argv[1:])
     assert component_of(args) == "producer" and args.func.__name__ == "cmd_plan_expire"
+
+
+def test_the_processor_unit_takes_an_abandoned_stop_for_a_clean_one() -> None:
+    """SIGTERM past PROCESSOR_STOP_TIMEOUT_S exits EXIT_TIMEOUT (4): a requested stop, not a failure to restart."""
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read_string((DEPLOY / "systemd" / "participants-processor@.service").read_text())
+    service = unit["Service"]
+    assert str(EXIT_TIMEOUT) in service["SuccessExitStatus"].split()
+    stop_bound = next(f.default for f in fields(Settings) if f.name == "stop_timeout_s")
+    assert isinstance(stop_bound, float)
+    assert int(service["TimeoutStopSec"]) > stop_bound + 2  # past the bound and the kernel's backstop

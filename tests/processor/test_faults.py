@@ -39,7 +39,13 @@ def _exact(s: Settings, world: World, batch: str, n: int) -> None:
     """The counts of a clean run: every row applied once, every output published once."""
     assert world.members(batch) == {world.user_id(i) for i in range(n)}
     assert world.count(batch) == n
-    results = read_topic(s, s.topics.results, timeout=60)
+    # The store commits before the batch's Kafka transaction: wait for the outputs to be published, then count.
+    results = wait_until(
+        f"{n} results to be published",
+        lambda: got if len(got := read_topic(s, s.topics.results, timeout=60)) >= n else None,
+        60,
+        0.5,
+    )
     assert len(results) == n and len({r["command_id"] for r in results}) == n
     events = read_topic(s, s.topics.enrollment_events, timeout=60)
     assert len(events) == n and len({e["user_id"] for e in events}) == n
@@ -134,7 +140,7 @@ def test_sigterm_with_the_broker_down_exits_within_the_bound(
         if first.returncode == EXIT_TIMEOUT:
             assert f"the stop did not finish within {bound:g} s" in log, log[-2000:]
     finally:
-        start_broker()
+        start_broker(s)
     applied_before = len(world.members(batch))
     restarted = time.monotonic()
     second = start_processor(s, "--instance-id", f"stop-{unique}", log=tmp_path / "second.log")
@@ -150,3 +156,34 @@ def test_sigterm_with_the_broker_down_exits_within_the_bound(
         f"(bound {bound:g} s); "
         f"{applied_before} of {n} applied before; the rest completed {recovered:.1f} s after the next start"
     )
+
+
+def test_a_batch_stalled_past_the_poll_interval_rebuilds_and_the_upload_completes_once(
+    isolated_settings: Settings, engine: Engine, unique: str, tmp_path: Path
+) -> None:
+    """The third batch stalls 25 s between its database commit and its Kafka commit, with max.poll.interval.ms
+    10 s: the consumer is dropped from its group; the processor leaves that state (rebuilds its clients, rejoins),
+    re-publishes the in-doubt batch from the ledger, and finishes the upload exactly once, with no restart."""
+    s, n = isolated_settings, 5000
+    world = World(engine, unique, teachers=n)
+    batch = world.batch("stall")
+    up = publish(s, batch, world.admin, rows([world.state_id(i) for i in range(n)]))
+    env = {
+        "PROCESSOR_MAX_BATCH": "500",
+        "KAFKA_MAX_POLL_INTERVAL_MS": "10000",
+        "PARTICIPANTS_FAILPOINT": "after-db-commit:3:sleep=25",
+    }
+    started = time.monotonic()
+    proc = start_processor(s, "--instance-id", f"stall-{unique}", log=tmp_path / "stall.log", env=env)
+    try:
+        wait_until("the upload to complete", lambda: _completed(engine, up.upload_id), 240, 0.5)
+        took = time.monotonic() - started
+        log = (tmp_path / "stall.log").read_text(errors="replace")
+        assert proc.poll() is None, log[-3000:]  # left the stuck state in the same process
+        assert "failpoint reached, stalling" in log, log[-3000:]
+        assert "rebuilding the clients and rejoining" in log, log[-3000:]
+        assert "re-published the outputs of an in-doubt batch" in log, log[-3000:]
+        _exact(s, world, batch, n)
+    finally:
+        _stop(proc)
+    print(f"\npoll interval exceeded (25 s stall, 10 s interval): {n}-row upload completed {took:.1f} s after start")

@@ -1,7 +1,8 @@
-"""Fault staging for integration tests: stop and restart this worktree's broker, watch /healthz over time.
+"""Fault staging for integration tests: stop and restart this worktree's broker and PostgreSQL, watch /healthz.
 
-Only the broker the local stack started from this worktree (its pid in .stack/kafka.pid) is stopped;
-PostgreSQL is shared and never touched here.
+Only what the local stack started from this worktree is touched: the broker whose pid is in .stack/kafka.pid,
+and the PostgreSQL cluster named by STACK_PG_CLUSTER (default main, as scripts/stack) — and that one only when
+its port is the port of the database the tests use (`stack_cluster` says which, or None: the test skips).
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from confluent_kafka import KafkaException
+
+from enrolment.kafka.clients import admin_client
+from enrolment.settings import Settings
 from tests.support.helpers import ROOT, wait_until
 
 KAFKA_PID = ROOT / ".stack" / "kafka.pid"
@@ -47,9 +53,67 @@ def stop_broker(kill: bool = False) -> None:
     wait_until(f"broker pid {pid} to exit", lambda: not _alive(pid), 60, 0.2)
 
 
-def start_broker() -> None:
-    """`scripts/stack up` (PostgreSQL is left as it is when running): the broker comes back with its data."""
-    subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True, cwd=ROOT, capture_output=True, timeout=300)
+def start_broker(settings: Settings | None = None) -> None:
+    """`scripts/stack kafka-start`: the broker comes back with its data; PostgreSQL is left as it is (even down).
+
+    With ``settings`` (the admin's), waits until the broker answers a metadata request again.
+    """
+    subprocess.run(
+        [str(ROOT / "scripts" / "stack"), "kafka-start"], check=True, cwd=ROOT, capture_output=True, timeout=300
+    )
+    if settings is not None:
+        admin = admin_client(settings)
+
+        def answers() -> bool:
+            try:
+                return bool(admin.list_topics(timeout=2).brokers)
+            except KafkaException:
+                return False
+
+        wait_until("the broker to answer again", answers, 120, 0.5)
+
+
+def stack_cluster(database_url: str) -> tuple[str, str] | None:
+    """(version, name) of the stack's PostgreSQL cluster serving ``database_url`` on this machine, else None.
+
+    None when pg_lsclusters is missing, the cluster is not listed, or its port is not the URL's: the database is
+    then not this worktree's to stop (a container, another engineer's cluster).
+    """
+    name = os.environ.get("STACK_PG_CLUSTER", "main")
+    port = str(urlsplit(database_url.replace("postgresql+psycopg2", "postgresql")).port or 5432)
+    try:
+        listed = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in listed.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] == name and fields[2] == port:
+            return fields[0], name
+    return None
+
+
+def stop_database(cluster: tuple[str, str]) -> None:
+    """Stops the stack's PostgreSQL cluster at once (fast mode: sessions are cut, as in a crash or failover)."""
+    version, name = cluster
+    subprocess.run(["pg_ctlcluster", version, name, "stop", "-m", "fast"], check=True, capture_output=True, timeout=120)
+
+
+def start_database(cluster: tuple[str, str]) -> None:
+    """Starts the cluster again (a no-op when it is running) and waits until it accepts connections."""
+    version, name = cluster
+    running = subprocess.run(["pg_ctlcluster", version, name, "status"], capture_output=True, timeout=30)
+    if running.returncode != 0:
+        subprocess.run(["pg_ctlcluster", version, name, "start"], check=True, capture_output=True, timeout=120)
+    port = next(
+        line.split()[2]
+        for line in subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True).stdout.splitlines()
+        if line.split()[:2] == [version, name]
+    )
+
+    def ready() -> bool:
+        return subprocess.run(["pg_isready", "-q", "-h", "localhost", "-p", port], timeout=30).returncode == 0
+
+    wait_until(f"PostgreSQL cluster {name} to accept connections", ready, 120, 0.5)
 
 
 def healthz(port: int) -> tuple[int, dict[str, object]] | None:

@@ -19,7 +19,7 @@ from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABL
 from enrolment.files import open_binary, rereadable
 from enrolment.messages.codec import Codec, default_codec
 from enrolment.settings import Settings
-from enrolment.store.db import engine as db_engine
+from enrolment.store.db import direct as db_engine  # psycopg2 connections: no SQLAlchemy import
 
 if TYPE_CHECKING:
     from enrolment.files import InputRow, RefusedRow

@@ -18,12 +18,11 @@ from enrolment.errors import EXIT_OK, EXIT_UNREACHABLE, UserError
 from enrolment.files import open_binary, rereadable
 from enrolment.messages.codec import Codec, default_codec
 from enrolment.settings import Settings
-from enrolment.store.db import engine as db_engine
+from enrolment.store.db import direct as db_engine  # psycopg2 connections: no SQLAlchemy import
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from enrolment.files import InputRow, RefusedRow
+    from enrolment.store.db import Connections as Engine  # SQLAlchemy's, or db.direct()
     from producer.plans import ApplyResult, PlanSummary
     from producer.publish import Published, UploadRequest
 
@@ -91,7 +90,7 @@ def _audited(settings: Settings) -> Iterator[None]:
     """The audit logger's records (plan made, approved …) also go to the telemetry topic, flushed at the end."""
     from enrolment.kafka.audit import install
 
-    handler = install(settings, default_codec())
+    handler = install(settings, default_codec(), warm=True)  # connects while the plan is made or applied
     try:
         yield
     finally:

@@ -1,12 +1,15 @@
 """Two commits side by side: interleaved runs of the same benchmark scenarios, medians and the new/old ratio.
 
     .venv/bin/python -m bench.ab --old REV --new REV [--rounds 5] [--only latency throughput] [--set FIELD=N ...]
+    .venv/bin/python -m bench.ab --old REV --new REV --rounds 3 --only plans   # bench.plans, one timed round each
 
 Each commit is checked out into a worktree of its own (the stack and the virtualenv are shared), and the rounds
 alternate old, new, old, new, ... so a change in the machine's load falls on both sides alike. Each round is one
 `python -m bench.run --only ...` of that commit's own bench code against the live stack; the comparison takes the
 per-round figures (10k `add --wait` median seconds to summary; processor commands per second) and reports the
-median of the rounds per side and new/old. For a commit that predates the `participants` package (the shell),
+median of the rounds per side and new/old. ``--only plans`` runs that commit's `python -m bench.plans --runs 1`
+instead (a warm-up and one timed round per ab round): `plan add` CLI seconds, `plan approve --wait` and
+`add --wait` seconds, and their ratio. For a commit that predates the `participants` package (the shell),
 a one-line shim module maps `participants.cli` onto its `processor.cli` in that worktree only (never committed).
 """
 
@@ -27,6 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 FIGURES = {
     "latency": ("latency", "fresh_s", "median", "10k add --wait, s to summary (lower is better)"),
     "throughput": ("throughput", "commands_per_s", None, "processor throughput, commands/s (higher is better)"),
+}
+# bench.plans' figures (its JSON's top-level keys), measured together by `--only plans`
+PLAN_FIGURES = {
+    "plan": ("plan_median_s", "10k plan add, CLI s start to exit (lower is better)"),
+    "apply": ("apply_median_s", "10k plan approve --wait, s to summary (lower is better)"),
+    "upload": ("upload_median_s", "10k add --wait in the same rounds, s to summary (lower is better)"),
+    "apply_over_upload": ("apply_over_upload", "apply / upload in the same round (lower is better)"),
 }
 
 
@@ -49,6 +59,9 @@ def checkout(rev: str, where: Path) -> Path:
 
 
 def figure(doc: dict[str, Any], scenario: str) -> float | None:
+    if scenario in PLAN_FIGURES:
+        got = doc.get(PLAN_FIGURES[scenario][0])
+        return float(got) if isinstance(got, int | float) else None
     name, key, sub, _label = FIGURES[scenario]
     value = doc.get("scenarios", {}).get(name, {}).get(key)
     if sub is not None and isinstance(value, dict):
@@ -58,7 +71,11 @@ def figure(doc: dict[str, Any], scenario: str) -> float | None:
 
 def one_round(tree: Path, only: list[str], sets: list[str], out: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    argv = [str(ROOT / ".venv" / "bin" / "python"), "-m", "bench.run", "--only", *only, "--out", str(out)]
+    python = str(ROOT / ".venv" / "bin" / "python")
+    if only == list(PLAN_FIGURES):
+        argv = [python, "-m", "bench.plans", "--runs", "1", "--out", str(out)]
+    else:
+        argv = [python, "-m", "bench.run", "--only", *only, "--out", str(out)]
     for s in sets:
         argv += ["--set", s]
     done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
@@ -75,10 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--old", required=True, help="the baseline commit")
     parser.add_argument("--new", default="HEAD", help="the commit measured against it (default HEAD)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--only", nargs="+", default=["latency", "throughput"], choices=sorted(FIGURES))
+    parser.add_argument("--only", nargs="+", default=["latency", "throughput"], choices=[*sorted(FIGURES), "plans"])
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=N", help="passed to bench.run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ab.json")
     args = parser.parse_args(argv)
+    if "plans" in args.only:
+        if args.only != ["plans"]:
+            parser.error("--only plans is measured alone")
+        args.only = list(PLAN_FIGURES)
     work = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     trees = {"old": checkout(args.old, work / "old"), "new": checkout(args.new, work / "new")}
     rounds: dict[str, list[dict[str, float | None]]] = {"old": [], "new": []}
@@ -107,7 +128,8 @@ def summarise(old: str, new: str, only: list[str], rounds: dict[str, list[dict[s
             values = [r[s] for r in rounds[side] if r[s] is not None]
             med[side] = statistics.median(values) if values else None
         ratio = med["new"] / med["old"] if med["old"] and med["new"] is not None else None
-        out["figures"][s] = {"label": FIGURES[s][3], **med, "new_over_old": ratio}
+        label = PLAN_FIGURES[s][1] if s in PLAN_FIGURES else FIGURES[s][3]
+        out["figures"][s] = {"label": label, **med, "new_over_old": ratio}
     return out
 
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg2
-from sqlalchemy.exc import OperationalError
 
 from dashboard import cli as dashboard_cli
 from enrolment.commands import SubCommands
@@ -89,6 +88,17 @@ def cmd_demo_data(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+class _NeverRaised(Exception):
+    """Stands for SQLAlchemy's OperationalError in a command that never imported SQLAlchemy."""
+
+
+def _sqlalchemy_operational_error() -> type[Exception]:
+    """SQLAlchemy's OperationalError once SQLAlchemy is loaded; its import (~0.5 s) is left to the commands using it."""
+    loaded = sys.modules.get("sqlalchemy.exc")
+    found: type[Exception] = loaded.OperationalError if loaded is not None else _NeverRaised
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env(component_of(args))
@@ -104,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokerUnavailable as exc:  # unreachable, or refused credentials / ACLs (clients.AccessDenied)
         print(f"participants: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    except OperationalError as exc:
-        print(f"participants: {db_unreachable(settings, exc.orig or exc)}", file=sys.stderr)
+    except _sqlalchemy_operational_error() as exc:
+        print(f"participants: {db_unreachable(settings, getattr(exc, 'orig', None) or exc)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except psycopg2.OperationalError as exc:  # Engine.raw_connection() raises the driver's error unwrapped
         print(f"participants: {db_unreachable(settings, exc)}", file=sys.stderr)

@@ -19,7 +19,7 @@ from enrolment.errors import EXIT_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABL
 from enrolment.files import open_binary, rereadable
 from enrolment.messages.codec import Codec, default_codec
 from enrolment.settings import Settings
-from enrolment.store.db import engine as db_engine
+from enrolment.store.db import direct as db_engine  # psycopg2 connections: no SQLAlchemy import
 
 if TYPE_CHECKING:
     from enrolment.files import InputRow, RefusedRow
@@ -128,11 +128,11 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     from producer.plan_cli import plan_for_team, refuse_repeat, team_approval_needed
     from producer.plans import file_hash
     from producer.publish import UploadRequest
-    from producer.remote import server_url
-    from producer.server_mode import through_server
 
-    server = server_url(args.server, settings.client_server)
+    server = _server_url(args, settings)
     if server is not None:
+        from producer.server_mode import through_server
+
         return through_server(args, server, settings, submit_file)
     if not (args.requester or "").strip():
         raise UserError(f"{args.action} needs --as ADMIN_USER_ID (or --server URL). Nothing was published.")
@@ -175,11 +175,11 @@ def cmd_derived(args: argparse.Namespace, settings: Settings) -> int:
     from producer.derived import UnknownUpload, plan_retry, plan_undo, reason_set
     from producer.plan_cli import derived_for_team
     from producer.publish import UploadRequest
-    from producer.remote import server_url
-    from producer.server_mode import through_server
 
-    server = server_url(args.server, settings.client_server)
+    server = _server_url(args, settings)
     if server is not None:
+        from producer.server_mode import through_server
+
         return through_server(args, server, settings, submit_derived)
     requester = derived_requester(args)
     engine = db_engine(settings)
@@ -243,6 +243,16 @@ def _publish_and_follow(
         return request, published
 
     return publish_and_follow(args, settings, publish)
+
+
+def _server_url(args: argparse.Namespace, settings: Settings) -> str | None:
+    """``producer.remote.server_url``; on the direct path (no --server, no PARTICIPANTS_SERVER) without importing
+    producer.remote, whose HTTP client's import costs ~0.4 s of an `add`'s start-up."""
+    if not (args.server or settings.client_server).strip():
+        return None
+    from producer.remote import server_url
+
+    return server_url(args.server, settings.client_server)
 
 
 # ---------------------------------------------------------------------------- server mode

@@ -18,13 +18,12 @@ from enrolment.errors import EXIT_OK, EXIT_UNREACHABLE, UserError
 from enrolment.files import open_binary, rereadable
 from enrolment.messages.codec import Codec, default_codec
 from enrolment.settings import Settings
-from enrolment.store.db import engine as db_engine
+from enrolment.store.db import direct as db_engine  # psycopg2 connections: no SQLAlchemy import
 from producer.plan_text import SYNC_WAITS, TEAM_WAITS, Waiting, print_plan, print_waiting, render_plan
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from enrolment.files import InputRow, RefusedRow
+    from enrolment.store.db import Connections as Engine  # SQLAlchemy's, or db.direct()
     from producer.derived import Derived
     from producer.plans import ApplyResult
     from producer.publish import Published, UploadRequest
@@ -107,7 +106,7 @@ def _audited(settings: Settings) -> Iterator[None]:
     """The audit logger's records (plan made, approved …) also go to the telemetry topic, flushed at the end."""
     from enrolment.kafka.audit import install
 
-    handler = install(settings, default_codec())
+    handler = install(settings, default_codec(), warm=True)  # connects while the plan is made or applied
     try:
         yield
     finally:
@@ -138,10 +137,14 @@ def _requester(args: argparse.Namespace, what: str) -> str:
 
 
 def _server(args: argparse.Namespace, settings: Settings) -> str | None:
-    """The server of this run (--server, else PARTICIPANTS_SERVER); None for the direct path."""
+    """The server of this run (--server, else PARTICIPANTS_SERVER); None for the direct path (without importing
+    producer.remote, whose HTTP client costs ~0.4 s of start-up)."""
+    given = getattr(args, "server", None)
+    if not (given or settings.client_server or "").strip():
+        return None
     from producer.remote import server_url
 
-    return server_url(getattr(args, "server", None), settings.client_server)
+    return server_url(given, settings.client_server)
 
 
 @contextmanager

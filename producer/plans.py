@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from confluent_kafka import Producer
-from sqlalchemy import Engine
 
 from enrolment.domain import plans as rules
 from enrolment.domain.model import IdTypeValue, Reason
@@ -46,6 +45,7 @@ from enrolment.messages.codec import Codec, default_codec
 from enrolment.settings import Settings
 from enrolment.store import plans as store
 from enrolment.store import reference
+from enrolment.store.db import Connections as Engine  # SQLAlchemy's Engine or db.direct(): raw_connection() only
 from enrolment.store.plans import NewPlan, PlanRecord, PlanRow
 from enrolment.store.uploads import find_upload
 from producer.planning import evaluate_rows, is_unchanged

@@ -22,9 +22,9 @@ from producer.publish import Progress, Published, UploadRequest
 
 def audit_submission(settings: Settings, codec: Codec, request: UploadRequest, upload_id: str, rows: int) -> None:
     """The direct (Kafka) path's submission, as the upload API's: an audit line and an AUDIT telemetry event."""
-    from enrolment.kafka.audit import install
+    from enrolment.kafka.audit import ensure
 
-    handler = install(settings, codec)
+    handler = ensure(settings, codec)  # a plan's approval already installed it: one connection, one flush
     logging.getLogger("audit").info(
         "upload submitted",
         extra={
@@ -52,6 +52,7 @@ def publish_and_follow(
 
     ``extra``: asked after publishing, keys added to the JSON summary (an applied plan's).
     """
+    from enrolment.kafka.audit import ensure as ensure_audit
     from enrolment.kafka.clients import BrokerUnavailable
     from producer.follow import ResultFollower, write_report
 
@@ -59,6 +60,7 @@ def publish_and_follow(
     follower: ResultFollower | None = None
     try:
         codec = default_codec()
+        ensure_audit(settings, codec, warm=True)  # connects while publishing; audit_submission flushes it
         try:
             follower = ResultFollower(settings, codec) if args.wait else None
             request, published = publish(codec)

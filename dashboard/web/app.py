@@ -23,6 +23,7 @@ from dashboard.web.sunbird_bulk import bulk_router
 from dashboard.web.sunbird_hub import Hub
 from dashboard.web.timing import ServerTiming
 from enrolment.settings import Settings
+from enrolment.store import accounts
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 DESCRIPTION = (
@@ -45,6 +46,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         # stays so): a cross-site page can send such a body without a CORS preflight.
         strict_content_type=True,
     )
+    accounts.prepare()  # an unknown user's sign-in verifies a dummy hash: made now, not on the first sign-in
     app.state.settings = settings
     app.state.engine = engine
     app.state.templates = environment()

@@ -90,8 +90,12 @@ class AuditToTelemetry(logging.Handler):
         super().close()
 
 
-def install(settings: Settings, codec: Codec) -> AuditToTelemetry:
-    """Adds (or replaces) the telemetry handler on the audit logger; returns it (flush it before exiting)."""
+def install(settings: Settings, codec: Codec, *, warm: bool = False) -> AuditToTelemetry:
+    """Adds (or replaces) the telemetry handler on the audit logger; returns it (flush it before exiting).
+
+    ``warm``: make its producer now, so that connecting to the broker (SASL, the idempotent producer's id) goes
+    on in librdkafka's threads while the command works, instead of in the flush at its end.
+    """
     logger = logging.getLogger(AUDIT_LOGGER)
     for old in [h for h in logger.handlers if isinstance(h, AuditToTelemetry)]:
         logger.removeHandler(old)
@@ -99,4 +103,18 @@ def install(settings: Settings, codec: Codec) -> AuditToTelemetry:
     handler = AuditToTelemetry(settings, codec)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    if warm:
+        handler.producer()
     return handler
+
+
+def ensure(settings: Settings, codec: Codec, *, warm: bool = False) -> AuditToTelemetry:
+    """The audit logger's telemetry handler for these settings: the one installed (and its connection), or a new
+    one (``install``). A command that audits in several steps (a plan approved, then its upload) pays one
+    connection and one flush."""
+    for handler in logging.getLogger(AUDIT_LOGGER).handlers:
+        if isinstance(handler, AuditToTelemetry) and handler.settings == settings:
+            if warm:
+                handler.producer()
+            return handler
+    return install(settings, codec, warm=warm)

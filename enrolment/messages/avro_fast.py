@@ -12,6 +12,7 @@ and no input costs more than linear time (a varint stops at 10 bytes).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -39,13 +40,33 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_TABLE = [_varint(n) for n in range(1 << 16)]  # line numbers, counts, lengths: one lookup
+# Line numbers, counts, lengths: one lookup. Grown on demand up to 65,536 entries (building all of them costs
+# 60-170 ms, paid at every `participants` start when it was built at import; most commands encode few longs).
+_TABLE_SIZE = 1 << 16
+_TABLE = [_varint(n) for n in range(1024)]
 _last: list[Any] = [None, b""]  # timestamps repeat (one per upload, one per batch): remember the last
 
 
+_GROWING = threading.Lock()
+
+
+def _grow(n: int) -> None:
+    """Extends the table past ``n`` (doubling, at most to _TABLE_SIZE); one thread at a time, so that entry i
+    is always the varint of i."""
+    with _GROWING:
+        start = len(_TABLE)
+        end = min(_TABLE_SIZE, max(n + 1, 2 * start))
+        if end > start:
+            _TABLE.extend([_varint(i) for i in range(start, end)])
+
+
 def _long(n: int) -> bytes:
-    if 0 <= n < 65536:
-        return _TABLE[n]
+    if 0 <= n < _TABLE_SIZE:
+        try:
+            return _TABLE[n]
+        except IndexError:  # not built that far yet
+            _grow(n)
+            return _TABLE[n]
     if n == _last[0]:
         return _last[1]  # type: ignore[no-any-return]
     b = _varint(n)

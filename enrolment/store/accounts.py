@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -19,8 +20,20 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from enrolment.store import reference
 
 _HASHER = PasswordHasher()  # argon2id
-# Verified when there is no account, so an unknown user id costs as much time as a wrong password.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified when there is no account, so an unknown user id costs as much time as a wrong password.
+
+    Made on first use (an argon2 hash costs ~0.3 s): every `participants` command imports this module.
+    """
+    return _HASHER.hash(secrets.token_urlsafe(16))
+
+
+def prepare() -> None:
+    """Makes the dummy hash now (a server calls it at start, so its first sign-in costs what the others do)."""
+    _dummy_hash()
 
 
 def _sha256(value: str) -> str:
@@ -43,7 +56,7 @@ def check_password(cur: Any, user_id: str, password: str) -> bool:
     """True when ``user_id`` has an account and ``password`` is its password (rehashed when parameters moved on)."""
     cur.execute("SELECT password_hash FROM accounts WHERE user_id = %s", (user_id,))
     row = cur.fetchone()
-    stored = _DUMMY_HASH if row is None else str(row[0])
+    stored = _dummy_hash() if row is None else str(row[0])
     try:
         _HASHER.verify(stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):

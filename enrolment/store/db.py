@@ -1,21 +1,76 @@
-"""Connecting to the store, and saying so in one sentence (without the password) when it cannot be reached."""
+"""Connecting to the store, and saying so in one sentence (without the password) when it cannot be reached.
+
+Two ways in: ``engine`` (SQLAlchemy, pooled: the servers and the processor) and ``direct`` (a psycopg2
+connection per ``raw_connection()`` call, without importing SQLAlchemy: the producer's short commands, whose
+store work is cursor-level SQL; SQLAlchemy's import is about half a second of a command's start-up on a busy
+machine). Code that only needs ``raw_connection()`` takes :class:`Connections`, which both satisfy.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg2
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import DBAPIError
+from psycopg2.extensions import make_dsn
 
 from enrolment.errors import EXIT_UNREACHABLE, UserError
 from enrolment.settings import Settings
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+
+class Connections(Protocol):
+    """What cursor-level store code needs of an engine: a DB-API connection (the caller commits and closes)."""
+
+    def raw_connection(self) -> Any: ...
+
 
 def engine(settings: Settings) -> Engine:
     """An engine that checks a pooled connection before use: long-running commands outlive idle connections."""
+    from sqlalchemy import create_engine
+
     return create_engine(settings.database_url, pool_pre_ping=True)
+
+
+def connect_args(url: str) -> dict[str, str]:
+    """psycopg2.connect's keywords for a ``postgresql[+psycopg2]://user:password@host:port/db?k=v`` URL, read as
+    SQLAlchemy's psycopg2 dialect reads it (percent-escapes decoded; query parameters passed on)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgresql+psycopg2", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL: {redact(url)}")
+    args: dict[str, str] = {}
+    if parts.username:
+        args["user"] = unquote(parts.username)
+    if parts.password is not None:
+        args["password"] = unquote(parts.password)
+    if parts.hostname:
+        args["host"] = parts.hostname
+    if parts.port is not None:
+        args["port"] = str(parts.port)
+    if parts.path.lstrip("/"):
+        args["dbname"] = unquote(parts.path.lstrip("/"))
+    args.update(parse_qsl(parts.query))
+    return args
+
+
+@dataclass(frozen=True)
+class DirectConnections:
+    """``raw_connection()`` as a new psycopg2 connection each call (no pool, no SQLAlchemy)."""
+
+    url: str = field(repr=False)
+
+    def raw_connection(self) -> Any:
+        return psycopg2.connect(make_dsn(**connect_args(self.url)))
+
+
+def direct(settings: Settings) -> DirectConnections:
+    """Connections for a short command that only runs cursor-level SQL (the producer's)."""
+    return DirectConnections(settings.database_url)
 
 
 def redact(url: str) -> str:
@@ -71,8 +126,12 @@ def lost(exc: BaseException) -> bool:
     Such errors are waited out with one log line per attempt and no traceback (README, "Faults, health and
     operations").
     """
-    if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc.orig, psycopg2.OperationalError | psycopg2.InterfaceError)
+    sa_exc = sys.modules.get("sqlalchemy.exc")  # not imported by the producer's commands: then no DBAPIError
+    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
+        orig = getattr(exc, "orig", None)
+        return bool(getattr(exc, "connection_invalidated", False)) or isinstance(
+            orig, psycopg2.OperationalError | psycopg2.InterfaceError
+        )
     return isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
 
 

@@ -483,3 +483,11 @@ def test_fuzzed_bodies_decode_or_raise_decode_error_only(path: Path) -> None:
         else:
             assert isinstance(value, dict) and 0 < end <= len(data), (n, data.hex())
     assert refused > 100  # the mutations really reach the checks
+
+
+def test_the_varint_table_grows_on_demand_and_matches_the_plain_encoding() -> None:
+    from enrolment.messages import avro_fast
+
+    for n in [0, 63, 64, 1023, 1024, 1025, 4096, 10_001, 65_535, 65_536, 1 << 40, -1, -65_536]:
+        assert avro_fast._long(n) == avro_fast._varint(n)
+    assert all(avro_fast._TABLE[i] == avro_fast._varint(i) for i in range(len(avro_fast._TABLE)))

@@ -64,8 +64,9 @@ def test_removing_a_completer_is_refused_unless_the_upload_includes_completed(
     progress = [(world.user_id(0), 100, DONE_AT), (world.user_id(1), 100, DONE_AT), (world.user_id(2), 40, "")]
     pub = cli(s, "progress", "publish", _progress_file(tmp_path, batch, progress))
     assert pub.returncode == 0, pub.stderr.decode()
+    # The same file as the add: sent again to the same batch, it is a repeat unless said to be meant (issue 13).
     removed = cli(
-        s, "remove", "--batch", batch, "--as", world.admin, "-", "--wait", "--json",
+        s, "remove", "--batch", batch, "--as", world.admin, "-", "--wait", "--json", "--allow-repeat",
         input_bytes=_ids_csv(world, range(6)),
     )  # fmt: skip
     assert removed.returncode == 3, removed.stderr.decode()

@@ -33,14 +33,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from enrolment.domain import plans as rules
 from enrolment.domain.model import IdTypeValue, Reason
 from enrolment.domain.plans import ApprovalReason, PlanKind, PlanStatus, Problem
 from enrolment.domain.rules import is_authorized
+from enrolment.domain.text import CONTROL_CHARACTER, ControlCharacter, control_sentence
 from enrolment.errors import EXIT_INPUT, EXIT_UNREACHABLE
 from enrolment.files import InputRow, RefusedRow
+from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.messages.codec import Codec, default_codec
 from enrolment.settings import Settings
 from enrolment.store import plans as store
@@ -263,10 +265,14 @@ def make_plan(
 ) -> PlanSummary:
     """Evaluates every row against the store as it is now and stores a waiting plan (expires in the setting's days).
 
-    ``kind``: add | remove | sync. Refused: BATCH_NOT_FOUND, REPEATED_FILE (nothing stored).
+    ``kind``: add | remove | sync. Refused: CONTROL_CHARACTER (in the file name), BATCH_NOT_FOUND, REPEATED_FILE
+    (nothing stored).
     """
     o = options or PlanOptions()
     kind = PlanKind(kind).value
+    sentence = None if o.file_name is None else control_sentence("file name", o.file_name)
+    if sentence is not None:  # the upload applying it would be refused: refuse the plan now
+        raise PlanRefused(CONTROL_CHARACTER, f"{sentence} Nothing was planned.")
     with _cursor(engine, repeatable=True) as cur:
         batch = reference.batch(cur, batch_id)
         if batch is None:
@@ -320,29 +326,50 @@ def _with_reason(cur: Any, record: PlanRecord, reason: str | None) -> PlanRecord
 
 
 # ---------------------------------------------------------------------------- reading
-def _get(cur: Any, plan_id: str) -> PlanRecord:
+def _get(cur: Any, plan_id: str, expired: list[PlanRecord] | None = None) -> PlanRecord:
+    """The plan; with ``expired``, a waiting one past its expiry is marked expired (and added to it: audit after
+    the commit)."""
     record = store.get(cur, plan_id)
     if record is None:
         raise PlanRefused(PLAN_NOT_FOUND, f"No plan {plan_id} is known.")
-    if rules.effective_status(record.status, record.expires_at, store.now(cur)) is PlanStatus.EXPIRED:
-        if store.expire(cur, plan_id):
-            _log("PLAN_EXPIRED", "system", record)
+    due = rules.effective_status(record.status, record.expires_at, store.now(cur)) is PlanStatus.EXPIRED
+    if expired is not None and due and store.expire(cur, plan_id):
         record = store.get(cur, plan_id) or record
+        expired.append(record)
     return record
+
+
+def _audit_expired(records: list[PlanRecord]) -> None:
+    for record in records:
+        _log("PLAN_EXPIRED", "system", record)
+
+
+def _expire_if_due(engine: Engine, plan_id: str) -> None:
+    """Marks the plan expired if it is past its expiry, in its own committed transaction (a decision refused
+    after it does not undo it), audited once after the commit."""
+    expired: list[PlanRecord] = []
+    with _cursor(engine) as cur:
+        _get(cur, plan_id, expired)
+    _audit_expired(expired)
 
 
 def get_plan(engine: Engine, plan_id: str) -> PlanSummary:
     """The plan (a waiting one past its expiry is marked expired first); PLAN_NOT_FOUND when unknown."""
+    expired: list[PlanRecord] = []
     with _cursor(engine) as cur:
-        return PlanSummary(_get(cur, plan_id))
+        record = _get(cur, plan_id, expired)
+    _audit_expired(expired)
+    return PlanSummary(record)
 
 
 def show(engine: Engine, plan_id: str) -> dict[str, Any]:
     """The plan as one JSON object, with its upload's progress once applied (``upload``: null before)."""
+    expired: list[PlanRecord] = []
     with _cursor(engine) as cur:
-        record = _get(cur, plan_id)
+        record = _get(cur, plan_id, expired)
         shown = PlanSummary(record).to_json()
         shown["upload"] = upload_json(cur, record.upload_id)
+    _audit_expired(expired)
     return shown
 
 
@@ -356,9 +383,12 @@ def upload_json(cur: Any, upload_id: str | None) -> dict[str, Any] | None:
 
 def plan_rows(engine: Engine, plan_id: str, outcome: str | None = None) -> list[PlanRow]:
     """The plan's rows by line, optionally of one expected outcome (APPLIED, SKIPPED, REJECTED)."""
+    expired: list[PlanRecord] = []
     with _cursor(engine) as cur:
-        _get(cur, plan_id)
-        return store.rows(cur, plan_id, outcome)
+        _get(cur, plan_id, expired)
+        found = store.rows(cur, plan_id, outcome)
+    _audit_expired(expired)
+    return found
 
 
 def expire_due(engine: Engine) -> list[str]:
@@ -372,10 +402,15 @@ def expire_due(engine: Engine) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- deciding
-def _decidable(cur: Any, plan_id: str, decider: str) -> PlanRecord:
-    """The plan, if ``decider`` may decide it now; PlanRefused otherwise."""
+def _decidable(cur: Any, plan_id: str, decider: str, approving: bool = False) -> PlanRecord:
+    """The plan, if ``decider`` may decide it now (``approving``: or resume its stopped approval); PlanRefused
+    otherwise. An overdue plan is expired beforehand, in its own transaction (``_expire_if_due``)."""
     record = _get(cur, plan_id)
-    problem = rules.decision_problem(plan_id, record.status, record.expires_at, store.now(cur))
+    now = store.now(cur)
+    if approving:
+        problem = rules.approval_problem(plan_id, record.status, record.expires_at, now, record.upload_id)
+    else:
+        problem = rules.decision_problem(plan_id, record.status, record.expires_at, now)
     if problem is None:
         problem = rules.approver_problem(
             reference.user(cur, decider), record.state, record.made_by, record.needs_approval_reason
@@ -387,6 +422,7 @@ def _decidable(cur: Any, plan_id: str, decider: str) -> PlanRecord:
 
 def reject(settings: Settings, engine: Engine, plan_id: str, decider: str) -> PlanSummary:
     """A state admin's rejection of a waiting plan: nothing is published, the plan cannot be approved after."""
+    _expire_if_due(engine, plan_id)
     with _cursor(engine) as cur:
         _decidable(cur, plan_id, decider)
         if not store.decide(cur, plan_id, PlanStatus.REJECTED.value, decider):
@@ -394,6 +430,34 @@ def reject(settings: Settings, engine: Engine, plan_id: str, decider: str) -> Pl
         record = _get(cur, plan_id)
     _log("PLAN_REJECTED", decider, record)
     return PlanSummary(record)
+
+
+@dataclass
+class _Prepared:
+    """What applying an approved plan publishes, fixed before the decision is committed."""
+
+    rows: list[PlanRow]
+    changed: set[str]
+    request: UploadRequest
+
+
+def _prepare(
+    settings: Settings, cur: Any, record: PlanRecord, submitted_by: str, upload_id: str, fixed: set[str] | None
+) -> _Prepared:
+    """The rows to publish, the changed-since set (``fixed`` at the first approval, else computed now) and the
+    upload request (refused with CONTROL_CHARACTER before anything is decided or published)."""
+    rows = [r for r in store.rows(cur, record.plan_id) if not is_unchanged(record.kind, r)]
+    if fixed is None:
+        users = (r.user_id for r in rows if r.user_id is not None)
+        group, topic = settings.consumer_group, settings.topics.commands
+        fixed = store.changed_since(cur, group, topic, record.basis, record.batch_id, users, upload_id)
+    try:
+        request = _request(record, submitted_by, upload_id)
+    except ControlCharacter as exc:
+        raise PlanRefused(
+            exc.reason, f"{exc.sentence} Plan {record.plan_id} cannot be applied; make a new plan."
+        ) from None
+    return _Prepared(rows, fixed, request)
 
 
 def approve(
@@ -408,63 +472,71 @@ def approve(
 ) -> ApplyResult:
     """A state admin's approval, applied at once (see the module docstring); the plan is applied once.
 
+    The rows, the changed-since set and the request are fixed before the decision is committed (a request
+    that cannot be built refuses the approval: the plan keeps waiting). Once approved, a plan never waits
+    again: approving an approved plan that is not applied yet resumes its publishing — the same upload id and
+    command ids (the processor applies each once) and the same changed-since rows.
+
     ``submitted_by``: who sent the approval (default the decider); ``producer``: a long-lived one (a server's).
     """
-    with _cursor(engine) as cur:
-        _decidable(cur, plan_id, decider)
-        if not store.decide(cur, plan_id, PlanStatus.APPROVED.value, decider, str(uuid.uuid4())):
-            raise PlanRefused(rules.NOT_WAITING, f"Plan {plan_id} was decided by someone else just now.")
-        record = _get(cur, plan_id)
-    _log("PLAN_APPROVED", decider, record)
-    return _apply(settings, engine, record, submitted_by or decider, producer, codec)
+    by = submitted_by or decider
+    _expire_if_due(engine, plan_id)
+    with _cursor(engine, repeatable=True) as cur:
+        record = _decidable(cur, plan_id, decider, approving=True)
+        resuming = rules.resumable(record.status, record.upload_id)
+        upload_id = record.upload_id or str(uuid.uuid4())
+        fixed = store.fixed_changed_since(cur, plan_id) if resuming else None
+        prepared = _prepare(settings, cur, record, by, upload_id, fixed)
+        if not resuming:
+            if not store.decide(cur, plan_id, PlanStatus.APPROVED.value, decider, upload_id, prepared.changed):
+                raise PlanRefused(rules.NOT_WAITING, f"Plan {plan_id} was decided by someone else just now.")
+            record = _get(cur, plan_id)
+    if not resuming:
+        _log("PLAN_APPROVED", decider, record)
+    return _apply(settings, engine, record, prepared, producer, codec)
+
+
+class PublishStopped(BrokerUnavailable):
+    """An approved plan's publishing stopped part way: the plan stays approved; approving it again finishes it."""
 
 
 def _apply(
     settings: Settings,
     engine: Engine,
     record: PlanRecord,
-    submitted_by: str,
+    prepared: _Prepared,
     producer: Producer | None,
     codec: Codec | None,
 ) -> ApplyResult:
-    """Publishes an approved plan's rows as its upload; back to waiting (same upload id) if that fails."""
-    assert record.upload_id is not None
-    with _cursor(engine) as cur:
-        rows = [r for r in store.rows(cur, record.plan_id) if not is_unchanged(record.kind, r)]
-        changed = store.changed_since(
-            cur,
-            settings.consumer_group,
-            settings.topics.commands,
-            record.basis,
-            record.batch_id,
-            (r.user_id for r in rows if r.user_id is not None),
-            record.upload_id,
-        )
-    request = _request(record, submitted_by)
+    """Publishes an approved plan's rows as its upload. If that fails the plan stays approved (some commands may
+    be delivered already: it must not be rejected now) and PublishStopped says how to finish it."""
+    rows, request = prepared.rows, prepared.request
     actions = {r.line: r.action for r in rows}
     try:
         published = publish_upload(
             settings,
             codec or default_codec(),
             request,
-            _to_publish(rows, changed, record.batch_id),
+            _to_publish(rows, prepared.changed, record.batch_id),
             producer=producer,
             action_of=actions.__getitem__,
         )
-    except BaseException:
-        with _cursor(engine) as cur:
-            store.reopen(cur, record.plan_id)
-        raise
+    except (BrokerUnavailable, KafkaException) as exc:
+        why = str(exc).strip() or type(exc).__name__
+        raise PublishStopped(
+            f"Plan {record.plan_id} is approved; publishing stopped after it began ({why}); some of its commands "
+            f"may already be applied. Run `participants plan approve {record.plan_id}` again to finish it."
+        ) from None
     with _cursor(engine) as cur:
         store.mark_applied(cur, record.plan_id)
         record = _get(cur, record.plan_id)
     n_changed = sum(1 for r in published.refused if r.reason == rules.CHANGED_SINCE_PLAN)
-    _log("PLAN_APPLIED", submitted_by, record, upload_id=published.upload_id, changed_since_plan=n_changed)
+    by = request.submitted_by or ""
+    _log("PLAN_APPLIED", by, record, upload_id=published.upload_id, changed_since_plan=n_changed)
     return ApplyResult(PlanSummary(record), request, published, n_changed)
 
 
-def _request(record: PlanRecord, submitted_by: str) -> UploadRequest:
-    assert record.upload_id is not None
+def _request(record: PlanRecord, submitted_by: str, upload_id: str) -> UploadRequest:
     return UploadRequest(
         batch_id=record.batch_id,
         action="REMOVE" if record.kind == PlanKind.REMOVE else "ADD",
@@ -475,7 +547,7 @@ def _request(record: PlanRecord, submitted_by: str) -> UploadRequest:
         include_completed=record.include_completed,
         plan_id=record.plan_id,
         content_hash=record.content_hash,
-        upload_id=record.upload_id,
+        upload_id=upload_id,
     )
 
 
@@ -532,14 +604,18 @@ def apply_own(
     codec: Codec | None = None,
 ) -> ApplyResult:
     """Applies a plan that needs no approval (no ``needs_approval_reason``) on its maker's own authority."""
-    with _cursor(engine) as cur:
+    by = submitted_by or made_by
+    _expire_if_due(engine, plan_id)
+    with _cursor(engine, repeatable=True) as cur:
         record = _get(cur, plan_id)
         if record.made_by != made_by:
             raise PlanRefused(rules.NOT_STATE_ADMIN, f"Plan {plan_id} was made by {record.made_by}, not {made_by}.")
         if record.needs_approval_reason is not None:
             why = record.needs_approval_reason
             raise PlanRefused(rules.NOT_STATE_ADMIN, f"Plan {plan_id} needs a state admin's approval ({why}).")
-        if not store.decide(cur, plan_id, PlanStatus.APPROVED.value, made_by, str(uuid.uuid4())):
+        upload_id = record.upload_id or str(uuid.uuid4())
+        prepared = _prepare(settings, cur, record, by, upload_id, None)
+        if not store.decide(cur, plan_id, PlanStatus.APPROVED.value, made_by, upload_id, prepared.changed):
             raise PlanRefused(rules.NOT_WAITING, f"Plan {plan_id} is {record.status}, not waiting.")
         record = _get(cur, plan_id)
-    return _apply(settings, engine, record, submitted_by or made_by, producer, codec)
+    return _apply(settings, engine, record, prepared, producer, codec)

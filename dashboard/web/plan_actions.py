@@ -3,7 +3,8 @@
 The file comes as the upload API takes it (the raw body) or as a multipart form's ``file`` field; it is
 spooled to a temporary file, checked whole, hashed (the resubmission check) and evaluated into a plan.  The
 requester is always the caller, never a parameter.  The service's refusals become the answers users see: a
-sentence with 403, 404 or 409; a broker that cannot be reached 503 (the plan stays waiting).
+sentence with 403, 404 or 409; a broker that cannot be reached 503
+(an approved plan stays approved; approving it again finishes it).
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def decide(settings: Settings, engine: Engine, who: Identity, plan_id: str, deci
     """A state admin's approval (the plan is applied at once) or rejection; 404, 403 or 409 otherwise."""
     with engine.connect() as conn:
         found, now = need_plan(conn, plan_id, who.viewer)
-    refuse_decision(found, who.viewer, now)
+    refuse_decision(found, who.viewer, now, decision)
     result = None
     try:
         if decision == "approve":
@@ -168,7 +169,7 @@ def decide(settings: Settings, engine: Engine, who: Identity, plan_id: str, deci
     except service.PlanRefused as exc:
         raise refused(exc) from None
     except BrokerUnavailable as exc:
-        raise PageError(503, f"{exc} The plan is still waiting.") from None
+        raise PageError(503, str(exc)) from None  # a stopped approval's sentence says how to finish it
     return shown(engine, plan_id, result)
 
 

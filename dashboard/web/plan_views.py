@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from dashboard.web.errors import PageError
 from enrolment.domain.access import Viewer, may_view_upload
-from enrolment.domain.plans import Problem, approver_problem, decision_problem, effective_status
+from enrolment.domain.plans import Problem, approval_problem, approver_problem, decision_problem, effective_status
 from enrolment.store import plans as plan_store
 from enrolment.store import reference
 from enrolment.store.plans import PlanRecord
@@ -138,11 +138,15 @@ def decide_problem(p: PlanRecord, viewer: Viewer, now: datetime) -> Problem | No
     )
 
 
-def refuse_decision(p: PlanRecord, viewer: Viewer, now: datetime) -> None:
-    """Raises the answer to a decision ``viewer`` may not take: 403 (who) or 409 (not waiting, expired)."""
+def refuse_decision(p: PlanRecord, viewer: Viewer, now: datetime, decision: str = "reject") -> None:
+    """Raises the answer to a decision ``viewer`` may not take: 403 (who) or 409 (not waiting, expired); an
+    approval also resumes an approved plan whose publishing stopped."""
     who = approver_problem(viewer.user, p.state, p.made_by, p.needs_approval_reason)
     if who is not None:
         raise PageError(403, f"{who.message} Nothing was changed.")
-    state = decision_problem(p.plan_id, p.status, p.expires_at, now)
+    if decision == "approve":
+        state = approval_problem(p.plan_id, p.status, p.expires_at, now, p.upload_id)
+    else:
+        state = decision_problem(p.plan_id, p.status, p.expires_at, now)
     if state is not None:
         raise PageError(409, state.message)

@@ -44,7 +44,7 @@ DECISION_REFUSED: dict[int | str, dict[str, Any]] = {
     403: {"model": ProblemOut, "description": "You may see the plan but not decide it (not its state's admin)"},
     404: {"model": ProblemOut, "description": "Unknown plan, or one you may not see"},
     409: {"model": ProblemOut, "description": "The plan is not waiting (decided, applied or expired)"},
-    503: {"model": ProblemOut, "description": "Kafka unreachable; the plan is still waiting"},
+    503: {"model": ProblemOut, "description": "Kafka unreachable; the plan stays approved: approve it again"},
 }
 
 

@@ -152,6 +152,18 @@ def decision_problem(plan_id: str, status: str, expires_at: datetime, now: datet
     return None
 
 
+def resumable(status: str, upload_id: str | None) -> bool:
+    """An approved plan whose publishing stopped: approving it again re-publishes the same upload (same ids)."""
+    return status == PlanStatus.APPROVED and upload_id is not None
+
+
+def approval_problem(
+    plan_id: str, status: str, expires_at: datetime, now: datetime, upload_id: str | None
+) -> Problem | None:
+    """An approval is taken on a waiting plan before its expiry, or resumes an approved one not yet applied."""
+    return None if resumable(status, upload_id) else decision_problem(plan_id, status, expires_at, now)
+
+
 def approver_problem(
     decider: User | None, batch_state: str, made_by: str, needs_approval_reason: str | None
 ) -> Problem | None:

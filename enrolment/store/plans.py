@@ -179,25 +179,34 @@ def rows(cur: Any, plan_id: str, outcome: str | None = None) -> list[PlanRow]:
     return [PlanRow(int(n), t, str(i), u, str(a), str(o), str(r), str(m)) for n, t, i, u, a, o, r, m in cur.fetchall()]
 
 
-def decide(cur: Any, plan_id: str, status: str, decided_by: str, upload_id: str | None = None) -> bool:
-    """Waiting → ``status`` (approved or rejected) if still waiting and not expired; False when it was not."""
+def decide(
+    cur: Any,
+    plan_id: str,
+    status: str,
+    decided_by: str,
+    upload_id: str | None = None,
+    changed_since: Iterable[str] | None = None,
+) -> bool:
+    """Waiting → ``status`` (approved or rejected) if still waiting and not expired; False when it was not.
+
+    ``changed_since``: an approval's changed-since set (user ids), fixed with the decision so that resuming the
+    approved plan reports the same rows.
+    """
+    fixed = None if changed_since is None else json.dumps(sorted(set(changed_since)))
     cur.execute(
-        "UPDATE plans SET status = %s, decided_by = %s, decided_at = now(), upload_id = coalesce(upload_id, %s) "
+        "UPDATE plans SET status = %s, decided_by = %s, decided_at = now(), upload_id = coalesce(upload_id, %s), "
+        "changed_since = coalesce(%s::jsonb, changed_since) "
         "WHERE plan_id = %s AND status = 'waiting' AND expires_at > now()",
-        (status, decided_by, upload_id, plan_id),
+        (status, decided_by, upload_id, fixed, plan_id),
     )
     return bool(cur.rowcount == 1)
 
 
-def reopen(cur: Any, plan_id: str) -> bool:
-    """Approved → waiting again when its upload could not be published (it keeps its upload id: a second
-    approval publishes the same command ids, which the processor applies once)."""
-    cur.execute(
-        "UPDATE plans SET status = 'waiting', decided_by = NULL, decided_at = NULL "
-        "WHERE plan_id = %s AND status = 'approved'",
-        (plan_id,),
-    )
-    return bool(cur.rowcount == 1)
+def fixed_changed_since(cur: Any, plan_id: str) -> set[str] | None:
+    """The changed-since set fixed when the plan was approved (None when it was not stored)."""
+    cur.execute("SELECT changed_since FROM plans WHERE plan_id = %s", (plan_id,))
+    row = cur.fetchone()
+    return None if row is None or row[0] is None else {str(u) for u in row[0]}
 
 
 def mark_applied(cur: Any, plan_id: str) -> bool:

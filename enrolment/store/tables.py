@@ -281,6 +281,7 @@ plans = Table(
     Column("decided_at", DateTime(timezone=True), nullable=True),
     Column("upload_id", Text, nullable=True),
     Column("applied_at", DateTime(timezone=True), nullable=True),
+    Column("changed_since", JSONB, nullable=True),  # 0012: user ids fixed at the approval
     CheckConstraint("kind IN ('add','remove','sync')", name="plans_kind_check"),
     CheckConstraint("status IN ('waiting','approved','rejected','applied','expired')", name="plans_status_check"),
 )

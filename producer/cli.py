@@ -7,6 +7,7 @@ Each handler is a thin call into the app that turns its failures into a :class:`
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import sys
@@ -126,7 +127,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
     """`add` and `remove`: the whole file is checked first, so an unusable file publishes nothing."""
     from enrolment.files import InputError, read_participants, validate_file
     from producer.plan_cli import plan_for_team, refuse_repeat, team_approval_needed
-    from producer.plans import file_hash
+    from producer.plans import file_hash, record_published
     from producer.publish import UploadRequest
 
     server = _server_url(args, settings)
@@ -149,11 +150,13 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError(f"{args.file}: {exc.message} Nothing was published.") from None
         stream.seek(start)
         content_hash = file_hash(stream)
+        after: Callable[[UploadRequest], None] | None = None
         if not args.dry_run:
             engine = db_engine(settings)
             if team_approval_needed(engine, args.batch, args.requester):
                 return plan_for_team(args, settings, engine, read_participants(stream, id_type), content_hash)
             refuse_repeat(engine, args.batch, content_hash, args.allow_repeat)
+            after = functools.partial(record_published, engine)
         request = UploadRequest(
             batch_id=args.batch,
             action="ADD" if args.action == "add" else "REMOVE",
@@ -165,7 +168,7 @@ def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
             include_completed=args.include_completed,
             content_hash=content_hash,
         )
-        return _publish_and_follow(args, settings, request, read_participants(stream, id_type))
+        return _publish_and_follow(args, settings, request, read_participants(stream, id_type), after=after)
     finally:
         stream.close()
 
@@ -231,8 +234,10 @@ def _publish_and_follow(
     request: UploadRequest,
     rows: Iterable[InputRow | RefusedRow],
     origin: Callable[[int], tuple[str | None, int | None]] | None = None,
+    after: Callable[[UploadRequest], None] | None = None,
 ) -> int:
-    """Publishes an upload, then (with --wait) follows its results; prints the summary; writes the report."""
+    """Publishes an upload, then (with --wait) follows its results; prints the summary; writes the report.
+    ``after`` is called once it is published (``add``/``remove`` record their file: the resubmission check)."""
     from producer.publish import Progress, publish_upload
     from producer.submit import publish_and_follow
 
@@ -240,6 +245,8 @@ def _publish_and_follow(
         published = publish_upload(
             settings, codec, request, rows, progress=Progress("published"), keep_rows=bool(args.report), origin=origin
         )
+        if after is not None:
+            after(request)
         return request, published
 
     return publish_and_follow(args, settings, publish)

@@ -20,7 +20,8 @@ The calls (stable; new ones are added, none changed):
 - ``sync(settings, engine, batch_id, rows, made_by, options, ...) -> SyncResult`` — a sync plan, applied at
   once unless the breaker (or the team's approval setting) makes it wait;
 - ``team_approval_needed(engine, batch_id, requester) -> bool`` and ``refuse_repeat(engine, batch_id,
-  content_hash, allow_repeat)`` — the checks before an ordinary upload; ``file_hash(stream) -> str``.
+  content_hash, allow_repeat)`` — the checks before an ordinary upload (a file applied, in progress or
+  waiting as a plan); ``record_published(engine, request)`` after it is published; ``file_hash(stream) -> str``.
 """
 
 from __future__ import annotations
@@ -211,7 +212,10 @@ def _log(event: str, by: str, plan: PlanRecord, **more: Any) -> None:
 def _check_repeat(cur: Any, batch_id: str, content_hash: str | None, allow_repeat: bool) -> None:
     if content_hash is None:
         return
-    problem = rules.repeat_problem(store.applied_before(cur, batch_id, content_hash), store.now(cur), allow_repeat)
+    problem = rules.pending_problem(store.in_progress(cur, batch_id, content_hash), allow_repeat)
+    if problem is None:
+        previous = store.applied_before(cur, batch_id, content_hash)
+        problem = rules.repeat_problem(previous, store.now(cur), allow_repeat)
     if problem is not None:
         raise PlanRefused.of(problem)
 
@@ -220,6 +224,16 @@ def refuse_repeat(engine: Engine, batch_id: str, content_hash: str | None, allow
     """Raises REPEATED_FILE when this file was applied to this batch in the last 30 days (unless allowed)."""
     with _cursor(engine) as cur:
         _check_repeat(cur, batch_id, content_hash, allow_repeat)
+
+
+def record_published(engine: Engine, request: UploadRequest) -> None:
+    """Records an upload's file once it is published (not a dry run, not a plan's: its plan is the record), so
+    the same file sent again while it is in progress is refused too."""
+    if request.content_hash is None or request.dry_run or request.plan_id is not None:
+        return
+    by = request.requested_by or request.submitted_by or ""
+    with _cursor(engine) as cur:
+        store.record_published(cur, request.upload_id, request.batch_id, request.content_hash, by)
 
 
 def team_approval_needed(engine: Engine, batch_id: str, requester: str) -> bool:

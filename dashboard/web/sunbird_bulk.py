@@ -35,6 +35,7 @@ from enrolment.kafka.clients import BrokerUnavailable
 from enrolment.store import accounts, bulk, reference
 from enrolment.store.ledger import row_outcomes
 from enrolment.store.uploads import find_upload
+from producer import plans as plan_rules
 from producer.publish import UploadRequest
 
 SPOOL_BYTES = 1024 * 1024
@@ -132,6 +133,24 @@ def check_batches(engine: Engine, viewer: Viewer, wanted: BulkFile) -> list[Batc
     return out
 
 
+def check_rules(engine: Engine, viewer: Viewer, batches: list[Batch], digest: str, allow_repeat: bool) -> None:
+    """The upload API's rules per batch: the implementation team's upload where its state requires a state
+    admin's approval is refused (the bulk API cannot wait for one: a plan can); the same file sent to the batch
+    in the last 30 days (applied, in progress or waiting as a plan) is refused unless ``allow_repeat``."""
+    for batch in batches:
+        if plan_rules.team_approval_needed(engine, batch.batch_id, viewer.user_id):
+            why = (
+                f"{viewer.user_id}'s uploads to batch {batch.batch_id} need a state admin's approval ({batch.state} "
+                "requires it for the implementation team): make a plan (POST /api/plans, or `participants add`) "
+                f"for a state admin of {batch.state} to approve. Nothing was published."
+            )
+            raise sb.Refusal(sb.UNAUTHORIZED_USER, "APPROVAL_REQUIRED", why)
+        try:
+            plan_rules.refuse_repeat(engine, batch.batch_id, digest, allow_repeat)
+        except plan_rules.PlanRefused as exc:
+            raise sb.Refusal(sb.INVALID_REQUESTED_DATA, exc.code, f"Batch {batch.batch_id}: {exc.message}") from None
+
+
 async def spool_form(request: Request, limit: int) -> tuple[BinaryIO, str]:
     """The `file` field in a temporary file (memory up to SPOOL_BYTES), and its name; 413 past ``limit``."""
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - the caller closes it
@@ -166,9 +185,17 @@ def record(engine: Engine, part: bulk.BulkPart) -> None:
 
 
 async def publish_all(
-    hub: Hub, engine: Engine, viewer: Viewer, action: str, stream: BinaryIO, batches: list[Batch], name: str
+    hub: Hub,
+    engine: Engine,
+    viewer: Viewer,
+    action: str,
+    stream: BinaryIO,
+    batches: list[Batch],
+    name: str,
+    digest: str | None = None,
 ) -> str:
-    """One upload per batch, recorded under a new processId once published; the processId."""
+    """One upload per batch (the file's hash recorded: the resubmission check), recorded under a new processId
+    once published; the processId."""
     process_id = str(uuid.uuid4())
     for position, batch in enumerate(batches):
         upload = UploadRequest(
@@ -178,8 +205,10 @@ async def publish_all(
             submitted_by=viewer.user_id,
             kind=f"bulk-{action}",
             file_name=name or None,
+            content_hash=digest,
         )
         done = await hub.publish(upload, batch_rows(stream, batch.batch_id))
+        await hub.run(plan_rules.record_published, engine, upload)
         part = bulk.BulkPart(
             process_id, position, upload.upload_id, batch.batch_id, action, viewer.user_id, done.published
         )
@@ -212,7 +241,11 @@ async def submit(hub: Hub, engine: Engine, action: str, request: Request) -> JSO
     try:
         wanted = await hub.run(check_file, stream)
         batches = await hub.run(check_batches, engine, viewer, wanted)
-        process_id = await publish_all(hub, engine, viewer, action, stream, batches, name)
+        stream.seek(0)
+        digest = await hub.run(plan_rules.file_hash, stream)
+        allow_repeat = request.query_params.get("allow_repeat", "").lower() in ("true", "1")
+        await hub.run(check_rules, engine, viewer, batches, digest, allow_repeat)
+        process_id = await publish_all(hub, engine, viewer, action, stream, batches, name, digest)
     except sb.Refusal as refusal:
         return failure(api_id, refusal, msgid)
     except BrokerUnavailable as exc:

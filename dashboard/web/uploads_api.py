@@ -43,6 +43,7 @@ from enrolment.store import reference
 from enrolment.store.ledger import row_outcomes
 from enrolment.store.uploads import find_upload
 from producer.derived import Derived, UnknownUpload, parent_of, plan_retry, plan_undo, reason_set
+from producer.plans import record_published
 from producer.publish import Published, UploadRequest, publish_upload
 
 PATH = "/api/uploads"
@@ -144,6 +145,7 @@ async def api_submit_upload(
             return JSONResponse(jsonable_encoder(plan), status_code=202)
         upload.content_hash = digest
         done = await run_in_threadpool(check_and_publish, settings, stream, upload, id_type)
+        await run_in_threadpool(record_published, engine, upload)  # a resend is refused while it is in progress
     except InputError as exc:
         return unusable(exc)
     except BrokerUnavailable as exc:

@@ -214,6 +214,37 @@ def repeat_problem(previous: Applied | None, now: datetime, allow_repeat: bool) 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The same file for the same batch not yet applied: an upload still being processed (``kind`` upload), a
+    plan waiting or approved (``kind`` plan), or a plan's upload still being processed (both ids)."""
+
+    kind: str
+    upload_id: str | None
+    plan_id: str | None
+    status: str | None
+    since: datetime
+    by: str
+
+
+def pending_problem(pending: Pending | None, allow_repeat: bool) -> Problem | None:
+    """The same file for the same batch sent again while the first is in progress or waiting is refused too."""
+    if pending is None or allow_repeat:
+        return None
+    when = f"{pending.since:%Y-%m-%d %H:%M} UTC by {pending.by}"
+    if pending.kind == "plan" and pending.upload_id is None:
+        what = f"is {pending.status} as plan {pending.plan_id} (made on {when}), not applied yet"
+    elif pending.kind == "plan":
+        what = f"is in progress as upload {pending.upload_id} of plan {pending.plan_id} (applied on {when})"
+    else:
+        what = f"is in progress as upload {pending.upload_id} (sent on {when}): the processor has not finished it"
+    return Problem(
+        REPEATED_FILE,
+        f"This file {what}. Nothing was published; send it again with --allow-repeat (allow_repeat=true) "
+        "if you mean it.",
+    )
+
+
 def plan_counts(outcomes: Iterable[tuple[str, str, str]]) -> dict[str, object]:
     """Counts of a plan's rows from (action, outcome, reason): adds, removes, unchanged, by outcome and by reason."""
     by_outcome: dict[str, int] = {}

@@ -70,6 +70,8 @@ TABLES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "api_tokens": (SEL, UPD),
         # Sunbird's bulk upload API: the uploads of a processId (enrolment.store.bulk)
         "bulk_processes": (SEL, INS),
+        # the file of each upload it publishes (upload and Sunbird bulk APIs): the resubmission check in progress
+        "published_files": (SEL, INS),
         # plans (enrolment.store.plans): made, decided and applied from the dashboard; planning evaluates the
         # rows against membership and completions, and records the processor's positions as the plan's basis
         "plans": (SEL, INS, UPD),
@@ -104,6 +106,8 @@ TABLES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "plans": (SEL, INS, UPD),
         "plan_rows": (SEL, INS),
         "plan_settings": READ,
+        # `add`/`remove` record their file once published (the resubmission check while it is in progress)
+        "published_files": (SEL, INS),
     },
     "participants_progress": {},  # `progress publish` writes Kafka only
 }

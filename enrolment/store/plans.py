@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from enrolment.domain.plans import Applied, StateSettings
+from enrolment.domain.plans import Applied, Pending, StateSettings
 from enrolment.store.copy import copy_rows
 
 
@@ -330,3 +330,38 @@ def applied_before(cur: Any, batch_id: str, content_hash: str) -> Applied | None
     )
     row = cur.fetchone()
     return None if row is None else Applied(str(row[0]), row[1], str(row[2]), int(row[3]), int(row[4]))
+
+
+_PENDING = """
+SELECT 'upload', p.upload_id, NULL, NULL, p.published_at, p.published_by
+  FROM published_files p LEFT JOIN uploads u ON u.upload_id = p.upload_id
+ WHERE p.content_hash = %(h)s AND p.batch_id = %(b)s AND u.completed_at IS NULL
+   AND p.published_at > now() - interval '30 days'
+UNION ALL
+SELECT 'plan', pl.upload_id, pl.plan_id, pl.status, coalesce(pl.applied_at, pl.made_at), pl.made_by
+  FROM plans pl LEFT JOIN uploads u ON u.upload_id = pl.upload_id
+ WHERE pl.content_hash = %(h)s AND pl.batch_id = %(b)s
+   AND ((pl.status IN ('waiting', 'approved') AND pl.expires_at > now())
+        OR (pl.status = 'applied' AND u.completed_at IS NULL AND pl.applied_at > now() - interval '30 days'))
+ ORDER BY 5 DESC LIMIT 1
+"""
+
+
+def in_progress(cur: Any, batch_id: str, content_hash: str) -> Pending | None:
+    """The newest upload of this file to this batch published but not completed (the processor has not finished
+    it, or is down), or plan of it waiting, approved or applied but not completed: the resubmission rule too."""
+    cur.execute(_PENDING, {"h": content_hash, "b": batch_id})
+    row = cur.fetchone()
+    if row is None:
+        return None
+    kind, upload_id, plan_id, status, since, by = row
+    return Pending(str(kind), upload_id, plan_id, status, since, str(by or ""))
+
+
+def record_published(cur: Any, upload_id: str, batch_id: str, content_hash: str, published_by: str) -> None:
+    """The file of an upload just published (``published_files``), so a resend is refused while it is in progress."""
+    cur.execute(
+        "INSERT INTO published_files (upload_id, batch_id, content_hash, published_by) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (upload_id) DO NOTHING",
+        (upload_id, batch_id, content_hash, published_by),
+    )

@@ -255,6 +255,18 @@ bulk_processes = Table(
     UniqueConstraint("process_id", "position", name="bulk_processes_position_key"),
 )
 
+# 0012: the file of each upload, recorded when it is published (the resubmission check while it is in progress)
+published_files = Table(
+    "published_files",
+    metadata,
+    Column("upload_id", Text, primary_key=True),
+    Column("batch_id", Text, nullable=False),
+    Column("content_hash", Text, nullable=False),
+    Column("published_by", Text, nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+Index("published_files_content_idx", published_files.c.content_hash, published_files.c.batch_id)
+
 # 0011: plans (plan, approve, apply), their rows, per-state approval and breaker settings (enrolment.store.plans)
 plans = Table(
     "plans",

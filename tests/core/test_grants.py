@@ -45,7 +45,8 @@ def test_the_processor_and_the_dashboard_keep_out_of_each_others_tables() -> Non
     assert dashboard["dead_letters"] == ("INSERT",)
     producer = grants.TABLES["participants_producer"]
     writes = {t for t, privileges in producer.items() if set(privileges) - {"SELECT"}}
-    assert writes == {"plans", "plan_rows"}, f"the producer writes only its plans, not {writes}"
+    expected = {"plans", "plan_rows", "published_files"}  # its plans, and the file of each upload it publishes
+    assert writes == expected, f"the producer writes only its plans and published files, not {writes}"
     assert "DELETE" not in set().union(*producer.values())
     assert grants.TABLES["participants_progress"] == {}
 
@@ -55,7 +56,7 @@ def test_grant_statements_revoke_first_then_grant() -> None:
     assert sql[0] == 'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "participants_producer"'
     assert 'GRANT SELECT ON TABLE public."uploads" TO "participants_producer"' in sql
     inserts = [s for s in sql if "GRANT" in s and "INSERT" in s]
-    assert all('"plans"' in s or '"plan_rows"' in s for s in inserts), inserts
+    assert all('"plans"' in s or '"plan_rows"' in s or '"published_files"' in s for s in inserts), inserts
     assert not [s for s in sql if "DROP" in s or "DELETE" in s]
 
 

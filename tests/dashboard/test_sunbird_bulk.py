@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import signal
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from dashboard.web.sunbird_bulk import bulk_router
 from dashboard.web.sunbird_hub import Hub
 from enrolment.settings import Settings
+from enrolment.store import accounts
 from enrolment.store.tokens import create_token
+from processor.imports import import_users
 from tests.dashboard.test_sunbird_api import commands_end
 from tests.support.helpers import World, start_processor, wait_until
 
@@ -161,3 +165,61 @@ def test_unenrolment_and_refused_files(
     assert commands_end(isolated_settings) == before, "nothing was published for a refused file"
     r = bulk.get(f"/v1/upload/status/{pid}", headers={"x-authenticated-user-token": other})
     assert r.status_code == 400 and r.json()["params"]["err"] == "INVALID_PROCESS_ID", "another state's process"
+
+
+def team_member(engine: Engine, world: World, unique: str) -> str:
+    """An implementation team member serving the world's state (whose uploads need approval by default)."""
+    team = f"team-{unique}"
+    users = f"user_id,state_id,state,name,roles,status\n{team},,{world.state},Team,IMPLEMENTATION_TEAM,active\n"
+    assert not import_users(engine, io.BytesIO(users.encode())).errors
+    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
+        accounts.set_served_states(cur, team, [world.state.upper()])
+    return team
+
+
+def test_the_teams_file_needs_approval_and_the_same_file_again_is_refused_while_in_progress(
+    bulk: TestClient, isolated_settings: Settings, engine: Engine, unique: str
+) -> None:
+    world = World(engine, unique, teachers=5)
+    batch = world.batch("bulk-rules")
+    team_token = create_token(engine, team_member(engine, world, unique))
+    before = commands_end(isolated_settings)
+    r = send(bulk, ENROL, team_token, csv_file([(batch, [world.user_id(0)])]))
+    assert (r.status_code, r.json()["params"]["err"], r.headers["X-Reason"]) == (
+        401,
+        "UNAUTHORIZED_USER",
+        "APPROVAL_REQUIRED",
+    ), r.text
+    assert "need a state admin's approval" in r.json()["params"]["errmsg"]
+    assert commands_end(isolated_settings) == before, "nothing is published for the team without approval"
+
+    token = create_token(engine, world.admin)
+    body = csv_file([(batch, [world.user_id(1), world.user_id(2)])])
+    first = send(bulk, ENROL, token, body)  # no processor: published, not completed
+    assert first.status_code == 200, first.text
+    published = commands_end(isolated_settings)
+    again = send(bulk, ENROL, token, body)
+    assert (again.status_code, again.json()["params"]["err"], again.headers["X-Reason"]) == (
+        400,
+        "INVALID_REQUESTED_DATA",
+        "REPEATED_FILE",
+    ), again.text
+    assert "in progress as upload" in again.json()["params"]["errmsg"]
+    assert commands_end(isolated_settings) == published, "nothing published for the repeat"
+    meant = bulk.post(
+        f"{ENROL}?allow_repeat=true",
+        files={"file": ("batches.csv", body, "text/csv")},
+        headers={"x-authenticated-user-token": token},
+    )
+    assert meant.status_code == 200, meant.text
+
+    with engine.begin() as conn:  # where the state does not require approval, the team's file goes at once
+        conn.execute(
+            text(
+                "INSERT INTO plan_settings (state, team_approval_required) VALUES (:s, false) "
+                "ON CONFLICT (state) DO UPDATE SET team_approval_required = false"
+            ),
+            {"s": world.state.upper()},
+        )
+    r = send(bulk, ENROL, team_token, csv_file([(batch, [world.user_id(3)])]))
+    assert r.status_code == 200, r.text

@@ -264,3 +264,36 @@ def test_a_sync_missing_2000_of_10k_waits_on_the_breaker_then_removes_exactly_th
     wide = run(s, "sync", str(shorter), "--batch", batch, "--as", world.admin, "--json", "--max-removal-percent", "50",
                "--max-removals", "5000")  # fmt: skip
     assert wide.returncode == 0 and one_json(wide)["plan"]["status"] == "applied", wide.stderr.decode()
+
+
+def test_the_same_file_sent_again_while_the_first_is_in_progress_or_waiting_is_refused(
+    isolated_settings: Settings, engine: Engine, unique: str, tmp_path: Path
+) -> None:
+    s = isolated_settings
+    world = World(engine, unique, teachers=10)
+    batch = world.batch("resend")
+    listed = ids_file(tmp_path / "r.csv", world, range(5))
+    first = run(s, "add", str(listed), "--batch", batch, "--as", world.admin, "--json")  # no processor running
+    assert first.returncode == 0, first.stderr.decode()
+    upload_id = one_json(first)["upload_id"]
+    published = commands_published(s)
+
+    again = run(s, "add", str(listed), "--batch", batch, "--as", world.admin, "--json")
+    assert again.returncode == 2, again.stderr.decode()
+    assert f"in progress as upload {upload_id}" in again.stderr.decode() and "--allow-repeat" in again.stderr.decode()
+    assert commands_published(s) == published, "nothing published for the repeat"
+    meant = run(s, "add", str(listed), "--batch", batch, "--as", world.admin, "--json", "--allow-repeat")
+    assert meant.returncode == 0 and "upload_id" in one_json(meant), meant.stderr.decode()
+
+    # the implementation team's file waiting as a plan: the same file again is refused too
+    team = f"team-{unique}"
+    users = f"user_id,state_id,state,name,roles,status\n{team},,{world.state},Team,IMPLEMENTATION_TEAM,active\n"
+    assert not import_users(engine, io.BytesIO(users.encode())).errors
+    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
+        accounts.set_served_states(cur, team, [world.state.upper()])
+    other = ids_file(tmp_path / "t.csv", world, range(5, 10))
+    plan = one_json(run(s, "add", str(other), "--batch", batch, "--as", team, "--json"))
+    assert plan["status"] == "waiting"
+    twice = run(s, "add", str(other), "--batch", batch, "--as", team, "--json")
+    assert twice.returncode == 2, twice.stderr.decode()
+    assert f"waiting as plan {plan['plan_id']}" in twice.stderr.decode()

@@ -255,7 +255,7 @@ bulk_processes = Table(
     UniqueConstraint("process_id", "position", name="bulk_processes_position_key"),
 )
 
-# 0012: the file of each upload, recorded when it is published (the resubmission check while it is in progress)
+# 0013: the file of each upload, recorded when it is published (the resubmission check while it is in progress)
 published_files = Table(
     "published_files",
     metadata,

@@ -6,15 +6,15 @@ resubmission check.  ``published_files`` is written by whoever publishes an uplo
 producer, the dashboard's upload and Sunbird bulk APIs) once it is published: its upload id, batch and
 content hash.  Additive only (a new table), so older code keeps working on a store migrated to it.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

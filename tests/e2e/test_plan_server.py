@@ -150,7 +150,8 @@ def test_plan_commands_through_the_server_print_what_the_direct_path_prints(
     plans = one(direct)["plan_id"], one(through)["plan_id"]
     assert one(through)["status"] == "waiting" and one(through)["counts"]["adds"] == 2
     assert set(one(through)) == set(one(direct))
-    direct, through = both(world, admin, world.admin, "plan", "add", str(file))
+    # the same file again while those plans wait: a repeat unless said to be meant (issue 13's resubmission rule)
+    direct, through = both(world, admin, world.admin, "plan", "add", str(file), "--allow-repeat")
     assert alike_text(direct.stdout, world) == alike_text(through.stdout, world)
     assert "waiting" in direct.stdout.decode() and "USER_NOT_FOUND 1" in direct.stdout.decode()
     text_plans = UUID.findall(direct.stdout.decode())[0], UUID.findall(through.stdout.decode())[0]
@@ -191,6 +192,7 @@ def test_plan_commands_through_the_server_print_what_the_direct_path_prints(
     assert members(engine, world.batches[0]) == {t[0], t[1]}
     # with thresholds that allow it, the sync applies at once and is followed like any upload.
     args = ("sync", str(master), "--max-removal-percent", "100", "--max-removals", "10", "--wait", "--json")
+    args = (*args, "--allow-repeat")  # the master file's breaker plan is still waiting: a repeat, meant here
     direct, through = both(world, admin, world.admin, *args)
     assert direct.returncode == 0 and alike(one(direct)) == alike(one(through))
     assert one(through)["reasons"] == {"ENROLLED": 1, "UNENROLLED": 2} and one(through)["kind"] == "sync"
@@ -216,7 +218,8 @@ def test_the_teams_add_retry_and_undo_wait_for_a_state_admin_on_both_paths(
         "IMPLEMENTATION_TEAM" in through.stdout.decode() and "need a state admin's approval" in through.stdout.decode()
     )
     assert members(engine, world.batches[0]) == members(engine, world.batches[1]) == set()
-    direct, through = both(world, token, team, "add", str(file), "--json")
+    # the same file again while the first plans wait: a repeat, meant here
+    direct, through = both(world, token, team, "add", str(file), "--json", "--allow-repeat")
     assert alike(one(direct)) == alike(one(through)) and one(through)["needs_approval_reason"] == "IMPLEMENTATION_TEAM"
     plans = one(direct)["plan_id"], one(through)["plan_id"]
     own = run(s, "plan", "approve", plans[1], "--server", server, PARTICIPANTS_TOKEN=token)

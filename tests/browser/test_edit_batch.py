@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,12 +24,11 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, 
 from sqlalchemy import Engine, text
 
 from dashboard.rules import EDIT_LIMIT_MESSAGE
-from dashboard.server import DashboardServer
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 from processor.imports import import_batches
 from producer.progress import ProgressRow, publish_progress
-from tests.support.dashboard import World, cleanup_world, make_world, private_topics, process, upload
+from tests.support.dashboard import World, cleanup_world, make_world, private_topics, process, serving, upload
 from tests.support.signin import PASSWORD, set_password
 
 pytestmark = pytest.mark.browser
@@ -83,15 +81,8 @@ def world(base_settings: Settings, engine: Engine) -> Iterator[World]:
 
 @pytest.fixture(scope="module")
 def dashboard(world: World, engine: Engine) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = DashboardServer(world.settings, engine, port=port)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with serving(world.settings, engine) as url:
+        yield url
 
 
 def _wait_for(what: str, check: Callable[[], object], timeout_s: float = 240.0) -> None:

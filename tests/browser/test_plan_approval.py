@@ -5,25 +5,19 @@ the real processor in a child process.  Chromium is Debian's package; when it is
 
 from __future__ import annotations
 
-import io
-import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
 
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 from sqlalchemy import Engine, text
 
-from dashboard.server import DashboardServer
 from enrolment.files import InputRow
 from enrolment.settings import Settings
-from enrolment.store import accounts
-from processor.imports import import_users
 from producer.plans import PlanOptions, make_plan
 from tests.browser.test_edit_batch import CHROMIUM, CHROMIUM_ARGS, SHOTS
-from tests.support.dashboard import World, cleanup_world, make_world, private_topics
-from tests.support.helpers import start_processor
+from tests.support.dashboard import World, cleanup_world, make_world, private_topics, serving
+from tests.support.helpers import add_team, start_processor
 from tests.support.signin import PASSWORD, set_password
 
 pytestmark = pytest.mark.browser
@@ -45,11 +39,7 @@ def world(base_settings: Settings, engine: Engine) -> Iterator[tuple[World, str]
     token = uuid.uuid4().hex[:10]
     with private_topics(base_settings, token) as settings:
         w = make_world(engine, settings, token, PEOPLE, [("plan", "invite-only", "ongoing")])
-        team = f"team-{token}"
-        rows = f"user_id,state_id,state,name,roles,status\n{team},,{w.state},Team,IMPLEMENTATION_TEAM,active\n"
-        assert not import_users(engine, io.BytesIO(rows.encode())).errors
-        with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
-            accounts.set_served_states(cur, team, [w.state])
+        team = add_team(engine, f"team-{token}", w.state, [w.state])
         set_password(engine, w.admin)
         try:
             yield w, team
@@ -62,15 +52,8 @@ def world(base_settings: Settings, engine: Engine) -> Iterator[tuple[World, str]
 
 @pytest.fixture()
 def dashboard(world: tuple[World, str], engine: Engine) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = DashboardServer(world[0].settings, engine, port=port)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with serving(world[0].settings, engine) as url:
+        yield url
 
 
 def test_a_state_admin_approves_a_waiting_plan_and_watches_it_complete(

@@ -28,6 +28,7 @@ from enrolment.store import accounts, tokens
 from participants import cli
 from processor.imports import import_batches, import_users
 from tests.support.dashboard import World, catch_up, cleanup_world, make_world, process, upload
+from tests.support.helpers import add_team
 from tests.support.signin import (
     PASSWORD,
     csrf_token,
@@ -179,11 +180,7 @@ def test_a_state_admin_sees_their_state_only_and_a_team_the_uploads_of_the_state
     assert admin.get(f"/uploads/{up_b}").status_code == 404 and admin.get(f"/api/uploads/{up_b}").status_code == 404
     assert up_b not in admin.get("/uploads").text
 
-    team = f"team-{b.token}"
-    rows = f"user_id,state_id,state,name,roles,status\n{team},,{b.state},Team,IMPLEMENTATION_TEAM,active\n"
-    assert not import_users(engine, io.BytesIO(rows.encode())).errors
-    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
-        accounts.set_served_states(cur, team, [a.state])
+    team = add_team(engine, f"team-{b.token}", b.state, [a.state])
     helper = signed_in_client(app, engine, team)
     assert [u["upload_id"] for u in helper.get("/api/uploads").json()] == [up_a]
     assert helper.get(f"/uploads/{up_a}").status_code == 200 and helper.get(f"/uploads/{up_b}").status_code == 404

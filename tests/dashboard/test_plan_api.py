@@ -5,21 +5,17 @@ applying the plan as one upload; an implementation team's upload waits for appro
 
 from __future__ import annotations
 
-import csv
-import io
 import warnings
 from collections.abc import Iterator
-from contextlib import closing
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from dashboard.web.app import create_app
 from enrolment.settings import Settings
-from enrolment.store import accounts
-from enrolment.store.tokens import issue_token
-from processor.imports import import_users
-from tests.support.dashboard import World, catch_up, cleanup_world, make_world, process
+from tests.support.dashboard import World, bearer, catch_up, process, two_states
+from tests.support.helpers import csv_table as table
+from tests.support.helpers import members
 from tests.support.signin import csrf_token, signed_in_client
 
 with warnings.catch_warnings():
@@ -31,39 +27,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture()
 def worlds(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator[tuple[World, World, str]]:
-    """State A (two batches), state B (one batch), and an implementation team member (of B) serving A."""
-    a = make_world(
-        engine, isolated_settings, unique, 8, [("a", "invite-only", "ongoing"), ("b", "invite-only", "ongoing")]
-    )
-    b = make_world(engine, isolated_settings, unique + "b", 3, [("a", "invite-only", "ongoing")])
-    team = f"team-{unique}"
-    rows = f"user_id,state_id,state,name,roles,status\n{team},,{b.state},Team,IMPLEMENTATION_TEAM,active\n"
-    assert not import_users(engine, io.BytesIO(rows.encode())).errors
-    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
-        accounts.set_served_states(cur, team, [a.state])
-    try:
-        yield a, b, team
-    finally:
-        people = [a.admin, a.mentor, b.admin, b.mentor, team]
-        with engine.begin() as conn:
-            conn.execute(text("DELETE FROM api_tokens WHERE user_id = ANY(:u)"), {"u": people})
-            conn.execute(text("DELETE FROM served_states WHERE user_id = ANY(:u)"), {"u": people})
-            conn.execute(text("DELETE FROM plans WHERE batch_id = ANY(:b)"), {"b": [*a.batches, *b.batches]})
-        cleanup_world(engine, a)
-        cleanup_world(engine, b)
-
-
-def bearer(engine: Engine, user_id: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(engine, user_id, 'plan test', by='test').secret}"}
-
-
-def members(engine: Engine, batch_id: str) -> set[str]:
-    with engine.connect() as conn:
-        return set(conn.execute(text("SELECT user_id FROM enrolments WHERE batch_id = :b"), {"b": batch_id}).scalars())
-
-
-def table(data: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    with two_states(engine, isolated_settings, unique) as found:
+        yield found
 
 
 def test_a_plan_is_seen_in_its_state_and_decided_by_its_admin_once(

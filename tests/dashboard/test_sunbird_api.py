@@ -10,32 +10,21 @@ from contextlib import closing
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from dashboard.web.sunbird import sunbird_router
 from dashboard.web.sunbird_hub import Hub
-from enrolment.kafka.clients import base_config
 from enrolment.settings import Settings
 from enrolment.store.ledger import row_outcomes
 from enrolment.store.tokens import create_token
-from tests.support.helpers import World, start_processor
+from tests.support.helpers import World, commands_end, start_processor
 
 pytestmark = pytest.mark.integration
 ADD = "/v1/course/batch/users/add"
 REMOVE = "/v1/course/batch/users/remove"
 TS = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d:\d{3}[+-]\d{4}")
-
-
-def commands_end(s: Settings) -> int:
-    c = Consumer({**base_config(s), "group.id": "probe"})
-    try:
-        parts = c.list_topics(s.topics.commands, timeout=10).topics[s.topics.commands].partitions
-        return sum(c.get_watermark_offsets(TopicPartition(s.topics.commands, p), timeout=10)[1] for p in parts)
-    finally:
-        c.close()
 
 
 def sunbird_app(settings: Settings, engine: Engine) -> tuple[TestClient, Hub]:

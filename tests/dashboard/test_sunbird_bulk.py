@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import signal
 from collections.abc import Iterator
-from contextlib import closing
 from typing import Any
 
 import pytest
@@ -16,11 +14,8 @@ from sqlalchemy import Engine, text
 from dashboard.web.sunbird_bulk import bulk_router
 from dashboard.web.sunbird_hub import Hub
 from enrolment.settings import Settings
-from enrolment.store import accounts
 from enrolment.store.tokens import create_token
-from processor.imports import import_users
-from tests.dashboard.test_sunbird_api import commands_end
-from tests.support.helpers import World, start_processor, wait_until
+from tests.support.helpers import World, add_team, commands_end, start_processor, wait_until
 
 pytestmark = pytest.mark.integration
 ENROL, UNENROL = "/v1/batch/bulk/enrollment", "/v1/batch/bulk/unenrollment"
@@ -169,12 +164,7 @@ def test_unenrolment_and_refused_files(
 
 def team_member(engine: Engine, world: World, unique: str) -> str:
     """An implementation team member serving the world's state (whose uploads need approval by default)."""
-    team = f"team-{unique}"
-    users = f"user_id,state_id,state,name,roles,status\n{team},,{world.state},Team,IMPLEMENTATION_TEAM,active\n"
-    assert not import_users(engine, io.BytesIO(users.encode())).errors
-    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
-        accounts.set_served_states(cur, team, [world.state.upper()])
-    return team
+    return add_team(engine, f"team-{unique}", world.state, [world.state.upper()])
 
 
 def test_the_teams_file_needs_approval_and_the_same_file_again_is_refused_while_in_progress(

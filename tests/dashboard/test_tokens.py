@@ -27,8 +27,7 @@ from enrolment.domain.model import User
 from enrolment.settings import Settings
 from enrolment.store import reference
 from enrolment.store.tokens import authenticate, issue_token, list_tokens, revoke_token, token_hash
-from tests.dashboard.test_sunbird_api import commands_end
-from tests.support.helpers import World, cli
+from tests.support.helpers import World, cli, commands_end
 
 pytestmark = pytest.mark.integration
 ADD = "/v1/course/batch/users/add"

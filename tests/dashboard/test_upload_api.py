@@ -4,8 +4,6 @@ through ``POST /api/uploads`` ends exactly as the same file sent by the CLI's di
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import warnings
@@ -15,20 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, text
 
 from dashboard.web.app import create_app
 from enrolment.domain.plans import StateSettings
-from enrolment.kafka.clients import base_config
 from enrolment.settings import Settings
-from enrolment.store import accounts
 from enrolment.store import plans as plan_store
 from enrolment.store.tokens import issue_token, revoke_token
-from processor.imports import import_users
 from producer.follow import UploadStatus, status_from_store
-from tests.support.dashboard import World, catch_up, cleanup_world, make_world, process
-from tests.support.helpers import cli, start_processor, wait_until
+from tests.support.dashboard import World, bearer, catch_up, process, two_states
+from tests.support.helpers import cli, commands_end, start_processor, wait_until
+from tests.support.helpers import csv_table as table
 from tests.support.signin import signed_in_client
 
 with warnings.catch_warnings():
@@ -40,27 +35,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture()
 def worlds(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator[tuple[World, World, str]]:
-    """State A (two empty batches), state B (one batch), and an implementation team member of B serving A."""
-    a = make_world(
-        engine, isolated_settings, unique, 8, [("a", "invite-only", "ongoing"), ("b", "invite-only", "ongoing")]
-    )
-    b = make_world(engine, isolated_settings, unique + "b", 3, [("a", "invite-only", "ongoing")])
-    team = f"team-{unique}"
-    rows = f"user_id,state_id,state,name,roles,status\n{team},,{b.state},Team,IMPLEMENTATION_TEAM,active\n"
-    assert not import_users(engine, io.BytesIO(rows.encode())).errors
-    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
-        accounts.set_served_states(cur, team, [a.state])
-    try:
-        yield a, b, team
-    finally:
-        people = [a.admin, a.mentor, b.admin, b.mentor, team]
-        with engine.begin() as conn:
-            conn.execute(text("DELETE FROM api_tokens WHERE user_id = ANY(:u)"), {"u": people})
-            conn.execute(text("DELETE FROM served_states WHERE user_id = ANY(:u)"), {"u": people})
-            conn.execute(text("DELETE FROM plans WHERE batch_id = ANY(:b)"), {"b": [*a.batches, *b.batches]})
-            conn.execute(text("DELETE FROM plan_settings WHERE state = ANY(:s)"), {"s": [a.state, b.state]})
-        cleanup_world(engine, a)
-        cleanup_world(engine, b)
+    with two_states(engine, isolated_settings, unique) as found:
+        yield found
 
 
 def no_team_approval(engine: Engine, world: World) -> None:
@@ -68,29 +44,10 @@ def no_team_approval(engine: Engine, world: World) -> None:
         plan_store.set_state_settings(cur, world.state, StateSettings(team_approval_required=False))
 
 
-def bearer(engine: Engine, user_id: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(engine, user_id, 'upload test', by='test').secret}"}
-
-
-def commands_end(settings: Settings) -> int:
-    """The sum of the commands topic's end offsets: unchanged means nothing was published."""
-    consumer = Consumer({**base_config(settings), "group.id": "offsets-probe"})
-    try:
-        topic = settings.topics.commands
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
-    finally:
-        consumer.close()
-
-
 def the_file(world: World) -> str:
     """Good rows, a duplicate, an unknown user and an identifier refused before publishing."""
     t = world.teachers
     return f"user_id\n{t[0]}\n{t[1]}\n{t[2]}\n{t[1]}\nu-nobody-{world.token}\nbad\u200bid\n"
-
-
-def table(data: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
 
 
 def test_refusals_publish_nothing(worlds: tuple[World, World, str], engine: Engine) -> None:

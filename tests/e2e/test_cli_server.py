@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -17,11 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from dashboard.server import DashboardServer
 from enrolment.settings import Settings
 from enrolment.store.tokens import issue_token
-from tests.support.dashboard import World, cleanup_world, make_world
-from tests.support.helpers import PARTICIPANTS, env_for, start_processor
+from tests.support.dashboard import World, cleanup_world, make_world, serving
+from tests.support.helpers import cli, start_processor
 
 pytestmark = pytest.mark.integration
 
@@ -41,23 +39,8 @@ def world(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator[
 
 @pytest.fixture()
 def server(world: World, engine: Engine) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    dashboard = DashboardServer(world.settings, engine, port=port)
-    dashboard.start()
-    try:
-        yield dashboard.url
-    finally:
-        dashboard.stop()
-
-
-def run(settings: Settings, *args: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess[bytes]:
-    full = env_for(settings)
-    for name in ("PARTICIPANTS_SERVER", "PARTICIPANTS_TOKEN", "PARTICIPANTS_CREDENTIALS"):
-        full.pop(name, None)
-    full.update(env)
-    return subprocess.run([PARTICIPANTS, *args], env=full, input=stdin, capture_output=True, timeout=300, check=False)
+    with serving(world.settings, engine) as url:
+        yield url
 
 
 def same(out: bytes, world: World) -> str:
@@ -94,8 +77,8 @@ def test_add_through_the_server_prints_what_the_direct_path_prints(
     token = issue_token(engine, world.admin, "cli", by="test").secret
     remote = {"PARTICIPANTS_TOKEN": token}
 
-    direct = run(s, "add", str(file), "--batch", world.batches[1], "--as", world.admin, "--wait")
-    through = run(s, "add", str(file), "--batch", world.batches[0], "--server", server, "--wait", **remote)
+    direct = cli(s, "add", str(file), "--batch", world.batches[1], "--as", world.admin, "--wait")
+    through = cli(s, "add", str(file), "--batch", world.batches[0], "--server", server, "--wait", **remote)
     assert direct.returncode == through.returncode == 3, (direct.stderr, through.stderr)
     assert same(through.stdout, world) == same(direct.stdout, world)
     assert "ENROLLED" in direct.stdout.decode() and "DUPLICATE_IN_FILE" in direct.stdout.decode()
@@ -103,8 +86,8 @@ def test_add_through_the_server_prints_what_the_direct_path_prints(
     # Again (already in the batch now: a repeat, so --allow-repeat), as JSON, with the server from the
     # environment and a report.
     args = ("add", str(file), "--wait", "--json", "--allow-repeat", "--report")
-    direct = run(s, *args, str(tmp_path / "d.csv"), "--batch", world.batches[1], "--as", world.admin)
-    through = run(s, *args, str(tmp_path / "t.csv"), "--batch", world.batches[0], PARTICIPANTS_SERVER=server, **remote)
+    direct = cli(s, *args, str(tmp_path / "d.csv"), "--batch", world.batches[1], "--as", world.admin)
+    through = cli(s, *args, str(tmp_path / "t.csv"), "--batch", world.batches[0], PARTICIPANTS_SERVER=server, **remote)
     assert direct.returncode == through.returncode == 3, (direct.stderr, through.stderr)
     assert json_alike(through.stdout) == json_alike(direct.stdout)
     assert json_alike(direct.stdout)["reasons"]["ALREADY_ENROLLED"] == 2
@@ -117,14 +100,14 @@ def test_add_through_the_server_prints_what_the_direct_path_prints(
 
     upload_id = json.loads(through.stdout)["upload_id"]
     for flag in (["--json"], []):
-        by_server = run(s, "status", upload_id, "--server", server, *flag, **remote)
-        from_store = run(s, "status", upload_id, *flag)
+        by_server = cli(s, "status", upload_id, "--server", server, *flag, **remote)
+        from_store = cli(s, "status", upload_id, *flag)
         assert by_server.returncode == from_store.returncode == 3
         assert by_server.stdout == from_store.stdout, (by_server.stdout, from_store.stdout)
 
     # Without --wait: the published summary, as the direct path prints it.
-    direct = run(s, "remove", str(file), "--batch", world.batches[1], "--as", world.admin, "--dry-run")
-    through = run(s, "remove", str(file), "--batch", world.batches[0], "--server", server, "--dry-run", **remote)
+    direct = cli(s, "remove", str(file), "--batch", world.batches[1], "--as", world.admin, "--dry-run")
+    through = cli(s, "remove", str(file), "--batch", world.batches[0], "--server", server, "--dry-run", **remote)
     assert direct.returncode == through.returncode == 3
     assert same(through.stdout, world) == same(direct.stdout, world)
 
@@ -137,13 +120,13 @@ def test_server_mode_refusals_are_sentences(world: World, engine: Engine, server
     remote = {"PARTICIPANTS_TOKEN": token}
     batch = world.batches[0]
 
-    claimed = run(s, "add", str(file), "--batch", batch, "--server", server, "--as", world.admin, **remote)
+    claimed = cli(s, "add", str(file), "--batch", batch, "--server", server, "--as", world.admin, **remote)
     assert claimed.returncode == 2 and b"--as cannot be used with --server" in claimed.stderr
 
     unusable = tmp_path / "bad.csv"
     unusable.write_bytes(b"user_id\n\xff\xfe\n")
-    direct = run(s, "add", str(unusable), "--batch", batch, "--as", world.admin)
-    through = run(s, "add", str(unusable), "--batch", batch, "--server", server, **remote)
+    direct = cli(s, "add", str(unusable), "--batch", batch, "--as", world.admin)
+    through = cli(s, "add", str(unusable), "--batch", batch, "--server", server, **remote)
     assert direct.returncode == through.returncode == 2
     assert through.stderr == direct.stderr and b"Nothing was published." in through.stderr
 
@@ -152,24 +135,24 @@ def test_server_mode_refusals_are_sentences(world: World, engine: Engine, server
         (["--server", server], {"PARTICIPANTS_CREDENTIALS": str(tmp_path / "none")}, 2, b"No API token for"),
         (["--server", "http://127.0.0.1:9"], remote, 1, b"Cannot reach the server"),
     ):
-        r = run(s, "add", str(file), "--batch", batch, *args, **env)
+        r = cli(s, "add", str(file), "--batch", batch, *args, **env)
         assert r.returncode == code and words in r.stderr and b"Traceback" not in r.stderr, r.stderr
     mentor = issue_token(engine, world.mentor, "cli", by="test").secret
-    r = run(s, "add", str(file), "--batch", "no-such-batch", "--server", server, PARTICIPANTS_TOKEN=mentor)
+    r = cli(s, "add", str(file), "--batch", "no-such-batch", "--server", server, PARTICIPANTS_TOKEN=mentor)
     assert r.returncode == 2 and b"Batch no-such-batch does not exist." in r.stderr
 
     # login checks the token, then keeps it readable by its owner only; a file others may read is refused.
     creds = tmp_path / "config" / "credentials"
     where = {"PARTICIPANTS_CREDENTIALS": str(creds)}
-    bad = run(s, "login", "--server", server, "--token-stdin", stdin=b"wrong\n", **where)
+    bad = cli(s, "login", "--server", server, "--token-stdin", input_bytes=b"wrong\n", **where)
     assert bad.returncode == 2 and not creds.exists()
-    ok = run(s, "login", "--server", server, "--token-stdin", stdin=token.encode() + b"\n", **where)
+    ok = cli(s, "login", "--server", server, "--token-stdin", input_bytes=token.encode() + b"\n", **where)
     assert ok.returncode == 0, ok.stderr
     assert stat.S_IMODE(os.stat(creds).st_mode) == 0o600 and token.encode() not in ok.stdout + ok.stderr
-    r = run(s, "status", "no-such-upload", "--server", server, **where)
+    r = cli(s, "status", "no-such-upload", "--server", server, **where)
     assert r.returncode == 2 and b"No upload no-such-upload is known yet" in r.stderr
     os.chmod(creds, 0o644)
-    r = run(s, "status", "no-such-upload", "--server", server, **where)
+    r = cli(s, "status", "no-such-upload", "--server", server, **where)
     assert r.returncode == 2 and b"may be read by others" in r.stderr
 
 
@@ -182,16 +165,16 @@ def test_retry_and_undo_through_the_server_print_what_the_direct_path_prints(
     file = tmp_path / "people.csv"
     file.write_text(f"user_id\n{t[0]}\n{t[1]}\nu-nobody-{world.token}\n", encoding="utf-8")
     remote = {"PARTICIPANTS_TOKEN": issue_token(engine, world.admin, "cli", by="test").secret}
-    first = run(s, "add", str(file), "--batch", world.batches[1], "--as", world.admin, "--wait", "--json")
-    second = run(s, "add", str(file), "--batch", world.batches[0], "--server", server, "--wait", "--json", **remote)
+    first = cli(s, "add", str(file), "--batch", world.batches[1], "--as", world.admin, "--wait", "--json")
+    second = cli(s, "add", str(file), "--batch", world.batches[0], "--server", server, "--wait", "--json", **remote)
     assert first.returncode == second.returncode == 3, (first.stderr, second.stderr)
     parents = json.loads(first.stdout)["upload_id"], json.loads(second.stdout)["upload_id"]
 
     def both(*args: str, report: bool = False) -> tuple[subprocess.CompletedProcess[bytes], ...]:
         """The command on the direct path (the first upload, --as) and through the server (the second)."""
         extra = lambda name: ("--report", str(tmp_path / name)) if report else ()  # noqa: E731
-        direct = run(s, args[0], parents[0], *args[1:], *extra("d.csv"), "--as", world.admin)
-        through = run(s, args[0], parents[1], *args[1:], *extra("t.csv"), "--server", server, **remote)
+        direct = cli(s, args[0], parents[0], *args[1:], *extra("d.csv"), "--as", world.admin)
+        through = cli(s, args[0], parents[1], *args[1:], *extra("t.csv"), "--server", server, **remote)
         assert direct.returncode == through.returncode, (direct.stderr, through.stderr)
         assert same(direct.stderr, world) == same(through.stderr, world)
         return direct, through
@@ -233,7 +216,7 @@ def test_retry_and_undo_through_the_server_print_what_the_direct_path_prints(
     assert {tuple(r.split(",")[2:5]) for r in rows[1:]} == {("USER_ID", "REJECTED", "CHANGED_SINCE")}
 
     # --as is the direct path's; an upload the server does not know is a sentence.
-    r = run(s, "undo", parents[1], "--server", server, "--as", world.admin, **remote)
+    r = cli(s, "undo", parents[1], "--server", server, "--as", world.admin, **remote)
     assert r.returncode == 2 and b"--as cannot be used with --server" in r.stderr
-    r = run(s, "retry", "no-such-upload", "--server", server, **remote)
+    r = cli(s, "retry", "no-such-upload", "--server", server, **remote)
     assert r.returncode == 2 and b"No upload no-such-upload is known yet" in r.stderr and b"Traceback" not in r.stderr

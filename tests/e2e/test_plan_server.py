@@ -6,10 +6,8 @@ that does not require approval lets the team's upload apply at once; due plans e
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import closing
@@ -20,16 +18,12 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from dashboard.server import DashboardServer
 from enrolment.domain.plans import StateSettings
 from enrolment.settings import Settings
-from enrolment.store import accounts
 from enrolment.store import plans as plan_store
 from enrolment.store.tokens import issue_token
-from processor.imports import import_users
-from tests.e2e.test_cli_server import run
-from tests.support.dashboard import World, cleanup_world, make_world
-from tests.support.helpers import read_topic, start_processor, wait_until
+from tests.support.dashboard import World, forget, make_world, serving
+from tests.support.helpers import add_team, cli, members, read_topic, start_processor, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,34 +38,17 @@ def world(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator[
     w = make_world(
         engine, isolated_settings, unique, 8, [("a", "invite-only", "ongoing"), ("b", "invite-only", "ongoing")]
     )
-    team = f"team-{unique}"
-    rows = f"user_id,state_id,state,name,roles,status\n{team},,{w.state},Team,IMPLEMENTATION_TEAM,active\n"
-    assert not import_users(engine, io.BytesIO(rows.encode())).errors
-    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
-        accounts.set_served_states(cur, team, [w.state])
+    team = add_team(engine, f"team-{unique}", w.state, [w.state])
     try:
         yield w
     finally:
-        with engine.begin() as conn:
-            people = [w.admin, w.mentor, team]
-            conn.execute(text("DELETE FROM api_tokens WHERE user_id = ANY(:u)"), {"u": people})
-            conn.execute(text("DELETE FROM served_states WHERE user_id = ANY(:u)"), {"u": people})
-            conn.execute(text("DELETE FROM plans WHERE batch_id = ANY(:b)"), {"b": list(w.batches)})
-            conn.execute(text("DELETE FROM plan_settings WHERE state = :s"), {"s": w.state})
-        cleanup_world(engine, w)
+        forget(engine, [w.admin, w.mentor, team], [w])
 
 
 @pytest.fixture()
 def server(world: World, engine: Engine) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    dashboard = DashboardServer(world.settings, engine, port=port)
-    dashboard.start()
-    try:
-        yield dashboard.url
-    finally:
-        dashboard.stop()
+    with serving(world.settings, engine) as url:
+        yield url
 
 
 def team_of(world: World) -> str:
@@ -108,22 +85,17 @@ def both(
     claim = ("--as", who) if who else ()
     remote = {"PARTICIPANTS_TOKEN": token, "PARTICIPANTS_SERVER": SERVER[0]}
     if ids is None:
-        direct = run(s, *args, "--batch", world.batches[1], *claim)
-        through = run(s, *args, "--batch", world.batches[0], **remote)
+        direct = cli(s, *args, "--batch", world.batches[1], *claim)
+        through = cli(s, *args, "--batch", world.batches[0], **remote)
     else:
-        direct = run(s, *args, ids[0], *claim)
-        through = run(s, *args, ids[1], **remote)
+        direct = cli(s, *args, ids[0], *claim)
+        through = cli(s, *args, ids[1], **remote)
     assert direct.returncode == through.returncode, (args, direct.stderr, through.stderr)
     assert b"Traceback" not in direct.stderr + through.stderr
     return direct, through
 
 
 SERVER: list[str] = [""]
-
-
-def members(engine: Engine, batch: str) -> set[str]:
-    with engine.connect() as conn:
-        return set(conn.execute(text("SELECT user_id FROM enrolments WHERE batch_id = :b"), {"b": batch}).scalars())
 
 
 def complete(engine: Engine, upload_id: str) -> bool:
@@ -166,7 +138,7 @@ def test_plan_commands_through_the_server_print_what_the_direct_path_prints(
     assert direct.returncode == 0 and alike_text(direct.stdout, world) == alike_text(through.stdout, world)
     direct, through = both(world, admin, world.admin, "plan", "reject", ids=text_plans)
     assert direct.returncode == 1 and b"not waiting" in direct.stderr and b"not waiting" in through.stderr
-    claimed = run(s, "plan", "approve", plans[1], "--server", server, "--as", world.admin, PARTICIPANTS_TOKEN=admin)
+    claimed = cli(s, "plan", "approve", plans[1], "--server", server, "--as", world.admin, PARTICIPANTS_TOKEN=admin)
     assert claimed.returncode == 2 and b"--as cannot be used with --server" in claimed.stderr
 
     # plan approve --wait --json: applied as one upload, followed to its summary; the same on both paths.
@@ -177,7 +149,7 @@ def test_plan_commands_through_the_server_print_what_the_direct_path_prints(
     assert one(through)["requested_by"] == world.admin and one(through)["submitted_by"] == world.admin
     assert members(engine, world.batches[0]) == members(engine, world.batches[1]) == {t[0], t[1]}
     for plan_id in plans:
-        upload_id = one(run(s, "plan", "show", plan_id, "--json"))["upload_id"]
+        upload_id = one(cli(s, "plan", "show", plan_id, "--json"))["upload_id"]
         wait_until("the applied upload recorded complete", lambda u=upload_id: complete(engine, u), 60, 0.2)
     direct, through = both(world, admin, None, "plan", "show", "--json", ids=plans)
     assert one(through)["upload"]["complete"] is True and one(through)["upload"]["published"] == 3
@@ -222,7 +194,7 @@ def test_the_teams_add_retry_and_undo_wait_for_a_state_admin_on_both_paths(
     direct, through = both(world, token, team, "add", str(file), "--json", "--allow-repeat")
     assert alike(one(direct)) == alike(one(through)) and one(through)["needs_approval_reason"] == "IMPLEMENTATION_TEAM"
     plans = one(direct)["plan_id"], one(through)["plan_id"]
-    own = run(s, "plan", "approve", plans[1], "--server", server, PARTICIPANTS_TOKEN=token)
+    own = cli(s, "plan", "approve", plans[1], "--server", server, PARTICIPANTS_TOKEN=token)
     assert own.returncode == 1 and b"is not a state admin" in own.stderr, own.stderr
     direct, through = both(world, admin, world.admin, "plan", "approve", "--wait", "--json", ids=plans)
     assert direct.returncode == 3 and alike(one(direct)) == alike(one(through))
@@ -237,7 +209,7 @@ def test_the_teams_add_retry_and_undo_wait_for_a_state_admin_on_both_paths(
     undo = one(through)
     assert (undo["kind"], undo["status"], undo["counts"]["removes"]) == ("remove", "waiting", 2)
     assert members(engine, world.batches[0]) == {t[0], t[1]}
-    approved = run(s, "plan", "approve", undo["plan_id"], "--server", server, "--wait", PARTICIPANTS_TOKEN=admin)
+    approved = cli(s, "plan", "approve", undo["plan_id"], "--server", server, "--wait", PARTICIPANTS_TOKEN=admin)
     assert approved.returncode == 0, approved.stderr
     assert members(engine, world.batches[0]) == set()
 
@@ -268,7 +240,7 @@ def test_a_state_that_does_not_require_approval_lets_the_teams_upload_apply_at_o
     assert json.loads(direct.stdout)["reasons"] == json.loads(through.stdout)["reasons"] == {"ENROLLED": 1}
     assert members(engine, world.batches[0]) == members(engine, world.batches[1]) == {t[0]}
     # a plan the team makes there needs no one else's approval either: its reason is not IMPLEMENTATION_TEAM
-    made = run(s, "plan", "add", str(file), "--batch", world.batches[0], "--json", "--allow-repeat",
+    made = cli(s, "plan", "add", str(file), "--batch", world.batches[0], "--json", "--allow-repeat",
                PARTICIPANTS_TOKEN=token, PARTICIPANTS_SERVER=server)  # fmt: skip
     assert made.returncode == 0 and one(made)["needs_approval_reason"] is None, made.stderr
 
@@ -280,7 +252,7 @@ def test_due_plans_expire_when_the_list_is_read_or_the_sweep_runs(
     admin = issue_token(engine, world.admin, "cli", by="test").secret
     file = tmp_path / "people.csv"
     file.write_text(f"user_id\n{world.teachers[0]}\n", encoding="utf-8")
-    made = [one(run(s, "plan", "add", str(file), "--batch", b, "--as", world.admin, "--json")) for b in world.batches]
+    made = [one(cli(s, "plan", "add", str(file), "--batch", b, "--as", world.admin, "--json")) for b in world.batches]
     ids = [m["plan_id"] for m in made]
 
     def stored(plan_id: str) -> str:
@@ -301,10 +273,10 @@ def test_due_plans_expire_when_the_list_is_read_or_the_sweep_runs(
         conn.execute(
             text("UPDATE plans SET expires_at = now() - interval '1 minute' WHERE plan_id = :p"), {"p": ids[1]}
         )
-    swept = run(s, "plan", "expire", "--json")
+    swept = cli(s, "plan", "expire", "--json")
     assert swept.returncode == 0 and ids[1] in one(swept)["expired"] and ids[0] not in one(swept)["expired"]
     assert stored(ids[1]) == "expired"
-    again = run(s, "plan", "expire")
+    again = cli(s, "plan", "expire")
     assert again.returncode == 0 and ids[1] not in again.stdout.decode()
     audits = [
         r

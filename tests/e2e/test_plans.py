@@ -6,10 +6,8 @@ in-process until idle after each publish (``process``), so every count is exact 
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from enrolment.settings import Settings
-from enrolment.store import accounts
-from processor.imports import import_users
-from tests.support.helpers import World, cli, process, publish, read_topic, rows
+from tests.support.helpers import World, add_team, cli, process, publish, read_topic, rows
 
 pytestmark = pytest.mark.integration
 
@@ -177,11 +173,7 @@ def test_the_implementation_teams_upload_waits_for_another_admins_approval(
     s = isolated_settings
     world = World(engine, unique, teachers=30)
     batch = world.batch("team")
-    team = f"team-{unique}"
-    users = f"user_id,state_id,state,name,roles,status\n{team},,{world.state},Team,IMPLEMENTATION_TEAM,active\n"
-    assert not import_users(engine, io.BytesIO(users.encode())).errors
-    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
-        accounts.set_served_states(cur, team, [world.state.upper()])
+    team = add_team(engine, f"team-{unique}", world.state, [world.state.upper()])
     listed = ids_file(tmp_path / "t.csv", world, range(20))
 
     waiting = run(s, "add", str(listed), "--batch", batch, "--as", team, "--json")
@@ -286,11 +278,7 @@ def test_the_same_file_sent_again_while_the_first_is_in_progress_or_waiting_is_r
     assert meant.returncode == 0 and "upload_id" in one_json(meant), meant.stderr.decode()
 
     # the implementation team's file waiting as a plan: the same file again is refused too
-    team = f"team-{unique}"
-    users = f"user_id,state_id,state,name,roles,status\n{team},,{world.state},Team,IMPLEMENTATION_TEAM,active\n"
-    assert not import_users(engine, io.BytesIO(users.encode())).errors
-    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
-        accounts.set_served_states(cur, team, [world.state.upper()])
+    team = add_team(engine, f"team-{unique}", world.state, [world.state.upper()])
     other = ids_file(tmp_path / "t.csv", world, range(5, 10))
     plan = one_json(run(s, "add", str(other), "--batch", batch, "--as", team, "--json"))
     assert plan["status"] == "waiting"

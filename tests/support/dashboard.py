@@ -8,6 +8,7 @@ real consumer.  Everything a world creates is deleted afterwards, by its ids.
 from __future__ import annotations
 
 import io
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
@@ -16,14 +17,16 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from dashboard.consumer import ReadModelConsumer, Stats
+from dashboard.server import DashboardServer
 from enrolment.files import InputRow
 from enrolment.kafka.admin import broker_count, create_topics, delete_topics, topic_specs
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings, Topics
+from enrolment.store.tokens import issue_token
 from processor.engine import Processor
 from processor.imports import import_batches, import_users
 from producer.publish import UploadRequest, publish_upload
-from tests.support.helpers import granted
+from tests.support.helpers import add_team, granted
 
 
 @dataclass(frozen=True)
@@ -167,3 +170,48 @@ def read_model_content(engine: Engine, group: str) -> dict[str, list[tuple[Any, 
             ).all()
             out[name] = [tuple(r) for r in rows]
     return out
+
+
+def forget(engine: Engine, people: Sequence[str], worlds: Sequence[World]) -> None:
+    """Deletes what identity and plan tests leave beside the worlds: tokens, served states, plans, state settings;
+    then the worlds themselves."""
+    batches = [b for w in worlds for b in w.batches]
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM api_tokens WHERE user_id = ANY(:u)"), {"u": list(people)})
+        conn.execute(text("DELETE FROM served_states WHERE user_id = ANY(:u)"), {"u": list(people)})
+        conn.execute(text("DELETE FROM plans WHERE batch_id = ANY(:b)"), {"b": batches})
+        conn.execute(text("DELETE FROM plan_settings WHERE state = ANY(:s)"), {"s": [w.state for w in worlds]})
+    for world in worlds:
+        cleanup_world(engine, world)
+
+
+@contextmanager
+def two_states(engine: Engine, settings: Settings, unique: str) -> Iterator[tuple[World, World, str]]:
+    """State A (two invite-only batches, 8 teachers), state B (one batch, 3 teachers), and an implementation
+    team member of B serving A."""
+    a = make_world(engine, settings, unique, 8, [("a", "invite-only", "ongoing"), ("b", "invite-only", "ongoing")])
+    b = make_world(engine, settings, unique + "b", 3, [("a", "invite-only", "ongoing")])
+    team = add_team(engine, f"team-{unique}", b.state, [a.state])
+    try:
+        yield a, b, team
+    finally:
+        forget(engine, [a.admin, a.mentor, b.admin, b.mentor, team], [a, b])
+
+
+def bearer(engine: Engine, user_id: str) -> dict[str, str]:
+    """The Authorization header of a fresh API token of the user's."""
+    return {"Authorization": f"Bearer {issue_token(engine, user_id, 'test', by='test').secret}"}
+
+
+@contextmanager
+def serving(settings: Settings, engine: Engine) -> Iterator[str]:
+    """The dashboard as the CLI runs it (uvicorn and the read-model thread) on a free port; yields its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = DashboardServer(settings, engine, port=port)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

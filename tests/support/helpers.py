@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from enrolment.kafka import acls
 from enrolment.kafka.clients import admin_client, base_config
 from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
+from enrolment.store import accounts
 from processor.engine import Processor
 from processor.imports import import_batches, import_users
 from producer.publish import Published, UploadRequest, publish_upload
@@ -207,15 +209,51 @@ def start_processor(
     return proc
 
 
-def cli(settings: Settings, *args: str, input_bytes: bytes | None = None, timeout: float = 300) -> Any:
+def add_team(engine: Engine, team: str, home_state: str, serves: Sequence[str]) -> str:
+    """An IMPLEMENTATION_TEAM member of ``home_state`` serving ``serves``; removed by ``forget``."""
+    rows = f"user_id,state_id,state,name,roles,status\n{team},,{home_state},Team,IMPLEMENTATION_TEAM,active\n"
+    assert not import_users(engine, io.BytesIO(rows.encode())).errors
+    with engine.begin() as conn, closing(conn.connection.cursor()) as cur:
+        accounts.set_served_states(cur, team, list(serves))
+    return team
+
+
+SERVER_VARIABLES = ("PARTICIPANTS_SERVER", "PARTICIPANTS_TOKEN", "PARTICIPANTS_CREDENTIALS")
+
+
+def cli(
+    settings: Settings, *args: str, input_bytes: bytes | None = None, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[bytes]:
+    """The `participants` command as the settings' components; a server is used only when ``env`` names one."""
+    full = env_for(settings)
+    for name in SERVER_VARIABLES:
+        full.pop(name, None)
+    full.update(env)
     return subprocess.run(
-        [PARTICIPANTS, *args],
-        env=env_for(settings),
-        input=input_bytes,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
+        [PARTICIPANTS, *args], env=full, input=input_bytes, capture_output=True, timeout=timeout, check=False
     )
+
+
+def commands_end(settings: Settings) -> int:
+    """The sum of the commands topic's end offsets: unchanged means nothing was published."""
+    consumer = Consumer({**base_config(settings), "group.id": "offsets-probe"})
+    try:
+        topic = settings.topics.commands
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
+    finally:
+        consumer.close()
+
+
+def members(engine: Engine, batch_id: str) -> set[str]:
+    """The batch's participants as the store has them."""
+    with engine.connect() as conn:
+        return set(conn.execute(text("SELECT user_id FROM enrolments WHERE batch_id = :b"), {"b": batch_id}).scalars())
+
+
+def csv_table(data: bytes) -> list[list[str]]:
+    """A downloaded CSV (with its BOM) as rows of cells."""
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
 
 
 def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from enrolment import credentials
 from enrolment.settings import Settings
 from tests.support.helpers import PARTICIPANTS, ROOT, World, cli, env_for, start_processor
+from tests.support.stackmode import CONTAINERS_REASON
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def stored_passwords() -> dict[str, str]:
             elif "PASSWORD" in key and value:
                 found[f"{component} {key}"] = value
     if not found:
-        pytest.skip("the stack generated no passwords (no .stack/secrets)")
+        pytest.skip(f"the stack generated no passwords: {CONTAINERS_REASON}")
     return found
 
 

@@ -86,3 +86,23 @@ def test_a_short_run_prints_and_logs_no_password(
     assert world.members(batch) == {world.user_id(n) for n in range(5)}
     found = {name: leaks(text, passwords) for name, text in outputs.items() if leaks(text, passwords)}
     assert not found, f"passwords printed or logged: {found}"
+
+
+def test_the_demo_prints_only_the_demo_accounts_password(isolated_settings: Settings, tmp_path: Path) -> None:
+    """scripts/demo on private topics with 40 rows: its output and logs hold no stored password but the demo's."""
+    passwords = stored_passwords()
+    env = dict(env_for(isolated_settings), DEMO_ROWS="40", DEMO_OUT=str(tmp_path / "data"))
+    env["DEMO_LOGS"] = str(tmp_path / "logs")
+    done = subprocess.run([str(ROOT / "scripts" / "demo")], env=env, capture_output=True, timeout=300, check=False)
+    out = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
+    assert done.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    logs = {p.name: p.read_text(errors="replace") for p in (tmp_path / "logs").iterdir()}
+    assert logs, "the demo wrote no log"
+
+    account = (credentials.secrets_dir() / "demo-account").read_text().strip()
+    printed = [line.split("password:", 1)[1].strip() for line in out.splitlines() if "password:" in line]
+    assert printed == [account], "the demo prints exactly the demo account's password, once"
+    assert out.count(account) == 1 and not any(account in text for text in logs.values())
+    found = {name: leaks(text, passwords) for name, text in {"demo output": out, **logs}.items()}
+    assert not any(found.values()), f"passwords printed or logged by the demo: {found}"

@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 
 import pytest
 from sqlalchemy import Engine, text
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from enrolment import credentials
 from enrolment.settings import Settings
+from enrolment.store import grants
 from tests.support.helpers import ROOT
 from tests.support.stackmode import CONTAINERS_REASON
 
@@ -80,3 +82,17 @@ def test_the_roles_step_demotes_a_superuser_owner(base_settings: Settings, engin
             assert conn.execute(text("SELECT current_user")).scalar() == owner
     finally:
         _as_postgres(f"ALTER ROLE {owner} NOSUPERUSER")
+
+
+def test_compose_init_without_the_postgres_role_fails_with_a_sentence(base_settings: Settings, unique: str) -> None:
+    """`grants create-roles` on an old volume (no `postgres` superuser): a sentence, exit 1, no traceback."""
+    url = make_url(base_settings.database_url).set(username="postgres", password=f"not-{unique}")
+    env = {**os.environ, "ADMIN_DATABASE_URL": url.render_as_string(hide_password=False)}
+    env.update({variable: f"pw-{unique}" for variable in grants.PASSWORD_VARIABLE.values()})
+    argv = [sys.executable, "-m", "enrolment.store.grants", "create-roles"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Could not log in as the database superuser"), said
+    assert "Traceback" not in said and unique not in said and ":***@" in said

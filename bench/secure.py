@@ -3,12 +3,13 @@
     .venv/bin/python -m bench.secure [--rows 10000] [--runs 3]
 
 One broker, the stack's own, with three listeners: the bench restarts it with an extra PLAINTEXT listener on
-localhost (``STACK_BENCH_PLAINTEXT_PORT``, default the client port + 4; the anonymous principal is a super user
-there) for the baseline, and restores the normal stack at the end (a plain ``scripts/stack up`` removes that
-listener again). Each protocol has private topics, a group and a processor of its own connected over that
-listener (SCRAM and TLS with the components' generated credentials and the local CA); the rounds alternate the
-protocols so a change in the machine's load falls on all alike. The first round is a warm-up. Reported: the
-median seconds from start to the summary line per protocol, and each median over PLAINTEXT's.
+127.0.0.1 (``STACK_BENCH_PLAINTEXT_PORT``, default the client port + 4; its anonymous principal may only touch
+the bench's own ``bench*`` topics, groups and transactional ids, ``acls.bench_grants``) for the baseline, and
+restores the normal stack at the end (a plain ``scripts/stack up`` removes that listener and those ACLs again).
+Each protocol has private topics, a group and a processor of its own connected over that listener (SCRAM and
+TLS with the components' generated credentials and the local CA); the rounds alternate the protocols so a
+change in the machine's load falls on all alike. The first round is a warm-up. Reported: the median seconds
+from start to the summary line per protocol, and each median over PLAINTEXT's.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def listeners() -> dict[str, dict[str, str]]:
     plain = int(os.environ.get("STACK_BENCH_PLAINTEXT_PORT", str(client + 4)))
     ca = str(ROOT / ".stack" / "tls" / "ca.pem")
     return {
-        "PLAINTEXT": {"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{plain}"},
+        "PLAINTEXT": {"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{plain}"},
         "SASL_PLAINTEXT": {
             "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
             "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{client}",
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "secure.json")
     args = parser.parse_args(argv)
     plain_port = listeners()["PLAINTEXT"]["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1]
-    say(f"restarting the stack's broker with a PLAINTEXT baseline listener on localhost:{plain_port}")
+    say(f"restarting the stack's broker with a PLAINTEXT baseline listener on 127.0.0.1:{plain_port}")
     stack_up(plain_port)
     base = with_stored_credentials(Settings.from_env(), "admin")
     engine = create_engine(base.database_url)

@@ -68,6 +68,7 @@ def _add_demo_data(sub: SubCommands) -> None:
     dd = sub.add_parser("demo-data", help="write the demo CSVs (users, batches, a 10k upload, progress)")
     dd.add_argument("--out", default="demo-data")
     dd.add_argument("--teachers-per-state", type=int, default=None, help="default: KA 10,500 and MH 1,500")
+    dd.add_argument("--upload-rows", type=int, default=10_000, help="rows of the upload file (default: 10,000)")
     dd.set_defaults(func=cmd_demo_data)
 
 
@@ -82,7 +83,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo_data(args: argparse.Namespace, settings: Settings) -> int:
     from participants.demo_data import write_demo_data
 
-    files = write_demo_data(Path(args.out), args.teachers_per_state)
+    files = write_demo_data(Path(args.out), args.teachers_per_state, upload_rows=args.upload_rows)
     for name, path in vars(files).items():
         print(f"{name}: {path}")
     return EXIT_OK

@@ -217,13 +217,18 @@ def _write_csv(
         writer.writerows(rows)
 
 
-def write_demo_data(out_dir: Path, teachers_per_state: int | None = None, *, seed: int = DEFAULT_SEED) -> DemoFiles:
+def write_demo_data(
+    out_dir: Path, teachers_per_state: int | None = None, *, seed: int = DEFAULT_SEED, upload_rows: int = UPLOAD_ROWS
+) -> DemoFiles:
     """Writes the four demo CSVs into ``out_dir`` (created if needed) and returns their paths.
 
     ``teachers_per_state`` gives every state the same number; by default KA has 10,500 and MH 1,500.
+    ``upload_rows`` makes a smaller upload file for a quick run (scripts/demo's DEMO_ROWS).
     """
     if teachers_per_state is not None and teachers_per_state < 1:
         raise ValueError("teachers_per_state must be at least 1")
+    if upload_rows < 1:
+        raise ValueError("upload_rows must be at least 1")
     teachers = {s: teachers_per_state or DEFAULT_TEACHERS[s] for s in STATES}
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -256,7 +261,7 @@ def write_demo_data(out_dir: Path, teachers_per_state: int | None = None, *, see
     _write_csv(files.batches, BATCH_HEADER, BATCHES)
 
     upload: list[tuple[str, str]] = []
-    for n in range(1, UPLOAD_ROWS + 1):
+    for n in range(1, upload_rows + 1):
         state_id = teacher_state_id("KA", n)
         upload.append((state_id, names.get(state_id) or _name(rng)))
     _write_csv(files.upload, ("State ID", "Name"), upload, lineterminator="\r\n", encoding="utf-8-sig")
@@ -280,9 +285,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--teachers-per-state", type=int, default=None, help="teachers per state (default: KA 10,500, MH 1,500)"
     )
+    parser.add_argument("--upload-rows", type=int, default=UPLOAD_ROWS, help="rows of the upload (default: 10,000)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    files = write_demo_data(args.out, args.teachers_per_state, seed=args.seed)
+    files = write_demo_data(args.out, args.teachers_per_state, seed=args.seed, upload_rows=args.upload_rows)
     for path in (files.users, files.batches, files.upload, files.progress):
         print(path)
 

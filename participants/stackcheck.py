@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secure", action="store_true", help="act as admin; set the components' users and ACLs")
     parser.add_argument("--brokers", type=int, default=1, help="wait for this many brokers; replicate to fit")
     parser.add_argument("--admin-over", metavar="HOST:PORT", help="first set admin's SCRAM credential over PLAIN")
+    parser.add_argument("--bench-anonymous", action="store_true", help="ACLs for the bench's PLAINTEXT listener")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     wait_postgres(settings, args.timeout)
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if created:
             print(f"[stack] created topics: {', '.join(created)}", file=sys.stderr)
     if args.secure:
-        secure(kafka)
+        secure(kafka, args.bench_anonymous)
     return 0
 
 
@@ -103,11 +104,18 @@ def component_password(component: str) -> str:
     )
 
 
-def secure(admin: Settings) -> None:
-    """Every component's SCRAM user (the password in its file) and the ACL table (enrolment.kafka.acls)."""
+def secure(admin: Settings, bench_anonymous: bool = False) -> None:
+    """Every component's SCRAM user (the password in its file) and the ACL table (enrolment.kafka.acls).
+
+    The bench listener's anonymous ACLs exist only while that listener is open: a plain `up` revokes them.
+    """
     passwords = {c: component_password(c) for c in acls.PRINCIPALS}
     users = acls.upsert_users(admin, passwords)
     count = acls.apply(admin, [*acls.grants(admin), *acls.shared_grants()])
+    if bench_anonymous:
+        count += acls.apply(admin, acls.bench_grants())
+    else:
+        acls.revoke(admin, acls.bench_grants())
     print(f"[stack] kafka: SCRAM users {', '.join(users)}; {count} ACLs", file=sys.stderr)
 
 

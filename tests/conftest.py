@@ -1,8 +1,10 @@
 """Test fixtures: the real Kafka broker and PostgreSQL.
 
-When a Docker engine answers, testcontainers starts Kafka and PostgreSQL; otherwise the local stack
-(scripts/stack) is used, started once per session if it is not running.  Tests isolate themselves by
-unique batch ids / upload ids and, where they consume whole topics, by a per-test topic prefix.
+The worktree's secured stack (scripts/stack) is used whenever it is up (its .stack/secrets exist and its broker
+and database answer) and also when no Docker engine answers (then `stack up` starts it); only a machine with a
+Docker engine and no local stack gets testcontainers, where the security tests skip (tests/support/stackmode.py).
+Tests isolate themselves by unique batch ids / upload ids and, where they consume whole topics, by a per-test
+topic prefix.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 
+from enrolment import credentials
 from enrolment.kafka.admin import broker_count, create_topics, delete_topics, topic_specs
 from enrolment.settings import Settings, Topics, with_stored_credentials
 from enrolment.store import migrate
+from tests.support import stackmode
 from tests.support.helpers import granted
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,8 +33,6 @@ KAFKA_IMAGE = "apache/kafka:4.1.1"
 
 
 def _docker_answers() -> bool:
-    if os.environ.get("PARTICIPANTS_TEST_STACK") == "local":
-        return False
     try:
         import docker  # type: ignore[import-untyped]
 
@@ -47,7 +49,9 @@ def base_settings() -> Iterator[Settings]:
     On the local stack the owner's password comes from .stack/secrets/owner.env; children started by the
     helpers run as their own component's role (tests/support/helpers.database_env).
     """
-    if _docker_answers():
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+    local = stackmode.local_stack_answers(credentials.secrets_dir(), bootstrap)
+    if stackmode.choose(local, _docker_answers) == "containers":
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
 

@@ -34,6 +34,10 @@ from enrolment.settings import Settings
 # The principals that get ACLs (admin is the super user; it needs none).
 PRINCIPALS = ("processor", "dashboard", "producer", "progress", "owner")
 REPLAY_PREFIX = "replay-"  # processor.replay: group and transactional id of a replay run
+# bench.secure's unauthenticated baseline: its topics, groups and transactional ids all start with "bench"
+# (bench/world.py), and the anonymous principal of its PLAINTEXT listener may touch nothing else.
+BENCH_PREFIX = "bench"
+BENCH_PRINCIPAL = "ANONYMOUS"
 SCRAM_ITERATIONS = 8192
 
 
@@ -103,6 +107,20 @@ def shared_grants() -> list[Grant]:
         Grant("processor", "group", REPLAY_PREFIX, "READ", prefixed=True),
         Grant("processor", "group", REPLAY_PREFIX, "DELETE", prefixed=True),
         Grant("processor", "transactional-id", REPLAY_PREFIX, "WRITE", prefixed=True),
+    ]
+
+
+def bench_grants() -> list[Grant]:
+    """The PLAINTEXT bench listener's anonymous client: the bench's own names only (never a super user)."""
+    b = BENCH_PRINCIPAL
+    return [
+        Grant(b, "topic", BENCH_PREFIX, "READ", prefixed=True),
+        Grant(b, "topic", BENCH_PREFIX, "WRITE", prefixed=True),
+        Grant(b, "group", BENCH_PREFIX, "READ", prefixed=True),
+        Grant(b, "transactional-id", BENCH_PREFIX, "WRITE", prefixed=True),
+        Grant(b, "cluster", "kafka-cluster", "IDEMPOTENT_WRITE"),
+        # the assigned readers' throwaway groups keep their component's prefix (clients.reader_group)
+        *(Grant(b, "group", f"{c}-reader-", "DESCRIBE", prefixed=True) for c in ("processor", "producer")),
     ]
 
 

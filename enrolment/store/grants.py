@@ -201,13 +201,20 @@ def roles_of(owner: str) -> dict[str, str]:
     return {OWNER_COMPONENT: owner, **ROLE_OF_COMPONENT}
 
 
-def database_urls(owner: str, host: str, port: int, database: str, rotate: str = "") -> dict[str, str]:
-    """Each component's URL: its stored password (kept across runs) or a new one (the first time, or ``rotate``)."""
+def database_urls(
+    owner: str, host: str, port: int, database: str, rotate: str = "", owner_password: str = ""
+) -> dict[str, str]:
+    """Each component's URL: its stored password (kept across runs) or a new one (the first time, or ``rotate``).
+
+    ``owner_password`` (scripts/stack's STACK_PG_PASSWORD) wins for the owner; URL.create quotes any character.
+    """
     from sqlalchemy.engine import URL
 
     urls: dict[str, str] = {}
     for component, role in roles_of(owner).items():
         password = "" if component == rotate else _password_of(component, role)
+        if component == OWNER_COMPONENT and owner_password:
+            password = owner_password
         url = URL.create(
             "postgresql+psycopg2",
             username=role,
@@ -242,6 +249,11 @@ def create_roles(admin_url: str, passwords: Mapping[str, str], owner: str, datab
 
 
 def _create_roles_from_env(owner: str, database: str) -> int:
+    """docker compose's init: a refused superuser login is a sentence (an old volume has no `postgres` role)."""
+    from sqlalchemy.exc import OperationalError
+
+    from enrolment.store.db import redact, redact_urls
+
     env = os.environ
     missing = sorted(v for v in ("ADMIN_DATABASE_URL", *PASSWORD_VARIABLE.values()) if not env.get(v))
     if missing:
@@ -249,7 +261,17 @@ def _create_roles_from_env(owner: str, database: str) -> int:
         return 1
     roles = roles_of(owner)
     passwords = {roles[component]: env[variable] for component, variable in PASSWORD_VARIABLE.items()}
-    create_roles(env["ADMIN_DATABASE_URL"], passwords, owner, database)
+    try:
+        create_roles(env["ADMIN_DATABASE_URL"], passwords, owner, database)
+    except OperationalError as exc:
+        first = redact_urls(str(exc.orig).strip().splitlines()[0]) if exc.orig else type(exc).__name__
+        print(
+            f"Could not log in as the database superuser of ADMIN_DATABASE_URL ({redact(env['ADMIN_DATABASE_URL'])}): "
+            f"{first}. A volume made by an earlier docker-compose.yml has no 'postgres' role: create it first "
+            "(README, docker compose); no role was created.",
+            file=sys.stderr,
+        )
+        return 1
     print(f"database roles ready: {', '.join(sorted(passwords))}")
     return 0
 
@@ -268,7 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.what == "create-roles":
         return _create_roles_from_env(args.owner, args.database)
     if args.what == "database-urls":
-        for component, url in database_urls(args.owner, args.host, args.port, args.database, args.rotate).items():
+        given = os.environ.get("STACK_PG_PASSWORD", "")
+        for component, url in database_urls(
+            args.owner, args.host, args.port, args.database, args.rotate, given
+        ).items():
             print(f"{component}\t{url}")
         return 0
     passwords = {role: _password_of(component, role) for component, role in roles_of(args.owner).items()}

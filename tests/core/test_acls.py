@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import re
+from dataclasses import fields, replace
+from pathlib import Path
 
 from enrolment.kafka import acls
 from enrolment.settings import Settings
@@ -40,3 +42,33 @@ def test_groups_and_transactional_ids_follow_the_settings() -> None:
     assert ("processor", "processor-x.", True) in groups  # "<group>.<instance>", processor.engine
     binding = acls.binding(acls.Grant("dashboard", "topic", "a.commands", "WRITE"))
     assert binding.principal == "User:dashboard" and binding.name == "a.commands"
+
+
+def _readme_rows(first_header_cell: str) -> list[list[str]]:
+    """The rows of the README table whose header starts with ``| first_header_cell |``."""
+    lines = (Path(__file__).resolve().parents[2] / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header_cell} |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))])
+    return rows
+
+
+def _topic_names(cell: str) -> set[str]:
+    """``commands, results (why)`` -> {"commands", "results"}; ``—`` -> nothing."""
+    bare = re.sub(r"\([^)]*\)", "", cell)
+    return {name.strip() for name in bare.split(",") if name.strip() and name.strip() != "—"}
+
+
+def test_the_readme_principal_table_is_the_acl_table() -> None:
+    s = Settings.from_env()
+    short = {getattr(s.topics, f.name): f.name.replace("_", "-") for f in fields(s.topics)}
+    rows = {row[0].strip("`"): row for row in _readme_rows("principal")}
+    assert set(rows) == {*acls.PRINCIPALS, "admin"}
+    assert rows["admin"][2:4] == ["super user", "super user"]
+    for component in acls.PRINCIPALS:
+        for column, operation in ((2, "READ"), (3, "WRITE")):
+            shown = _topic_names(rows[component][column])
+            assert shown == {short[name] for name in _allowed(s, component, operation)}, (component, operation)

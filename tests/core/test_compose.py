@@ -197,3 +197,17 @@ def test_the_image_installs_from_the_lock_and_runs_as_a_non_root_user() -> None:
     assert user not in ("root", "0"), f"the image runs as {users[-1]}"
     entry = text.index("ENTRYPOINT")
     assert text.rindex("USER") < entry, "USER must come before the ENTRYPOINT"
+
+
+def test_the_kafka_healthcheck_writes_the_admin_password_file_private() -> None:
+    """The healthcheck's properties file holds the admin's password: made with umask 077, before it is written."""
+    check = " ".join(load()["services"]["kafka"]["healthcheck"]["test"])  # type: ignore[index]
+    assert "admin.properties" in check
+    assert check.index("umask 077") < check.index("> /tmp/admin.properties")
+
+
+def test_the_stack_keeps_store_passwords_off_command_lines() -> None:
+    """keytool reads the keystore password from its 0600 file: a `-storepass VALUE` would show in ps."""
+    script = (ROOT / "scripts" / "stack").read_text()
+    assert "-storepass:file" in script
+    assert not re.search(r"-storepass\s", script) and not re.search(r"-(key|store)pass:env", script)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from enrolment import credentials
 from enrolment.kafka.clients import base_config
 from enrolment.settings import Settings
+from enrolment.store import grants
 from participants.cli import build_parser, component_of
 
 
@@ -74,3 +76,35 @@ def test_settings_carry_the_component_and_clients_authenticate(tmp_path: Path, m
 )
 def test_each_command_runs_as_its_component(argv: list[str], component: str) -> None:
     assert component_of(build_parser().parse_args(argv)) == component
+
+
+def _commands(cell: str) -> list[str]:
+    """``store rebuild\\|verify`` -> ["store rebuild", "store verify"] (backticked commands of a README cell)."""
+    out = []
+    for quoted in re.findall(r"`([^`]+)`", cell):
+        head, *alternatives = quoted.split("\\|")
+        words = head.split()
+        out.append(" ".join(words))
+        out += [" ".join([*words[:-1], alt]) for alt in alternatives]
+    return out
+
+
+def test_the_readme_command_table_is_component_of_command() -> None:
+    """README "Which role a command runs as" against COMPONENT_OF_COMMAND and the database roles."""
+    from participants.cli import COMPONENT_OF_COMMAND
+
+    lines = (Path(__file__).resolve().parents[2] / "README.md").read_text().splitlines()
+    start = lines.index("| sub-command | component = Kafka principal | database role |")
+    roles = {**grants.ROLE_OF_COMPONENT, "owner": "participants"}
+    listed: set[str] = set()
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cell, component, role = (c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|")))
+        assert role.strip("`") == roles[component], line
+        for command in _commands(cell):
+            words = command.split()
+            found = COMPONENT_OF_COMMAND.get(command) or COMPONENT_OF_COMMAND.get(words[0]) or "owner"
+            assert found == component, f"README says {command} -> {component}, the code {found}"
+            listed.update({command, words[0]})
+    assert set(COMPONENT_OF_COMMAND) <= listed, set(COMPONENT_OF_COMMAND) - listed

@@ -72,6 +72,27 @@ def test_systemd_units_restart_on_failure() -> None:
         assert "StartLimitBurst" not in service and int(unit["Unit"]["StartLimitBurst"]) > 0
 
 
+def _service(path: Path) -> configparser.SectionProxy:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read_string(path.read_text())
+    return unit["Service"]
+
+
+def test_each_unit_runs_as_its_own_component_with_its_own_user_and_secrets() -> None:
+    """A shared EnvironmentFile or OS user would give two components one Kafka principal and one database role."""
+    from participants.cli import build_parser, component_of
+
+    seen: dict[str, tuple[str, str]] = {}
+    for path in sorted((DEPLOY / "systemd").glob("*.service")):
+        service = _service(path)
+        argv = service["ExecStart"].split()
+        component = component_of(build_parser().parse_args(argv[1:]))
+        assert service["EnvironmentFile"] == f"/etc/participants/{component}.env", path.name
+        assert service["User"] == f"participants-{component}", path.name
+        seen[path.name] = (component, service["User"])
+    assert {c for c, _ in seen.values()} == {"processor", "dashboard", "producer"}, seen
+
+
 def test_the_plan_expiry_timer_runs_the_sweep_as_the_producer() -> None:
     from participants.cli import build_parser, component_of
 

@@ -96,3 +96,15 @@ def test_the_readme_table_is_the_grant_table() -> None:
                 if cell != "—":
                     shown[role][cells[0].strip("`")] = tuple(letters[c] for c in cell)
     assert shown == {role: dict(tables) for role, tables in grants.TABLES.items()}
+
+
+def test_the_owner_password_given_is_quoted_into_its_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scripts/stack's STACK_PG_PASSWORD may hold URL characters ('@', ':', '/', '%'): the URL keeps it intact."""
+    from sqlalchemy.engine import make_url
+
+    monkeypatch.setenv("PARTICIPANTS_SECRETS_DIR", str(tmp_path))
+    given = "p@ss:w/rd%20?#"
+    urls = grants.database_urls("participants", "localhost", 5433, "participants", owner_password=given)
+    owner = make_url(urls["owner"])
+    assert owner.password == given and owner.host == "localhost" and owner.port == 5433
+    assert make_url(urls["processor"]).password != given

@@ -20,6 +20,7 @@ from enrolment.settings import Settings
 from enrolment.store import grants
 from enrolment.store.tables import metadata
 from tests.support.helpers import env_for
+from tests.support.stackmode import CONTAINERS_REASON
 
 pytestmark = pytest.mark.integration
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -28,7 +29,7 @@ PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", 
 def role_url(component: str) -> str:
     url = credentials.load(component).get("DATABASE_URL", "")
     if not url:
-        pytest.skip(f"no stored credentials for {component} (the stack's roles are not in this database)")
+        pytest.skip(f"no stored credentials for {component}: {CONTAINERS_REASON}")
     return url
 
 

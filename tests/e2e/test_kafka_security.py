@@ -26,13 +26,14 @@ from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings, with_stored_credentials
 from producer.follow import ResultFollower
 from tests.support.helpers import PARTICIPANTS, ROOT, World, env_for, read_topic, start_processor
+from tests.support.stackmode import CONTAINERS_REASON
 
 pytestmark = pytest.mark.integration
 
 
 def _secured(settings: Settings) -> None:
     if settings.kafka_sasl_username != "admin":
-        pytest.skip("the broker under test is open (testcontainers); the local stack is the secured one")
+        pytest.skip(CONTAINERS_REASON)
 
 
 def _upload_file(tmp_path: Path, world: World, n: int) -> Path:

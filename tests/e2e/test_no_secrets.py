@@ -7,6 +7,10 @@ DEBUG), `status`, and the error sentences of an unreachable database for each co
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +22,7 @@ from sqlalchemy.engine import make_url
 from enrolment import credentials
 from enrolment.settings import Settings
 from tests.support.helpers import PARTICIPANTS, ROOT, World, cli, env_for, start_processor
+from tests.support.stackmode import CONTAINERS_REASON
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +37,7 @@ def stored_passwords() -> dict[str, str]:
             elif "PASSWORD" in key and value:
                 found[f"{component} {key}"] = value
     if not found:
-        pytest.skip("the stack generated no passwords (no .stack/secrets)")
+        pytest.skip(f"the stack generated no passwords: {CONTAINERS_REASON}")
     return found
 
 
@@ -85,3 +90,38 @@ def test_a_short_run_prints_and_logs_no_password(
     assert world.members(batch) == {world.user_id(n) for n in range(5)}
     found = {name: leaks(text, passwords) for name, text in outputs.items() if leaks(text, passwords)}
     assert not found, f"passwords printed or logged: {found}"
+
+
+def test_the_demo_prints_only_the_demo_accounts_password(isolated_settings: Settings, tmp_path: Path) -> None:
+    """scripts/demo on private topics with 40 rows: its output and logs hold no stored password but the demo's."""
+    passwords = stored_passwords()
+    env = dict(env_for(isolated_settings), DEMO_ROWS="40", DEMO_OUT=str(tmp_path / "data"))
+    env["DEMO_LOGS"] = str(tmp_path / "logs")
+    pidfile = tmp_path / "dashboard.pid"
+    env.update(DEMO_DASHBOARD_PORT=str(free_port()), DEMO_DASHBOARD_PIDFILE=str(pidfile))
+    env["DEMO_DASHBOARD_WAIT"] = "0"  # its read model reads private topics, so it cannot match the shared store
+    try:
+        done = subprocess.run([str(ROOT / "scripts" / "demo")], env=env, capture_output=True, timeout=300, check=False)
+    finally:
+        if pidfile.exists():  # the dashboard the demo leaves running
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    out = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
+    assert done.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    logs = {p.name: p.read_text(errors="replace") for p in (tmp_path / "logs").iterdir()}
+    assert logs, "the demo wrote no log"
+
+    account = (credentials.secrets_dir() / "demo-account").read_text().strip()
+    printed = [line.split("password:", 1)[1].strip() for line in out.splitlines() if "password:" in line]
+    assert printed == [account], "the demo prints exactly the demo account's password, once"
+    assert "signed in and sees" in out, "the demo ends with a dashboard its account signed in to"
+    assert out.count(account) == 1 and not any(account in text for text in logs.values())
+    found = {name: leaks(text, passwords) for name, text in {"demo output": out, **logs}.items()}
+    assert not any(found.values()), f"passwords printed or logged by the demo: {found}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -106,3 +106,13 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     printed = capsys.readouterr().out.split()
     assert [Path(p).name for p in printed] == ["users.csv", "batches.csv", "upload-10k.csv", "progress.csv"]
     assert len(_rows(tmp_path / "out" / "users.csv")) == 25
+
+
+def test_a_small_upload_for_a_quick_demo(tmp_path: Path) -> None:
+    """scripts/demo's DEMO_ROWS: 40 teachers and a 40-row upload of exactly them (the same first rows)."""
+    small = write_demo_data(tmp_path / "small", teachers_per_state=40, upload_rows=40)
+    full = write_demo_data(tmp_path / "full", teachers_per_state=300)
+    assert [r["State ID"] for r in _rows(small.upload)] == [f"KA-T{n:06d}" for n in range(1, 41)]
+    assert _rows(small.upload) == _rows(full.upload)[:40]
+    with pytest.raises(ValueError, match="upload_rows"):
+        write_demo_data(tmp_path / "none", upload_rows=0)

@@ -24,6 +24,7 @@ from enrolment.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 NODES = (1, 2, 3)
 STRIDE = 10  # scripts/stack's default: node N listens on base + 10*(N-1) + 0..3
+BENCH_OFFSET = 5  # the bench's PLAINTEXT listener (private_stack(bench=True)): between node 1's block and node 2's
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,17 @@ class Cluster:
         path = self.folder / ("kafka.pid" if node == 1 else f"kafka-{node}/kafka.pid")
         return int(path.read_text().strip())
 
-    def stack(self, *args: str, timeout: float = 300) -> None:
+    @property
+    def bench_port(self) -> int:
+        return self.base + BENCH_OFFSET
+
+    def stack(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Runs scripts/stack against this cluster's folder and ports; a failure fails the test with its output."""
         done = subprocess.run(
             [str(ROOT / "scripts" / "stack"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
         )
         assert done.returncode == 0, f"scripts/stack {' '.join(args)} failed:\n{done.stderr[-3000:]}"
+        return done
 
 
 def _free(port: int) -> bool:
@@ -61,7 +67,7 @@ def _free(port: int) -> bool:
 def free_block(start: int) -> int:
     """A base port whose three node blocks (base + 10*(N-1) + 0..3) are all free."""
     for base in range(start, start + 2000, 100):
-        if all(_free(base + STRIDE * (n - 1) + k) for n in NODES for k in range(4)):
+        if all(_free(base + STRIDE * (n - 1) + k) for n in NODES for k in range(4)) and _free(base + BENCH_OFFSET):
             return base
     raise AssertionError(f"no free block of Kafka ports from {start}")
 
@@ -107,15 +113,26 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def three_brokers(folder: Path) -> Iterator[Cluster]:
-    """`scripts/stack up --brokers 3` in `folder`; every node is stopped afterwards, even after a failure."""
+def private_stack(folder: Path, brokers: int = 3, bench: bool = False) -> Iterator[Cluster]:
+    """`scripts/stack up --brokers N` in `folder`; every node is stopped afterwards, even after a failure.
+
+    `bench` opens the bench's PLAINTEXT listener on node 1 at `Cluster.bench_port` (base + 5).
+    """
     base = free_block(int(os.environ.get("STACK_KAFKA_PORT", "9092")) + 300)
-    cluster = Cluster(folder, base, _env(folder, base))
+    env = _env(folder, base)
+    if bench:
+        env["STACK_BENCH_PLAINTEXT_PORT"] = str(base + BENCH_OFFSET)
+    cluster = Cluster(folder, base, env)
     try:
-        cluster.stack("up", "--brokers", "3")
+        cluster.stack("up", "--brokers", str(brokers))
         yield cluster
     finally:
         _stop(cluster)
+
+
+def three_brokers(folder: Path) -> contextlib.AbstractContextManager[Cluster]:
+    """A private three-node cluster (tests/e2e/test_three_brokers.py)."""
+    return private_stack(folder, 3)
 
 
 def out_of_sync(settings: Settings, topics: list[str], node: int) -> list[str]:

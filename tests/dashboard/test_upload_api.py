@@ -78,14 +78,18 @@ def test_refusals_publish_nothing(worlds: tuple[World, World, str], engine: Engi
         )
     revoked = issue_token(engine, team, "gone", by="test")
     revoke_token(engine, revoked.token_id, by="test")
-    for token in (expired.secret, revoked.secret, "not-a-token"):
+    for token, says in (
+        (expired.secret, "This token expired on "),
+        (revoked.secret, "This token was revoked on "),
+        ("not-a-token", "Sign in first"),  # an unknown token: nothing to say about it
+    ):
         r = client.post(
             "/api/uploads",
             params={"batch_id": a.batches[0], "operation": "add"},
             content=body,
             headers={"Authorization": f"Bearer {token}"},
         )
-        assert r.status_code == 401, r.text
+        assert r.status_code == 401 and r.json()["detail"].startswith(says), r.text
 
     r = client.post(
         "/api/uploads",

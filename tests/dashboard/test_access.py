@@ -132,6 +132,10 @@ def worlds(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator
         cleanup_world(engine, b)
 
 
+def csrf(token: str) -> dict[str, str]:
+    return {"X-CSRF-Token": token}
+
+
 def _ids(batches: list[dict[str, object]]) -> set[object]:
     return {b["batch_id"] for c in batches for b in c["batches"]}  # type: ignore[attr-defined]
 
@@ -153,10 +157,21 @@ def test_a_mentor_sees_only_their_batches(worlds: tuple[World, World], engine: E
             assert r.status_code == 404 and f"Batch {batch} does not exist." in r.text, path
         assert client.get(f"/api/batches/{batch}").status_code == 404
         assert client.get(f"/api/batches/{batch}/participants").status_code == 404
+        # An action on a batch one may not see is as hidden as a read: 404, the batch not confirmed.
         token = csrf_token(client)
         posted = client.post(f"/batches/{batch}/edit", data={"csrf_token": token, "add": a.teachers[0]})
-        assert posted.status_code == 403  # an action: refused, not hidden
+        assert posted.status_code == 404 and f"Batch {batch} does not exist." in posted.text
+        written = client.post(f"/api/batches/{batch}/participants", json={"add": [a.teachers[0]]}, headers=csrf(token))
+        assert written.status_code == 404 and written.json()["detail"] == f"Batch {batch} does not exist."
     assert client.get("/batches/no-such-batch").status_code == 404
+    # One the mentor may see but not change (it has ended): 403, with the reason.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE course_batches SET status = 'ended' WHERE batch_id = :b"), {"b": mine[1]})
+    token = csrf_token(client)
+    posted = client.post(f"/batches/{mine[1]}/edit", data={"csrf_token": token, "add": a.teachers[0]})
+    assert posted.status_code == 403 and "is ended" in posted.text
+    written = client.post(f"/api/batches/{mine[1]}/participants", json={"add": [a.teachers[0]]}, headers=csrf(token))
+    assert written.status_code == 403 and "is ended" in written.json()["detail"]
 
 
 @pytest.mark.integration

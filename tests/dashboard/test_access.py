@@ -327,6 +327,30 @@ def test_sessions_end_when_idle_and_on_sign_out_and_their_cookie_is_strict(
     assert replayed.get("/api/courses").status_code == 401
 
 
+def _session_age(engine: Engine, user_id: str, age: str) -> None:
+    """Makes the user's sessions ``age`` old (and just seen, so that only the absolute lifetime can end them)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE web_sessions SET created_at = now() - CAST(:age AS interval), last_seen_at = now() "
+                "WHERE user_id = :u"
+            ),
+            {"age": age, "u": user_id},
+        )
+
+
+@pytest.mark.integration
+def test_a_session_ends_12_hours_after_sign_in_however_busy(worlds: tuple[World, World], engine: Engine) -> None:
+    a, _ = worlds
+    assert Settings.from_env().session_max_hours == a.settings.session_max_hours == 12
+    client = signed_in_client(create_app(a.settings, engine), engine, a.mentor)
+    _session_age(engine, a.mentor, "11 hours 58 minutes")
+    assert client.get("/workspace", follow_redirects=False).status_code == 200
+    _session_age(engine, a.mentor, "12 hours 1 minute")
+    assert client.get("/workspace", follow_redirects=False).status_code == 303
+    assert client.get("/api/courses").status_code == 401
+
+
 @pytest.mark.integration
 def test_api_docs_are_behind_sign_in(worlds: tuple[World, World], engine: Engine) -> None:
     a, _ = worlds

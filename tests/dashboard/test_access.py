@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import replace
 
+import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import Engine, create_engine, text
@@ -27,7 +28,7 @@ from enrolment.settings import Settings
 from enrolment.store import accounts, tokens
 from participants import cli
 from processor.imports import import_batches, import_users
-from tests.support.dashboard import World, catch_up, cleanup_world, make_world, process, upload
+from tests.support.dashboard import World, catch_up, cleanup_world, make_world, process, serving, upload
 from tests.support.helpers import add_team
 from tests.support.signin import (
     PASSWORD,
@@ -349,6 +350,25 @@ def test_a_session_ends_12_hours_after_sign_in_however_busy(worlds: tuple[World,
     _session_age(engine, a.mentor, "12 hours 1 minute")
     assert client.get("/workspace", follow_redirects=False).status_code == 303
     assert client.get("/api/courses").status_code == 401
+
+
+@pytest.mark.integration
+def test_behind_a_trusted_tls_proxy_the_cookie_is_secure_and_the_https_origin_is_ours(
+    worlds: tuple[World, World], engine: Engine
+) -> None:
+    a, _ = worlds
+    set_password(engine, a.mentor)
+    login = {"username": a.mentor, "password": PASSWORD}
+    for trusted, secure in (("127.0.0.1,::1", True), ("", False)):  # the default, and believing no proxy
+        settings = replace(a.settings, dashboard_forwarded_allow_ips=trusted)
+        with serving(settings, engine) as url:
+            host = url.removeprefix("http://")
+            proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": fake_address(), "Origin": f"https://{host}"}
+            r = httpx.post(f"{url}/login", data=login, headers=proxied, follow_redirects=False)
+        if secure:
+            assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower(), r.text
+        else:  # the request is plain http to the server: the https Origin is another site's
+            assert r.status_code == 403 and "set-cookie" not in r.headers, r.text
 
 
 @pytest.mark.integration

@@ -13,7 +13,6 @@ CLI's `retry` and `undo` do) and submit it with the caller as its requester, nev
 from __future__ import annotations
 
 import io
-import logging
 from contextlib import closing
 from dataclasses import replace
 from typing import Annotated, Any, BinaryIO, Literal, cast
@@ -48,7 +47,6 @@ from producer.plans import record_published
 from producer.publish import Published, UploadRequest, publish_upload
 
 PATH = "/api/uploads"
-audit = logging.getLogger("audit")
 router = APIRouter(prefix="/api", dependencies=[Depends(signed_in)], tags=["uploads"])
 
 REFUSED: dict[int | str, dict[str, Any]] = {

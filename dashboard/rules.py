@@ -29,9 +29,7 @@ class EditState:
     room: int  # how many more the UI may add
 
 
-def edit_state(
-    count: int, limit: int, *, invite_only: bool, status: str, mentor: str | None, authorized: bool
-) -> EditState:
+def edit_state(count: int, limit: int, *, invite_only: bool, status: str, mentor: str, authorized: bool) -> EditState:
     """The first rule that fails decides the message; the participant limit comes first, whoever asks."""
     room = max(limit - count, 0)
     if not edit_allowed(count, limit):
@@ -40,13 +38,6 @@ def edit_state(
         return EditState(False, "This batch is open to everyone, so it has no participant list to edit.", False, 0)
     if status not in OPEN_STATUSES:
         return EditState(False, f"This batch is {status}, so its participants can no longer change.", False, 0)
-    if not mentor:
-        return EditState(
-            False,
-            "Open this page as a mentor (add ?mentor=YOUR_USER_ID to the address) to change participants.",
-            False,
-            room,
-        )
     if not authorized:
         return EditState(
             False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import uvicorn
 from sqlalchemy import Engine
@@ -22,6 +23,13 @@ from enrolment.messages.codec import default_codec
 from enrolment.settings import Settings
 
 log = logging.getLogger("dashboard.server")
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's proxy options: believe X-Forwarded-Proto/-For only from DASHBOARD_FORWARDED_ALLOW_IPS, so that
+    behind a TLS proxy the scheme is https (Secure cookie, CSRF Origin) and the client is the real one (throttle)."""
+    allowed = settings.dashboard_forwarded_allow_ips
+    return {"proxy_headers": bool(allowed), "forwarded_allow_ips": allowed or None}
 
 
 class DashboardServer:
@@ -52,6 +60,7 @@ class DashboardServer:
             log_level=log_level,
             access_log=False,
             lifespan="off",
+            **proxy_options(settings),
         )
         self.server = uvicorn.Server(config)
         self.server_thread: threading.Thread | None = None

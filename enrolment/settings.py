@@ -81,6 +81,9 @@ class Settings:
     session_max_hours: float = 12.0  # and after this long in any case
     max_request_bytes: int = 1024 * 1024  # request bodies (forms, JSON) over this get 413; routes may allow more
     upload_max_bytes: int = 20 * 1024 * 1024  # a file sent to POST /api/uploads (streamed to a temporary file)
+    # the TLS proxies whose X-Forwarded-Proto/-For the dashboard believes (uvicorn's forwarded_allow_ips): the
+    # scheme decides the cookie's Secure flag and the CSRF Origin check; "" believes no one
+    dashboard_forwarded_allow_ips: str = "127.0.0.1,::1"
     client_server: str = ""  # the CLI's server mode: the dashboard's URL (PARTICIPANTS_SERVER)
     client_token: str = field(default="", repr=False)  # an API token for it (PARTICIPANTS_TOKEN); never printed
     client_credentials: str = ""  # where `participants login` keeps tokens (PARTICIPANTS_CREDENTIALS)
@@ -125,6 +128,7 @@ class Settings:
             session_max_hours=float(get("SESSION_MAX_HOURS", "12")),
             max_request_bytes=int(get("MAX_REQUEST_BYTES", str(1024 * 1024))),
             upload_max_bytes=int(get("UPLOAD_MAX_BYTES", str(20 * 1024 * 1024))),
+            dashboard_forwarded_allow_ips=get("DASHBOARD_FORWARDED_ALLOW_IPS", "127.0.0.1,::1").strip(),
             client_server=get("PARTICIPANTS_SERVER", ""),
             client_token=get("PARTICIPANTS_TOKEN", "").strip(),
             client_credentials=get("PARTICIPANTS_CREDENTIALS", ""),

@@ -142,7 +142,7 @@ def api_edit_submit(
         adds=tuple(sorted(set(body.add) - current - set(body.remove))),
         removes=tuple(sorted(set(body.remove) & current)),
     )
-    ids = apply_edit(conn, settings, b, who.viewer, plan) if not plan.empty else []
+    ids = apply_edit(conn, settings, b, who, plan) if not plan.empty else []
     return EditResultOut(batch_id=batch_id, upload_ids=ids, adds=list(plan.adds), removes=list(plan.removes))
 
 

@@ -13,7 +13,19 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from dashboard.web import api, docs, downloads, edit, errors, pages, plans_api, plans_pages, session, uploads_api
+from dashboard.web import (
+    api,
+    docs,
+    downloads,
+    edit,
+    errors,
+    pages,
+    plans_api,
+    plans_pages,
+    session,
+    tokens_api,
+    uploads_api,
+)
 from dashboard.web.lookups import visible_batch
 from dashboard.web.middleware import BodyLimit, secure_every_response
 from dashboard.web.render import environment
@@ -72,5 +84,6 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(downloads.router, dependencies=[Depends(visible_batch)])  # sign-in and the batch's scope
     app.include_router(uploads_api.router)  # POST /api/uploads, GET /api/uploads/{id}/report.csv
     app.include_router(plans_api.router)  # /api/plans...
+    app.include_router(tokens_api.router)  # /api/tokens: one's own, an ORG_ADMIN's state's
     app.include_router(api.router)
     return app

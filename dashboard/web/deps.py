@@ -45,7 +45,12 @@ def db(request: Request) -> Iterator[Connection]:
 
 
 class NotSignedIn(Exception):
-    """No valid session or token: answered by a redirect to /login (pages) or 401 (APIs)."""
+    """No valid session or token: answered by a redirect to /login (pages) or 401 (APIs).  ``problem``: why a
+    token we know was refused (revoked or expired, and when), for the 401; empty otherwise."""
+
+    def __init__(self, problem: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +77,13 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
-def _token_user(cur: Any, token: str) -> User | None:
-    """The one place the dashboard asks the token store who a token belongs to."""
-    return tokens.token_user(cur, token)
+def _token_user(request: Request, cur: Any, token: str) -> User | None:
+    """The one place the dashboard asks the token store who a token belongs to.  Why a token we know is refused
+    (revoked, expired, its user inactive) is kept for the 401: the caller then knows to get a new one."""
+    check = tokens.authenticate(cur, [token])
+    if check.user is None and check.token_id is not None:
+        request.state.token_problem = check.problem
+    return check.user
 
 
 def _lookup(request: Request) -> Identity | None:
@@ -85,7 +94,7 @@ def _lookup(request: Request) -> Identity | None:
         return None
     with app_engine(request).begin() as conn, closing(conn.connection.cursor()) as cur:
         if token is not None:
-            user, via, csrf = _token_user(cur, token), "token", None
+            user, via, csrf = _token_user(request, cur, token), "token", None
         else:
             assert cookie is not None
             idle_s, max_s = settings.session_idle_minutes * 60, settings.session_max_hours * 3600
@@ -109,7 +118,7 @@ def signed_in(request: Request) -> Identity:
     """The identity every route but /login, /healthz and static files requires."""
     found = identity(request)
     if found is None:
-        raise NotSignedIn()
+        raise NotSignedIn(getattr(request.state, "token_problem", ""))
     return found
 
 

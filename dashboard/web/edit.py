@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from dashboard import queries, rules
+from dashboard.web.audit_log import log_submission
 from dashboard.web.csrf import check_form
 from dashboard.web.deps import AppSettings, Db, Identity, Who, app_engine, app_settings, signed_in
 from dashboard.web.errors import PageError
@@ -72,9 +73,11 @@ def check_edit(conn: Connection, settings: Settings, b: queries.BatchInfo, viewe
 
 
 def apply_edit(
-    conn: Connection, settings: Settings, b: queries.BatchInfo, viewer: Viewer, plan: rules.EditPlan
+    conn: Connection, settings: Settings, b: queries.BatchInfo, who: Identity, plan: rules.EditPlan
 ) -> list[str]:
-    """Checks the change and publishes it as UI uploads (removals first, so they make room); returns ids."""
+    """Checks the change and publishes it as UI uploads (removals first, so they make room), each audited as a
+    submission like any other upload; returns their ids."""
+    viewer = who.viewer
     for user_id in (*plan.removes, *plan.adds):
         control = control_sentence("user id", user_id)
         if control is not None:
@@ -95,6 +98,7 @@ def apply_edit(
         )
         try:
             ids.append(kafka_publisher(settings, request, people))
+            log_submission(request, len(people), who.via)
         except BrokerUnavailable as exc:
             if ids:  # the removals went out; say so rather than pretend nothing happened
                 raise PageError(
@@ -238,7 +242,7 @@ def submit_edit(request: Request, batch_id: str, who: Identity, form: dict[str, 
                 again = step == "confirm"
                 notice = CHANGED_MEANWHILE if again else None
                 return confirm_page(request, conn, b, plan, digest, came_from, 409 if again else 200, notice)
-            ids = apply_edit(conn, settings, b, viewer, plan)
+            ids = apply_edit(conn, settings, b, who, plan)
         except PageError as exc:
             return edit_page(request, conn, b, viewer, "", came_from, exc.status, exc.message, plan)
     if len(ids) == 1:

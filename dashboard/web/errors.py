@@ -48,7 +48,7 @@ def problem(request: Request, status: int, message: str) -> Response:
 
 async def on_not_signed_in(request: Request, exc: NotSignedIn) -> Response:
     if machine_read(request):
-        return JSONResponse({"detail": SIGN_IN}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return JSONResponse({"detail": exc.problem or SIGN_IN}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(href("/login", next=here if request.method == "GET" else None), status_code=303)
 

@@ -10,7 +10,7 @@ from dashboard import queries
 from dashboard.readmodel import UploadRow
 from dashboard.web.deps import AppSettings, Db, Who
 from dashboard.web.errors import PageError
-from enrolment.domain.access import Viewer, may_view_batch, may_view_upload
+from enrolment.domain.access import Viewer, may_edit_batch, may_view_batch, may_view_upload
 from enrolment.store import reference
 
 
@@ -24,11 +24,10 @@ def need_batch(conn: Connection, group: str, batch_id: str, viewer: Viewer | Non
 
 
 def need_batch_to_change(conn: Connection, group: str, batch_id: str, viewer: Viewer) -> queries.BatchInfo:
-    """For an action (a form post, a JSON write): 404 when the batch does not exist, 403 when it may not be seen."""
-    b = queries.batch(conn, group, batch_id)
-    if b is None:
-        raise PageError(404, f"Batch {batch_id} does not exist.")
-    if not may_view_batch(viewer, b.as_domain()):
+    """For an action (a form post, a JSON write): 404 when the batch does not exist or may not be seen (an action
+    must not confirm what a read would hide), 403 when it may be seen but not changed."""
+    b = need_batch(conn, group, batch_id, viewer)
+    if not may_edit_batch(viewer, b.as_domain()):
         raise PageError(403, f"{viewer.user_id} may not change the participants of batch {batch_id}.")
     return b
 

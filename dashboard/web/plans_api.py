@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from dashboard import plan_reads
 from dashboard.models import ProblemOut
+from dashboard.web.audit_log import log_download
 from dashboard.web.csrf import check_json
 from dashboard.web.deps import AppSettings, Db, EngineDep, Who, signed_in
 from dashboard.web.downloads import attachment
@@ -116,10 +117,12 @@ def api_plan_rows(plan_id: str, who: Who, conn: Db) -> Response:
     writer = csvsafe.writer(out)
     writer.writerow(["line", "identifier", "id_type", "user_id", "action", "outcome", "reason", "message"])
     with closing(conn.connection.cursor()) as cur:
-        for r in plan_store.rows(cur, plan_id):
-            writer.writerow(
-                [r.line, r.identifier, r.id_type or "", r.user_id or "", r.action, r.outcome, r.reason, r.message]
-            )
+        rows = plan_store.rows(cur, plan_id)
+    for r in rows:
+        writer.writerow(
+            [r.line, r.identifier, r.id_type or "", r.user_id or "", r.action, r.outcome, r.reason, r.message]
+        )
+    log_download(who.user_id, len(rows), plan_id=plan_id)
     return Response(
         out.getvalue().encode("utf-8"),
         media_type="text/csv; charset=utf-8",

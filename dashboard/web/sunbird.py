@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.datastructures import Headers
 
+from dashboard.web.audit_log import log_submission
 from dashboard.web.sunbird_hub import Hub
 from enrolment.domain import sunbird as sb
 from enrolment.domain.model import OPEN_STATUSES, Batch, IdTypeValue, User
@@ -188,6 +189,7 @@ async def serve(hub: Hub, engine: Engine, action: str, request: Request, path_ba
         complete, results = await hub.publish_and_wait(upload, rows, hub.settings.sunbird_api_wait_s)
     except BrokerUnavailable as exc:
         return failure(api_id, sb.Refusal(sb.SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", str(exc)), req.msgid)
+    log_submission(upload, len(rows), "token")
     headers = {"X-Upload-Id": upload.upload_id}
     if not complete:
         accepted = {"uploadId": upload.upload_id, "processed": len(results), "total": len(rows)}

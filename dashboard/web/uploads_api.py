@@ -13,7 +13,6 @@ CLI's `retry` and `undo` do) and submit it with the caller as its requester, nev
 from __future__ import annotations
 
 import io
-import logging
 from contextlib import closing
 from dataclasses import replace
 from typing import Annotated, Any, BinaryIO, Literal, cast
@@ -26,6 +25,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from dashboard.models import ProblemOut
+from dashboard.web.audit_log import log_download, log_submission
 from dashboard.web.csrf import check_json
 from dashboard.web.deps import AppSettings, EngineDep, Identity, Who, signed_in
 from dashboard.web.downloads import attachment
@@ -47,7 +47,6 @@ from producer.plans import record_published
 from producer.publish import Published, UploadRequest, publish_upload
 
 PATH = "/api/uploads"
-audit = logging.getLogger("audit")
 router = APIRouter(prefix="/api", dependencies=[Depends(signed_in)], tags=["uploads"])
 
 REFUSED: dict[int | str, dict[str, Any]] = {
@@ -152,7 +151,7 @@ async def api_submit_upload(
         raise PageError(503, f"{exc} Nothing was published.") from None
     finally:
         stream.close()
-    log_submission(who, upload, done.published + len(done.refused))
+    log_submission(upload, done.published + len(done.refused), who.via)
     return SubmittedOut(
         upload_id=upload.upload_id,
         status_url=f"{PATH}/{upload.upload_id}",
@@ -160,24 +159,6 @@ async def api_submit_upload(
         refused_rows=refusals(done.refused),
         requested_by=upload.requested_by,
         submitted_by=who.user_id,
-    )
-
-
-def log_submission(who: Identity, upload: UploadRequest, rows: int) -> None:
-    audit.info(
-        "upload submitted",
-        extra={
-            "event": "UPLOAD_SUBMITTED",
-            "user_id": who.user_id,
-            "via": who.via,
-            "batch_id": upload.batch_id,
-            "upload_id": upload.upload_id,
-            "operation": upload.kind,
-            "parent_upload_id": upload.parent_upload_id,
-            "dry_run": upload.dry_run,
-            "include_completed": upload.include_completed,
-            "rows": rows,
-        },
     )
 
 
@@ -231,7 +212,7 @@ def submit_derived(
         done = publish_upload(settings, default_codec(), upload, plan.rows, keep_rows=False, origin=plan.origin)
     except BrokerUnavailable as exc:
         raise PageError(503, f"{exc} Nothing was published.") from None
-    log_submission(who, upload, done.published + len(done.refused))
+    log_submission(upload, done.published + len(done.refused), who.via)
     return DerivedOut(
         upload_id=upload.upload_id,
         status_url=f"{PATH}/{upload.upload_id}",
@@ -295,8 +276,9 @@ def api_undo_upload(
     return submit_derived(settings, engine, who, upload_id, "undo", None, dry_run, include_completed)
 
 
-def report_csv(cur: Any, upload_id: str, viewer: Viewer) -> str:
-    """The per-row report (the CLI's --report columns): results so far and the rows refused before publishing."""
+def report_csv(cur: Any, upload_id: str, viewer: Viewer) -> tuple[str, int]:
+    """The per-row report (the CLI's --report columns) and its row count: results so far and the rows refused
+    before publishing."""
     record = find_upload(cur, upload_id)
     if record is not None:
         batch = reference.batch(cur, record.batch_id)
@@ -313,14 +295,15 @@ def report_csv(cur: Any, upload_id: str, viewer: Viewer) -> str:
             writer.writerow(["line", "identifier", "id_type", "outcome", "reason", "message"])
             for line in sorted(lines, key=lambda x: int(x[0])):
                 writer.writerow(line)
-            return out.getvalue()
+            return out.getvalue(), len(lines)
     raise PageError(404, f"No upload {upload_id} is known yet.")
 
 
 @router.get("/uploads/{upload_id}/report.csv", summary="The per-row report of an upload", responses=REFUSED)
 def api_upload_report(upload_id: str, who: Who, engine: EngineDep) -> Response:
     with engine.connect() as conn, closing(conn.connection.cursor()) as cur:
-        body = report_csv(cur, upload_id, who.viewer)
+        body, rows = report_csv(cur, upload_id, who.viewer)
+    log_download(who.user_id, rows, upload_id=upload_id)  # who read which upload's rows (names, ids)
     return Response(
         body.encode("utf-8"),
         media_type="text/csv; charset=utf-8",

@@ -75,6 +75,12 @@ def may_view_upload(viewer: Viewer, batch: Batch | None, requested_by: str | Non
     return may_view_batch(viewer, batch) or batch.state in viewer.upload_states
 
 
+def may_know_user(viewer: Viewer, owner: User) -> bool:
+    """Whether a route may confirm that ``owner`` exists (else 404): themselves, or a user of a state the viewer
+    administers or serves (whose uploads name their requesters anyway)."""
+    return viewer.active and (owner.user_id == viewer.user_id or owner.state in viewer.upload_states)
+
+
 PASSWORD_MIN_LENGTH = 12
 PASSWORD_MAX_LENGTH = 1024  # argon2 takes any length; this only bounds the work one request can ask for
 

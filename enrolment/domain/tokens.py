@@ -6,7 +6,7 @@ questions are whether it is still live and who may create or revoke it.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from enrolment.domain.model import ORG_ADMIN, User
 
@@ -46,13 +46,18 @@ def status(revoked_at: datetime | None, expires: datetime, now: datetime) -> str
     return "expired" if expires <= now else "active"
 
 
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def refusal(revoked_at: datetime | None, expires: datetime, now: datetime) -> str | None:
-    """Why a known token no longer authenticates (a sentence for the 401), or None while it is live."""
+    """Why a known token no longer authenticates, and since when (a sentence for the 401), or None while it is
+    live: the caller then knows to ask for a new token rather than to check what they typed."""
     state = status(revoked_at, expires, now)
     if state == "active":
         return None
-    verb = "was revoked" if state == "revoked" else "has expired"
-    return f"This token {verb}; ask for a new one (participants api-tokens create)."
+    what = f"was revoked on {_when(revoked_at)}" if revoked_at is not None else f"expired on {_when(expires)}"
+    return f"This token {what}; ask for a new one (participants api-tokens create, or /api/tokens)."
 
 
 def needs_touch(last_used_at: datetime | None, now: datetime) -> bool:

@@ -63,11 +63,11 @@ TABLES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "served_states": READ,
         "uploads": READ,
         "command_ledger": READ,
-        # sign-in: a password rehash, sessions, failures; API tokens' last use
+        # sign-in: a password rehash, sessions, failures; API tokens' last use, creation and revocation (/api/tokens)
         "accounts": (SEL, UPD),
         "web_sessions": ALL_ROWS,
         "sign_in_failures": (SEL, INS, DEL),
-        "api_tokens": (SEL, UPD),
+        "api_tokens": (SEL, INS, UPD),
         # Sunbird's bulk upload API: the uploads of a processId (enrolment.store.bulk)
         "bulk_processes": (SEL, INS),
         # the file of each upload it publishes (upload and Sunbird bulk APIs): the resubmission check in progress

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -66,11 +66,13 @@ def test_a_token_is_refused_once_revoked_or_expired() -> None:
     later = NOW + timedelta(days=90)
     assert status(None, later, NOW) == "active" and refusal(None, later, NOW) is None
     assert status(None, NOW, NOW) == "expired", "it expires at the instant expires_at is reached"
-    assert refusal(None, NOW - timedelta(seconds=1), NOW) == (
-        "This token has expired; ask for a new one (participants api-tokens create)."
+    gone = datetime(2026, 3, 1, 8, 30, tzinfo=timezone(timedelta(hours=5, minutes=30)))  # printed in UTC
+    assert refusal(None, gone, gone + timedelta(seconds=1)) == (
+        "This token expired on 2026-03-01 03:00 UTC; ask for a new one (participants api-tokens create, or "
+        "/api/tokens)."
     )
     assert status(NOW, later, NOW) == "revoked"
-    assert "was revoked" in (refusal(NOW - timedelta(days=1), later, NOW) or "")
+    assert (refusal(gone, later, NOW) or "").startswith("This token was revoked on 2026-03-01 03:00 UTC; ")
     assert status(NOW, NOW - timedelta(days=1), NOW) == "revoked", "revoked wins over expired"
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import replace
 
+import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import Engine, create_engine, text
@@ -27,7 +28,7 @@ from enrolment.settings import Settings
 from enrolment.store import accounts, tokens
 from participants import cli
 from processor.imports import import_batches, import_users
-from tests.support.dashboard import World, catch_up, cleanup_world, make_world, process, upload
+from tests.support.dashboard import World, catch_up, cleanup_world, make_world, process, serving, upload
 from tests.support.helpers import add_team
 from tests.support.signin import (
     PASSWORD,
@@ -132,6 +133,10 @@ def worlds(isolated_settings: Settings, engine: Engine, unique: str) -> Iterator
         cleanup_world(engine, b)
 
 
+def csrf(token: str) -> dict[str, str]:
+    return {"X-CSRF-Token": token}
+
+
 def _ids(batches: list[dict[str, object]]) -> set[object]:
     return {b["batch_id"] for c in batches for b in c["batches"]}  # type: ignore[attr-defined]
 
@@ -153,10 +158,21 @@ def test_a_mentor_sees_only_their_batches(worlds: tuple[World, World], engine: E
             assert r.status_code == 404 and f"Batch {batch} does not exist." in r.text, path
         assert client.get(f"/api/batches/{batch}").status_code == 404
         assert client.get(f"/api/batches/{batch}/participants").status_code == 404
+        # An action on a batch one may not see is as hidden as a read: 404, the batch not confirmed.
         token = csrf_token(client)
         posted = client.post(f"/batches/{batch}/edit", data={"csrf_token": token, "add": a.teachers[0]})
-        assert posted.status_code == 403  # an action: refused, not hidden
+        assert posted.status_code == 404 and f"Batch {batch} does not exist." in posted.text
+        written = client.post(f"/api/batches/{batch}/participants", json={"add": [a.teachers[0]]}, headers=csrf(token))
+        assert written.status_code == 404 and written.json()["detail"] == f"Batch {batch} does not exist."
     assert client.get("/batches/no-such-batch").status_code == 404
+    # One the mentor may see but not change (it has ended): 403, with the reason.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE course_batches SET status = 'ended' WHERE batch_id = :b"), {"b": mine[1]})
+    token = csrf_token(client)
+    posted = client.post(f"/batches/{mine[1]}/edit", data={"csrf_token": token, "add": a.teachers[0]})
+    assert posted.status_code == 403 and "is ended" in posted.text
+    written = client.post(f"/api/batches/{mine[1]}/participants", json={"add": [a.teachers[0]]}, headers=csrf(token))
+    assert written.status_code == 403 and "is ended" in written.json()["detail"]
 
 
 @pytest.mark.integration
@@ -310,6 +326,49 @@ def test_sessions_end_when_idle_and_on_sign_out_and_their_cookie_is_strict(
     replayed = TestClient(create_app(a.settings, engine), cookies=kept)
     assert replayed.get("/workspace", follow_redirects=False).status_code == 303  # gone on the server too
     assert replayed.get("/api/courses").status_code == 401
+
+
+def _session_age(engine: Engine, user_id: str, age: str) -> None:
+    """Makes the user's sessions ``age`` old (and just seen, so that only the absolute lifetime can end them)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE web_sessions SET created_at = now() - CAST(:age AS interval), last_seen_at = now() "
+                "WHERE user_id = :u"
+            ),
+            {"age": age, "u": user_id},
+        )
+
+
+@pytest.mark.integration
+def test_a_session_ends_12_hours_after_sign_in_however_busy(worlds: tuple[World, World], engine: Engine) -> None:
+    a, _ = worlds
+    assert Settings.from_env().session_max_hours == a.settings.session_max_hours == 12
+    client = signed_in_client(create_app(a.settings, engine), engine, a.mentor)
+    _session_age(engine, a.mentor, "11 hours 58 minutes")
+    assert client.get("/workspace", follow_redirects=False).status_code == 200
+    _session_age(engine, a.mentor, "12 hours 1 minute")
+    assert client.get("/workspace", follow_redirects=False).status_code == 303
+    assert client.get("/api/courses").status_code == 401
+
+
+@pytest.mark.integration
+def test_behind_a_trusted_tls_proxy_the_cookie_is_secure_and_the_https_origin_is_ours(
+    worlds: tuple[World, World], engine: Engine
+) -> None:
+    a, _ = worlds
+    set_password(engine, a.mentor)
+    login = {"username": a.mentor, "password": PASSWORD}
+    for trusted, secure in (("127.0.0.1,::1", True), ("", False)):  # the default, and believing no proxy
+        settings = replace(a.settings, dashboard_forwarded_allow_ips=trusted)
+        with serving(settings, engine) as url:
+            host = url.removeprefix("http://")
+            proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": fake_address(), "Origin": f"https://{host}"}
+            r = httpx.post(f"{url}/login", data=login, headers=proxied, follow_redirects=False)
+        if secure:
+            assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower(), r.text
+        else:  # the request is plain http to the server: the https Origin is another site's
+            assert r.status_code == 403 and "set-cookie" not in r.headers, r.text
 
 
 @pytest.mark.integration

@@ -173,6 +173,17 @@ def test_unusable_arguments_get_a_sentence_and_exit_2(
         )
 
 
+def test_create_without_expires_days_gives_90_days(isolated_settings: Settings, engine: Engine, world: World) -> None:
+    done = run(isolated_settings, "create", "--user", world.mentor)
+    assert done.returncode == 0, done.stderr.decode()
+    with engine.connect() as conn:
+        lifetime = conn.execute(
+            text("SELECT expires_at - created_at FROM api_tokens WHERE token_sha256 = :h"),
+            {"h": token_hash(done.stdout.decode().splitlines()[-1])},
+        ).scalar_one()
+    assert lifetime == timedelta(days=90)
+
+
 # ------------------------------------------------------------------------------------------------ the store
 
 

@@ -78,14 +78,18 @@ def test_refusals_publish_nothing(worlds: tuple[World, World, str], engine: Engi
         )
     revoked = issue_token(engine, team, "gone", by="test")
     revoke_token(engine, revoked.token_id, by="test")
-    for token in (expired.secret, revoked.secret, "not-a-token"):
+    for token, says in (
+        (expired.secret, "This token expired on "),
+        (revoked.secret, "This token was revoked on "),
+        ("not-a-token", "Sign in first"),  # an unknown token: nothing to say about it
+    ):
         r = client.post(
             "/api/uploads",
             params={"batch_id": a.batches[0], "operation": "add"},
             content=body,
             headers={"Authorization": f"Bearer {token}"},
         )
-        assert r.status_code == 401, r.text
+        assert r.status_code == 401 and r.json()["detail"].startswith(says), r.text
 
     r = client.post(
         "/api/uploads",
@@ -325,3 +329,47 @@ def test_the_teams_upload_waits_for_a_state_admin_and_a_repeated_file_is_refused
     catch_up(s, engine)
     page = signed_in_client(create_app(s, engine), engine, a.admin).get("/uploads")
     assert f'data-repeat-of="{upload_id}"' in page.text
+
+
+class Spaces:
+    """A body of ``size`` bytes sent chunked (no Content-Length), produced on demand: it says whether it was read."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.started = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.started = True
+        left = self.size
+        while left > 0:
+            yield b" " * min(left, 1 << 20)
+            left -= 1 << 20
+
+
+def test_the_token_is_checked_before_the_body_is_read(worlds: tuple[World, World, str], engine: Engine) -> None:
+    a, _, _ = worlds
+    client = TestClient(create_app(replace(a.settings, upload_max_bytes=4096), engine))
+    params = {"batch_id": a.batches[0], "operation": "add"}
+    for headers in ({"Authorization": "Bearer wrong"}, {}):
+        huge = Spaces(64 * 1024)
+        r = client.post("/api/uploads", params=params, content=huge, headers=headers)
+        assert r.status_code == 401 and not huge.started, (headers, r.status_code, r.text)
+    huge = Spaces(64 * 1024)
+    r = client.post("/api/uploads", params=params, content=huge, headers=bearer(engine, a.admin))
+    assert r.status_code == 413 and huge.started, "with a valid token the body is read, and refused past the limit"
+
+
+def test_the_default_upload_limit_is_20_mb(worlds: tuple[World, World, str], engine: Engine) -> None:
+    assert Settings.from_env().upload_max_bytes == 20 * 1024 * 1024
+    a, _, _ = worlds
+    client = TestClient(create_app(replace(a.settings, upload_max_bytes=Settings.from_env().upload_max_bytes), engine))
+    params = {"batch_id": a.batches[0], "operation": "add"}
+    over = client.post(
+        "/api/uploads", params=params, content=Spaces(20 * 1024 * 1024 + 1), headers=bearer(engine, a.admin)
+    )
+    assert over.status_code == 413 and "20 MB" in over.json()["detail"], over.text
+    # just under it the file is read to its end and judged on its content (here: no usable line, 400)
+    under = client.post(
+        "/api/uploads", params=params, content=Spaces(20 * 1024 * 1024), headers=bearer(engine, a.admin)
+    )
+    assert under.status_code == 400, under.text

@@ -137,6 +137,23 @@ def test_server_mode_refusals_are_sentences(world: World, engine: Engine, server
     ):
         r = cli(s, "add", str(file), "--batch", batch, *args, **env)
         assert r.returncode == code and words in r.stderr and b"Traceback" not in r.stderr, r.stderr
+    # A token we know but no longer accept says why and since when: the user asks for a new one.
+    expired, revoked = (issue_token(engine, world.mentor, name, by="test") for name in ("old", "gone"))
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE api_tokens SET expires_at = '2026-01-02 03:04:05+00' WHERE token_id = :t"),
+            {"t": expired.token_id},
+        )
+        conn.execute(
+            text("UPDATE api_tokens SET revoked_at = '2026-01-01 01:02:03+00' WHERE token_id = :t"),
+            {"t": revoked.token_id},
+        )
+    for secret, sentence in (
+        (expired.secret, b"This token expired on 2026-01-02 03:04 UTC; ask for a new one"),
+        (revoked.secret, b"This token was revoked on 2026-01-01 01:02 UTC; ask for a new one"),
+    ):
+        r = cli(s, "add", str(file), "--batch", batch, "--server", server, PARTICIPANTS_TOKEN=secret)
+        assert r.returncode == 2 and b"refused the token: " + sentence in r.stderr, r.stderr
     mentor = issue_token(engine, world.mentor, "cli", by="test").secret
     r = cli(s, "add", str(file), "--batch", "no-such-batch", "--server", server, PARTICIPANTS_TOKEN=mentor)
     assert r.returncode == 2 and b"Batch no-such-batch does not exist." in r.stderr

@@ -159,7 +159,7 @@ def test_the_dashboard_writes_its_read_model_and_sessions_but_not_the_processors
         "UPDATE plan_settings SET breaker_percent = 100 WHERE false",
         "UPDATE uploads SET completed_at = now() WHERE false",
         "UPDATE consumer_positions SET next_offset = 0 WHERE false",
-        "INSERT INTO api_tokens (token_sha256, user_id) VALUES ('x', 'y')",
+        "DELETE FROM api_tokens WHERE false",  # tokens are revoked (kept), never deleted
         "UPDATE users SET name = 'x' WHERE false",
     ):
         assert "permission denied" in refused(conn, sql), sql

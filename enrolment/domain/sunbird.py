@@ -27,11 +27,12 @@ SUCCESS_REASONS = {
     "remove": frozenset({Reason.UNENROLLED}),
 }
 NOT_IN_ROOT_ORG = "User (ID = {id}) not associated to course batch creator root org."
+NOT_ENROLLED = "User is not enrolled to given course batch."
 # Sunbird's per-user texts for our reason codes (COURSE_COMPLETED: the completion rule's refusal).
 USER_TEXTS = {
     "USER_NOT_FOUND": NOT_IN_ROOT_ORG,
     "USER_OTHER_STATE": NOT_IN_ROOT_ORG,
-    "NOT_ENROLLED": "User is not enrolled to given course batch.",
+    "NOT_ENROLLED": NOT_ENROLLED,
     "COURSE_COMPLETED": "User already completed given course batch.",
     "USER_INACTIVE": "User account has been blocked .",
     "NOT_AUTHORIZED": "You are not authorized.",
@@ -39,6 +40,9 @@ USER_TEXTS = {
     "BATCH_NOT_INVITE_ONLY": "Enrollment type should be invite-only.",
     "BATCH_NOT_FOUND": "Invalid course batch id ",
 }
+# Sunbird checks the root org on add only: a remove of an unknown user or one of another state finds no
+# enrolment to remove, so it answers as for anyone not in the batch.
+REMOVE_TEXTS = {"USER_NOT_FOUND": NOT_ENROLLED, "USER_OTHER_STATE": NOT_ENROLLED}
 MAX_IDS = 10_000
 
 
@@ -185,7 +189,7 @@ def user_result(action: str, reason: str, identifier: str, message: str) -> str:
     """What Sunbird puts in `result[userId]`: SUCCESS, or its per-user text (ours where Sunbird has none)."""
     if reason in SUCCESS_REASONS[action]:
         return "SUCCESS"
-    text = USER_TEXTS.get(reason)
+    text = (REMOVE_TEXTS if action == "remove" else {}).get(reason) or USER_TEXTS.get(reason)
     return message if text is None else text.format(id=identifier)
 
 

@@ -95,6 +95,9 @@ def test_user_result_like_sunbird() -> None:
     other = "User (ID = u9) not associated to course batch creator root org."
     assert sb.user_result("add", "USER_OTHER_STATE", "u9", "m") == other
     assert sb.user_result("add", "USER_NOT_FOUND", "u9", "m") == other
+    not_enrolled = "User is not enrolled to given course batch."
+    assert sb.user_result("remove", "USER_OTHER_STATE", "u9", "m") == not_enrolled, "root org is for add only"
+    assert sb.user_result("remove", "USER_NOT_FOUND", "u9", "m") == not_enrolled
     assert sb.user_result("add", "USER_INACTIVE", "u", "m") == "User account has been blocked ."
     assert sb.user_result("add", "SOMETHING_NEW", "u", "Our sentence.") == "Our sentence."
 

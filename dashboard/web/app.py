@@ -17,6 +17,7 @@ from dashboard.web import api, docs, downloads, edit, errors, pages, plans_api, 
 from dashboard.web.lookups import visible_batch
 from dashboard.web.middleware import BodyLimit, secure_every_response
 from dashboard.web.render import environment
+from dashboard.web.sunbird import GATEWAY_PATHS as SUNBIRD_GATEWAY_PATHS
 from dashboard.web.sunbird import sunbird_router
 from dashboard.web.sunbird_bulk import PATHS as BULK_PATHS
 from dashboard.web.sunbird_bulk import bulk_router
@@ -53,6 +54,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     sunbird_limit = settings.sunbird_api_max_body_bytes  # the Sunbird routes answer their own 413 in the envelope
     overrides = {f"/v1/course/batch/users/{op}": sunbird_limit for op in ("add", "remove")}
     overrides.update({f"/v1/course/batch/users/{op}/": sunbird_limit for op in ("add", "remove")})  # + batch id
+    overrides.update({path: sunbird_limit for path in SUNBIRD_GATEWAY_PATHS.values()})  # the gateway's + batch id
     overrides[uploads_api.PATH] = settings.upload_max_bytes  # files of participants, streamed to disk
     overrides[plans_api.PATH] = settings.upload_max_bytes  # the same files, planned
     overrides.update({path: settings.upload_max_bytes for path in BULK_PATHS.values()})

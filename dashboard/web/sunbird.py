@@ -6,7 +6,8 @@ only; the upload's id is in the `X-Upload-Id` header (our reasons per row: `GET 
 report.csv).  Past `SUNBIRD_API_WAIT_S` it answers 202 `ACCEPTED` with `result.uploadId`.  The body-only form
 (`request.batchId`, no id in the path) is kept as an alias.  Callers authenticate with an API token in
 `x-authenticated-user-token` or `Authorization: Bearer`; it is checked before the body is read, and the body
-is read only up to `SUNBIRD_API_MAX_BODY_BYTES`.  Waiting holds no thread (dashboard.web.sunbird_hub).
+is read only up to `SUNBIRD_API_MAX_BODY_BYTES`.  The gateway's paths (`/api/course/v1/batch/user/add|remove/{id}`)
+are aliases.  Waiting holds no thread (dashboard.web.sunbird_hub).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from producer.follow import RowResult
 from producer.publish import UploadRequest
 
 MSGID_HEADER = "x-msgid"
+# Sunbird's API gateway publishes the same APIs here (its route names the batch id last); scripts that go through
+# the gateway call these paths.
+GATEWAY_PATHS = {action: f"/api/course/v1/batch/user/{action}/" for action in ("add", "remove")}
 OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -214,6 +218,15 @@ def _routes(router: APIRouter, hub: Hub, engine: Engine, action: str) -> None:
         name=f"sunbird_{action}",
     )
     async def with_path(batch_id: str, request: Request) -> JSONResponse:
+        return await serve(hub, engine, action, request, batch_id)
+
+    @router.post(
+        f"{GATEWAY_PATHS[action]}{{batch_id}}",
+        summary=f"{verb} an invite-only batch (Sunbird API, the gateway's path)",
+        openapi_extra=OPENAPI,
+        name=f"sunbird_{action}_gateway",
+    )
+    async def through_gateway(batch_id: str, request: Request) -> JSONResponse:
         return await serve(hub, engine, action, request, batch_id)
 
     @router.post(

@@ -24,6 +24,7 @@ from tests.support.helpers import World, commands_end, start_processor
 pytestmark = pytest.mark.integration
 ADD = "/v1/course/batch/users/add"
 REMOVE = "/v1/course/batch/users/remove"
+GATEWAY = "/api/course/v1/batch/user"  # Sunbird's API gateway publishes the same APIs here
 TS = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d:\d{3}[+-]\d{4}")
 
 
@@ -121,6 +122,22 @@ def test_remove_of_someone_not_enrolled_and_the_body_only_alias(api: tuple[TestC
     assert whole(r) == expected("api.course.batch.users.add", {inactive: "User account has been blocked ."})
 
 
+def test_the_gateways_paths_are_aliases(api: tuple[TestClient, World, str]) -> None:
+    client, world, token = api
+    batch = world.batch("gw")
+    auth = {"x-authenticated-user-token": token, "X-msgId": "g"}
+    u0, u1 = world.user_id(0), world.user_id(1)
+    r = client.post(f"{GATEWAY}/add/{batch}", json={"request": {"userIds": [u0, u1]}}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert whole(r, "g") == expected("api.course.batch.users.add", {u0: "SUCCESS", u1: "SUCCESS"}, msgid="g")
+    r = client.post(f"{GATEWAY}/remove/{batch}", json={"request": {"userIds": [u1, world.user_id(2)]}}, headers=auth)
+    result = {u1: "SUCCESS", world.user_id(2): "User is not enrolled to given course batch."}
+    assert whole(r, "g") == expected("api.course.batch.users.remove", result, msgid="g")
+    assert world.members(batch) == {u0}
+    r = client.post(f"{GATEWAY}/add/no-such-{world.u}", json={"request": {"userIds": [u0]}}, headers=auth)
+    assert r.status_code == 400 and r.json()["params"]["err"] == "INVALID_COURSE_BATCH_ID"
+
+
 def test_whole_request_errors_publish_nothing(
     api: tuple[TestClient, World, str], isolated_settings: Settings, engine: Engine
 ) -> None:
@@ -191,7 +208,8 @@ def test_openapi_documents_the_endpoints(isolated_settings: Settings, engine: En
     client, hub = sunbird_app(isolated_settings, engine)
     hub.close()
     spec = client.get("/openapi.json").json()
-    for path in (ADD, REMOVE, f"{ADD}/{{batch_id}}", f"{REMOVE}/{{batch_id}}"):
+    gateway = (f"{GATEWAY}/add/{{batch_id}}", f"{GATEWAY}/remove/{{batch_id}}")
+    for path in (ADD, REMOVE, f"{ADD}/{{batch_id}}", f"{REMOVE}/{{batch_id}}", *gateway):
         op = spec["paths"][path]["post"]
         assert "requestBody" in op and {"200", "202", "400", "401", "413"} <= set(op["responses"])
         assert "x-authenticated-user-token" in {p["name"] for p in op["parameters"]}

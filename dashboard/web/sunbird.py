@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.datastructures import Headers
 
+from dashboard.web.middleware import Answer, BodyTooLarge
 from dashboard.web.sunbird_hub import Hub
 from enrolment.domain import sunbird as sb
 from enrolment.domain.model import OPEN_STATUSES, Batch, IdTypeValue, User
@@ -135,22 +136,41 @@ def answer(action: str, req: sb.ParticipantsRequest, results: dict[int, RowResul
     return out
 
 
-async def json_body(request: Request, limit: int) -> Any:
+def too_large(action: str, limit: int) -> sb.Refusal:
+    """REQUEST_TOO_LARGE with the limit and what to do (the bulk API's limit is the upload API's)."""
+    if action.startswith("bulk-"):
+        why = f"The file is over {limit} bytes (UPLOAD_MAX_BYTES); split it into smaller files."
+    else:
+        why = f"The request body is over {limit} bytes (SUNBIRD_API_MAX_BODY_BYTES); send the ids in smaller calls."
+    return sb.Refusal(sb.REQUEST_TOO_LARGE, "REQUEST_TOO_LARGE", why)
+
+
+def oversized(action: str) -> Answer:
+    """The body-limit middleware's 413 for a Sunbird path, in Sunbird's envelope (it answers before the route)."""
+
+    def answer(headers: Headers, limit: int) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        refusal = too_large(action, limit)
+        body = sb.envelope(sb.API_IDS[action], {}, msgid=headers.get(MSGID_HEADER), error=refusal.error)
+        body["params"]["errmsg"] = refusal.errmsg
+        return json.dumps(body).encode(), [(b"x-reason", refusal.reason.encode())]
+
+    return answer
+
+
+async def json_body(request: Request, action: str, limit: int) -> Any:
     """The parsed body (None when it is not JSON); a Refusal (413) as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
-    too_large = sb.Refusal(
-        sb.REQUEST_TOO_LARGE,
-        "REQUEST_TOO_LARGE",
-        f"The request body is over {limit} bytes (SUNBIRD_API_MAX_BODY_BYTES); send the ids in smaller calls.",
-    )
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise too_large(action, limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(action, limit)
+            chunks.append(chunk)
+    except BodyTooLarge as exc:  # the app's body-limit middleware counted first
+        raise too_large(action, limit) from exc
     try:
         return json.loads(b"".join(chunks)) if size else {}
     except ValueError:
@@ -158,13 +178,13 @@ async def json_body(request: Request, limit: int) -> Any:
 
 
 async def admit(
-    hub: Hub, engine: Engine, request: Request, path_batch_id: str | None
+    hub: Hub, engine: Engine, action: str, request: Request, path_batch_id: str | None
 ) -> tuple[User, sb.ParticipantsRequest, Batch]:
     """Token (before the body is read), body, batch and the caller's right to it; a Refusal otherwise."""
     check = await hub.run(caller, engine, request.headers)
     if check.user is None:
         raise unauthorized(check)
-    body = await json_body(request, hub.settings.sunbird_api_max_body_bytes)
+    body = await json_body(request, action, hub.settings.sunbird_api_max_body_bytes)
     req = sb.parse_request(body, path_batch_id, request.headers.get(MSGID_HEADER))
     batch = await hub.run(find_batch, engine, req.batch_id)
     user = check.user
@@ -176,7 +196,7 @@ async def serve(hub: Hub, engine: Engine, action: str, request: Request, path_ba
     api_id = sb.API_IDS[action]
     msgid = request.headers.get(MSGID_HEADER)
     try:
-        user, req, batch = await admit(hub, engine, request, path_batch_id)
+        user, req, batch = await admit(hub, engine, action, request, path_batch_id)
     except sb.Refusal as refusal:
         return failure(api_id, refusal, msgid)
     upload = UploadRequest(

@@ -24,8 +24,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
+from dashboard.web.middleware import BodyTooLarge
 from dashboard.web.multipart import MultipartError, read_file_field
-from dashboard.web.sunbird import MSGID_HEADER, caller, failure, unauthorized
+from dashboard.web.sunbird import MSGID_HEADER, caller, failure, too_large, unauthorized
 from dashboard.web.sunbird_hub import Hub
 from enrolment.domain import sunbird as sb
 from enrolment.domain.access import Viewer, may_submit_upload, may_view_upload
@@ -151,17 +152,23 @@ def check_rules(engine: Engine, viewer: Viewer, batches: list[Batch], digest: st
             raise sb.Refusal(sb.INVALID_REQUESTED_DATA, exc.code, f"Batch {batch.batch_id}: {exc.message}") from None
 
 
-async def spool_form(request: Request, limit: int) -> tuple[BinaryIO, str]:
+async def spool_form(request: Request, action: str, limit: int) -> tuple[BinaryIO, str]:
     """The `file` field in a temporary file (memory up to SPOOL_BYTES), and its name; 413 past ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(f"bulk-{action}", limit)
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - the caller closes it
 
     async def counted() -> Any:
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise sb.Refusal(sb.REQUEST_TOO_LARGE, "REQUEST_TOO_LARGE", f"The file is over {limit} bytes.")
-            yield chunk
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(f"bulk-{action}", limit)
+                yield chunk
+        except BodyTooLarge as exc:  # the app's body-limit middleware counted first
+            raise too_large(f"bulk-{action}", limit) from exc
 
     try:
         name = await read_file_field(counted(), request.headers.get("content-type"), "file", cast(BinaryIO, spool))
@@ -235,7 +242,7 @@ async def submit(hub: Hub, engine: Engine, action: str, request: Request) -> JSO
     msgid = request.headers.get(MSGID_HEADER)
     try:
         viewer = await hub.run(viewer_of, engine, request)
-        stream, name = await spool_form(request, hub.settings.upload_max_bytes)
+        stream, name = await spool_form(request, action, hub.settings.upload_max_bytes)
     except sb.Refusal as refusal:
         return failure(api_id, refusal, msgid)
     try:

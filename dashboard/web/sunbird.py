@@ -185,14 +185,17 @@ async def admit(
     if check.user is None:
         raise unauthorized(check)
     body = await json_body(request, action, hub.settings.sunbird_api_max_body_bytes)
-    req = sb.parse_request(body, path_batch_id, request.headers.get(MSGID_HEADER))
+    req = sb.parse_request(body, path_batch_id)
     batch = await hub.run(find_batch, engine, req.batch_id)
     user = check.user
     return user, req, check_batch(batch, req.batch_id, batch is not None and is_authorized(user, batch), user.user_id)
 
 
 async def serve(hub: Hub, engine: Engine, action: str, request: Request, path_batch_id: str | None) -> JSONResponse:
-    """One call: admitted, published as one upload, answered with its results (or 202 past the wait)."""
+    """One call: admitted, published as one upload, answered with its results (or 202 past the wait).
+
+    Every answer echoes the `X-msgId` header as `params.msgid` (null without it), never a body's msgid.
+    """
     api_id = sb.API_IDS[action]
     msgid = request.headers.get(MSGID_HEADER)
     try:
@@ -211,12 +214,12 @@ async def serve(hub: Hub, engine: Engine, action: str, request: Request, path_ba
     try:
         complete, results = await hub.publish_and_wait(upload, rows, hub.settings.sunbird_api_wait_s)
     except BrokerUnavailable as exc:
-        return failure(api_id, sb.Refusal(sb.SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", str(exc)), req.msgid)
+        return failure(api_id, sb.Refusal(sb.SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", str(exc)), msgid)
     headers = {"X-Upload-Id": upload.upload_id}
     if not complete:
         accepted = {"uploadId": upload.upload_id, "processed": len(results), "total": len(rows)}
-        return JSONResponse(sb.envelope(api_id, accepted, msgid=req.msgid, response_code="ACCEPTED"), 202, headers)
-    return JSONResponse(sb.envelope(api_id, answer(action, req, results), msgid=req.msgid), headers=headers)
+        return JSONResponse(sb.envelope(api_id, accepted, msgid=msgid, response_code="ACCEPTED"), 202, headers)
+    return JSONResponse(sb.envelope(api_id, answer(action, req, results), msgid=msgid), headers=headers)
 
 
 def sunbird_router(settings: Settings, engine: Engine, hub: Hub | None = None) -> APIRouter:

@@ -94,7 +94,6 @@ class ParticipantsRequest:
     batch_id: str
     identifiers: list[str]
     id_type: str  # USER_ID | STATE_ID
-    msgid: str | None
 
 
 def valid_id(value: str) -> bool:
@@ -134,21 +133,20 @@ def _ids(req: dict[str, Any]) -> tuple[str, list[str]]:
     return key, clean
 
 
-def parse_request(body: Any, path_batch_id: str | None = None, header_msgid: str | None = None) -> ParticipantsRequest:
-    """Validates `{"request": {"userIds": [...]}}`; the path's batch id wins over `request.batchId`, as in Sunbird."""
+def parse_request(body: Any, path_batch_id: str | None = None) -> ParticipantsRequest:
+    """Validates `{"request": {"userIds": [...]}}`; the path's batch id wins over `request.batchId`, as in Sunbird.
+
+    A `params.msgid` in the body is ignored: Sunbird echoes the `X-msgId` header only (or null).
+    """
     if not isinstance(body, dict) or not isinstance(body.get("request", {}), dict):
         raise Refusal(INVALID_REQUESTED_DATA, "INVALID_REQUEST", 'The body must be a JSON object with a "request".')
     req: dict[str, Any] = body.get("request") or {}
-    params = body.get("params")
-    body_msgid = params.get("msgid") if isinstance(params, dict) and isinstance(params.get("msgid"), str) else None
     batch_id = path_batch_id if path_batch_id is not None else req.get("batchId")
     if not isinstance(batch_id, str) or not batch_id.strip():
         raise Refusal(COURSE_BATCH_ID_MISSING, "MISSING_BATCH_ID")
     no_control("request.batchId", batch_id)
     key, ids = _ids(req)
-    return ParticipantsRequest(
-        batch_id.strip(), ids, "USER_ID" if key == "userIds" else "STATE_ID", header_msgid or body_msgid
-    )
+    return ParticipantsRequest(batch_id.strip(), ids, "USER_ID" if key == "userIds" else "STATE_ID")
 
 
 def sunbird_ts(now: datetime | None = None) -> str:

@@ -11,16 +11,16 @@ import pytest
 from enrolment.domain import sunbird as sb
 
 
-def test_path_batch_id_wins_and_header_msgid() -> None:
+def test_path_batch_id_wins() -> None:
     body = {"params": {"msgid": "body"}, "request": {"batchId": "ignored", "userIds": [" u1", "u2"]}}
-    req = sb.parse_request(body, "b1", "hdr")
-    assert (req.batch_id, req.identifiers, req.id_type, req.msgid) == ("b1", ["u1", "u2"], "USER_ID", "hdr")
-    assert sb.parse_request(body).batch_id == "ignored" and sb.parse_request(body).msgid == "body"
+    req = sb.parse_request(body, "b1")
+    assert (req.batch_id, req.identifiers, req.id_type) == ("b1", ["u1", "u2"], "USER_ID")
+    assert sb.parse_request(body).batch_id == "ignored"
 
 
 def test_state_ids_extension() -> None:
     req = sb.parse_request({"request": {"stateIds": ["KA-1"]}}, "b1")
-    assert req.id_type == "STATE_ID" and req.msgid is None
+    assert req.id_type == "STATE_ID"
 
 
 @pytest.mark.parametrize(

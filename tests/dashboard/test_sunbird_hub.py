@@ -65,7 +65,7 @@ def test_an_unreachable_kafka_does_not_stop_other_routes(
     app = create_app(dataclasses.replace(isolated_settings, kafka_bootstrap_servers=UNREACHABLE), engine)
     hub: Hub = app.state.sunbird_hub
     headers = {"x-authenticated-user-token": token, "X-msgId": "h"}
-    body = {"request": {"userIds": [world.user_id(0)]}}
+    body = {"params": {"msgid": "body"}, "request": {"userIds": [world.user_id(0)]}}  # the header's msgid wins
 
     async def scenario() -> tuple[list[float], list[httpx.Response], float, httpx.Response]:
         transport = httpx.ASGITransport(app=app)

@@ -267,6 +267,11 @@ def progress_label(progress: int | None) -> str:
     return f"{progress if progress is not None else 0}%"
 
 
+def progress_status(progress: int | None, completed_at: datetime | None) -> str:
+    """The batch page's status as Sunbird's course dashboard shows it: `Completed` once completed, else `N%`."""
+    return "Completed" if completed_at is not None else progress_label(progress)
+
+
 def percent(part: int, whole: int | None) -> int:
     """Share for a progress bar, 0..100 (an unknown whole shows 0)."""
     if not whole:

@@ -91,7 +91,9 @@ def test_backend_upload_and_progress_reach_the_pages_api_and_csv(world: World, e
 
     html = client.get(f"/batches/{batch}").text
     assert 'id="participant-count" data-count>8<' in html
-    assert world.name_of(people[1]) in html and "100%" in html
+    assert world.name_of(people[1]) in html and "70%" in html
+    completer = html[html.index(f"<code>{people[0]}</code>") :].split("</tr>", 1)[0]
+    assert "Completed</td>" in completer and "100%" not in html, "a completer shows Completed, as in Sunbird"
 
     response = client.get(f"/batches/{batch}/participants.csv")
     assert response.headers["content-type"].startswith("text/csv")

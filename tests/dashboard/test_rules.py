@@ -25,6 +25,7 @@ from dashboard.rules import (
     like_pattern,
     page_count,
     plan_marked,
+    progress_status,
     report_date,
     sunbird_row,
     table_query,
@@ -128,6 +129,12 @@ def test_csv_row_formats_times_and_the_download_neutralises_formulas() -> None:
         *[""] * 7,
     ]
     assert csv_row("n", "u", None, when, "ui", 1, None, "c1", "b1", None, "=D")[7:] == ["c1", "b1", "", "=D"]
+
+
+def test_the_page_shows_completed_for_a_completer_as_sunbird_does() -> None:
+    done = datetime(2026, 9, 1, tzinfo=UTC)
+    assert progress_status(100, done) == "Completed" and progress_status(40, None) == "40%"
+    assert progress_status(None, None) == "0%"
 
 
 def test_sunbird_rows_have_sunbird_names_order_percent_and_indian_dates() -> None:

@@ -149,12 +149,14 @@ CSV_HEADER: tuple[str, ...] = (
     "school_name",
     "school_udise",
 )
-# Sunbird's course progress report (sunbird-data-products CourseMetricsJob), its names and order; the masked
-# Email ID / Mobile Number and the Certificate Status columns are Sunbird's own data and are left out.
+# Sunbird's course progress report (sunbird-data-products CourseMetricsJob), its names and order.  We hold no
+# e-mail, mobile number or certificate: those columns are kept (scripts read columns by position) and left empty.
 SUNBIRD_CSV_HEADER: tuple[str, ...] = (
     "External ID",
     "User ID",
     "User Name",
+    "Email ID",
+    "Mobile Number",
     "Organisation Name",
     "State Name",
     "District Name",
@@ -164,6 +166,7 @@ SUNBIRD_CSV_HEADER: tuple[str, ...] = (
     "Enrolment Date",
     "Course Progress",
     "Completion Date",
+    "Certificate Status",
 )
 # Report dates are the learners' calendar dates: India Standard Time (UTC+05:30 all year, no DST).
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
@@ -230,11 +233,14 @@ def sunbird_row(
     progress: int | None,
     completed_at: datetime | None,
 ) -> list[str]:
-    """One participant in SUNBIRD_CSV_HEADER's order: progress as ``N%``, dates as ``dd/MM/yyyy``."""
+    """One participant in SUNBIRD_CSV_HEADER's order: progress as ``N%``, dates as ``dd/MM/yyyy``; e-mail,
+    mobile and certificate empty (not ours to hold)."""
     return [
         state_id or "",
         user_id,
         name or "",
+        "",
+        "",
         profile.org_name or "",
         state_name,
         profile.district or "",
@@ -244,11 +250,17 @@ def sunbird_row(
         report_date(enrolled_at),
         progress_label(progress),
         report_date(completed_at),
+        "",
     ]
 
 
 def progress_label(progress: int | None) -> str:
     return f"{progress if progress is not None else 0}%"
+
+
+def progress_status(progress: int | None, completed_at: datetime | None) -> str:
+    """The batch page's status as Sunbird's course dashboard shows it: `Completed` once completed, else `N%`."""
+    return "Completed" if completed_at is not None else progress_label(progress)
 
 
 def percent(part: int, whole: int | None) -> int:

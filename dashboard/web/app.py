@@ -27,9 +27,10 @@ from dashboard.web import (
     uploads_api,
 )
 from dashboard.web.lookups import visible_batch
-from dashboard.web.middleware import BodyLimit, secure_every_response
+from dashboard.web.middleware import Answer, BodyLimit, secure_every_response
 from dashboard.web.render import environment
-from dashboard.web.sunbird import sunbird_router
+from dashboard.web.sunbird import GATEWAY_PATHS as SUNBIRD_GATEWAY_PATHS
+from dashboard.web.sunbird import oversized, sunbird_router
 from dashboard.web.sunbird_bulk import PATHS as BULK_PATHS
 from dashboard.web.sunbird_bulk import bulk_router
 from dashboard.web.sunbird_hub import Hub
@@ -43,6 +44,23 @@ DESCRIPTION = (
     "HTML; the same data is available as JSON under /api/. Every route needs a signed-in session (POST /login) "
     "or an API token (`Authorization: Bearer TOKEN`) and shows only what that person may see."
 )
+
+
+def body_limits(settings: Settings) -> tuple[dict[str, int], dict[str, Answer]]:
+    """The paths with their own body limit, and those (Sunbird's) whose 413 is in their own envelope.
+
+    Keys are exact paths, or a parent ending in "/" (a route with the batch id last).
+    """
+    sunbird: dict[str, str] = {}
+    for op in ("add", "remove"):
+        sunbird.update({f"/v1/course/batch/users/{op}": op, f"/v1/course/batch/users/{op}/": op})
+        sunbird[SUNBIRD_GATEWAY_PATHS[op]] = op
+    overrides = {path: settings.sunbird_api_max_body_bytes for path in sunbird}
+    bulk = {path: f"bulk-{op}" for op, path in BULK_PATHS.items()}
+    overrides.update({path: settings.upload_max_bytes for path in bulk})  # files, streamed to disk
+    overrides[uploads_api.PATH] = settings.upload_max_bytes  # files of participants, streamed to disk
+    overrides[plans_api.PATH] = settings.upload_max_bytes  # the same files, planned
+    return overrides, {path: oversized(api) for path, api in {**sunbird, **bulk}.items()}
 
 
 def create_app(settings: Settings, engine: Engine) -> FastAPI:
@@ -62,13 +80,8 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.templates = environment()
-    sunbird_limit = settings.sunbird_api_max_body_bytes  # the Sunbird routes answer their own 413 in the envelope
-    overrides = {f"/v1/course/batch/users/{op}": sunbird_limit for op in ("add", "remove")}
-    overrides.update({f"/v1/course/batch/users/{op}/": sunbird_limit for op in ("add", "remove")})  # + batch id
-    overrides[uploads_api.PATH] = settings.upload_max_bytes  # files of participants, streamed to disk
-    overrides[plans_api.PATH] = settings.upload_max_bytes  # the same files, planned
-    overrides.update({path: settings.upload_max_bytes for path in BULK_PATHS.values()})
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, overrides=overrides)  # path -> its own limit
+    overrides, answers = body_limits(settings)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, overrides=overrides, answers=answers)
     app.add_middleware(ServerTiming)
     secure_every_response(app)  # outermost: on every answer, 500s too
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -10,12 +10,15 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+T = TypeVar("T")
 
 # Pages, scripts and styles come from this server only (the templates have no inline script or style);
 # no plugins, no <base>, forms post here only, and no other site may frame a page.
@@ -135,25 +138,42 @@ def too_large(limit: int) -> str:
     return f"The request is larger than the {size} this address accepts; nothing was read or changed."
 
 
+# A path's own 413 (the Sunbird APIs answer in Sunbird's envelope): (request headers, limit) -> JSON body, headers.
+Answer = Callable[[Headers, int], tuple[bytes, list[tuple[bytes, bytes]]]]
+
+
+def _of_path(table: Mapping[str, T], path: str) -> T | None:
+    """The path's entry: an exact key, or one that ends in "/" and is the path's parent."""
+    if path in table:
+        return table[path]
+    return table.get(path.rsplit("/", 1)[0] + "/")
+
+
 class BodyLimit:
     """Refuses a request body over ``limit`` bytes (or the path's own limit in ``overrides``) with 413.
 
     A declared Content-Length over the limit is refused before the app runs; a streamed (chunked) body is
     counted as it is read and refused at the first chunk past the limit, so at most one chunk over the
-    limit is ever held. Routes that take bigger bodies (uploads) name their path in ``overrides``.
+    limit is ever held. Routes that take bigger bodies (uploads) name their path in ``overrides``; routes
+    whose clients expect their own error format name it in ``answers``.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, overrides: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        overrides: Mapping[str, int] | None = None,
+        answers: Mapping[str, Answer] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.overrides = dict(overrides or {})
+        self.answers = dict(answers or {})
 
     def limit_of(self, path: str) -> int:
         """The path's own limit: an exact override, or one whose key ends in "/" and prefixes the path."""
-        if path in self.overrides:
-            return self.overrides[path]
-        parent = path.rsplit("/", 1)[0] + "/"
-        return self.overrides.get(parent, self.limit)
+        own = _of_path(self.overrides, path)
+        return self.limit if own is None else own
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,7 +182,7 @@ class BodyLimit:
         limit = self.limit_of(scope["path"])
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await refuse(scope, send, limit)
+            await refuse(scope, send, limit, _of_path(self.answers, scope["path"]))
             return
         received = 0
         started = False
@@ -186,15 +206,20 @@ class BodyLimit:
         except BodyTooLarge:  # read outside the app's error handlers (e.g. by another middleware)
             if started:
                 raise
-            await refuse(scope, send, limit)
+            await refuse(scope, send, limit, _of_path(self.answers, scope["path"]))
 
 
-async def refuse(scope: Scope, send: Send, limit: int) -> None:
-    """413 with the sentence: ``{"detail": ...}`` for the APIs, plain text for pages."""
+async def refuse(scope: Scope, send: Send, limit: int, answer: Answer | None = None) -> None:
+    """413 with the sentence: the path's own ``answer``, else ``{"detail": ...}`` for the APIs, text for pages."""
     path: str = scope["path"]
-    as_json = path.startswith(("/api/", "/v1/"))
-    body = json.dumps({"detail": too_large(limit)}).encode() if as_json else too_large(limit).encode()
+    as_json = answer is not None or path.startswith(("/api/", "/v1/"))
+    extra: list[tuple[bytes, bytes]] = []
+    if answer is not None:
+        body, extra = answer(Headers(scope=scope), limit)
+    else:
+        body = json.dumps({"detail": too_large(limit)}).encode() if as_json else too_large(limit).encode()
     kind = b"application/json" if as_json else b"text/plain; charset=utf-8"
     headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    headers.extend(extra)
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -25,7 +25,11 @@ def href(path: str, **params: Any) -> str:
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(
-        href=href, shown_time=rules.shown_time, progress_label=rules.progress_label, percent=rules.percent
+        href=href,
+        shown_time=rules.shown_time,
+        progress_label=rules.progress_label,
+        progress_status=rules.progress_status,
+        percent=rules.percent,
     )
     return env
 

@@ -6,7 +6,8 @@ only; the upload's id is in the `X-Upload-Id` header (our reasons per row: `GET 
 report.csv).  Past `SUNBIRD_API_WAIT_S` it answers 202 `ACCEPTED` with `result.uploadId`.  The body-only form
 (`request.batchId`, no id in the path) is kept as an alias.  Callers authenticate with an API token in
 `x-authenticated-user-token` or `Authorization: Bearer`; it is checked before the body is read, and the body
-is read only up to `SUNBIRD_API_MAX_BODY_BYTES`.  Waiting holds no thread (dashboard.web.sunbird_hub).
+is read only up to `SUNBIRD_API_MAX_BODY_BYTES`.  The gateway's paths (`/api/course/v1/batch/user/add|remove/{id}`)
+are aliases.  Waiting holds no thread (dashboard.web.sunbird_hub).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy import Engine
 from starlette.datastructures import Headers
 
 from dashboard.web.audit_log import log_submission
+from dashboard.web.middleware import Answer, BodyTooLarge
 from dashboard.web.sunbird_hub import Hub
 from enrolment.domain import sunbird as sb
 from enrolment.domain.model import OPEN_STATUSES, Batch, IdTypeValue, User
@@ -34,6 +36,9 @@ from producer.follow import RowResult
 from producer.publish import UploadRequest
 
 MSGID_HEADER = "x-msgid"
+# Sunbird's API gateway publishes the same APIs here (its route names the batch id last); scripts that go through
+# the gateway call these paths.
+GATEWAY_PATHS = {action: f"/api/course/v1/batch/user/{action}/" for action in ("add", "remove")}
 OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -132,22 +137,41 @@ def answer(action: str, req: sb.ParticipantsRequest, results: dict[int, RowResul
     return out
 
 
-async def json_body(request: Request, limit: int) -> Any:
+def too_large(action: str, limit: int) -> sb.Refusal:
+    """REQUEST_TOO_LARGE with the limit and what to do (the bulk API's limit is the upload API's)."""
+    if action.startswith("bulk-"):
+        why = f"The file is over {limit} bytes (UPLOAD_MAX_BYTES); split it into smaller files."
+    else:
+        why = f"The request body is over {limit} bytes (SUNBIRD_API_MAX_BODY_BYTES); send the ids in smaller calls."
+    return sb.Refusal(sb.REQUEST_TOO_LARGE, "REQUEST_TOO_LARGE", why)
+
+
+def oversized(action: str) -> Answer:
+    """The body-limit middleware's 413 for a Sunbird path, in Sunbird's envelope (it answers before the route)."""
+
+    def answer(headers: Headers, limit: int) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        refusal = too_large(action, limit)
+        body = sb.envelope(sb.API_IDS[action], {}, msgid=headers.get(MSGID_HEADER), error=refusal.error)
+        body["params"]["errmsg"] = refusal.errmsg
+        return json.dumps(body).encode(), [(b"x-reason", refusal.reason.encode())]
+
+    return answer
+
+
+async def json_body(request: Request, action: str, limit: int) -> Any:
     """The parsed body (None when it is not JSON); a Refusal (413) as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
-    too_large = sb.Refusal(
-        sb.REQUEST_TOO_LARGE,
-        "REQUEST_TOO_LARGE",
-        f"The request body is over {limit} bytes (SUNBIRD_API_MAX_BODY_BYTES); send the ids in smaller calls.",
-    )
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise too_large(action, limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(action, limit)
+            chunks.append(chunk)
+    except BodyTooLarge as exc:  # the app's body-limit middleware counted first
+        raise too_large(action, limit) from exc
     try:
         return json.loads(b"".join(chunks)) if size else {}
     except ValueError:
@@ -155,25 +179,28 @@ async def json_body(request: Request, limit: int) -> Any:
 
 
 async def admit(
-    hub: Hub, engine: Engine, request: Request, path_batch_id: str | None
+    hub: Hub, engine: Engine, action: str, request: Request, path_batch_id: str | None
 ) -> tuple[User, sb.ParticipantsRequest, Batch]:
     """Token (before the body is read), body, batch and the caller's right to it; a Refusal otherwise."""
     check = await hub.run(caller, engine, request.headers)
     if check.user is None:
         raise unauthorized(check)
-    body = await json_body(request, hub.settings.sunbird_api_max_body_bytes)
-    req = sb.parse_request(body, path_batch_id, request.headers.get(MSGID_HEADER))
+    body = await json_body(request, action, hub.settings.sunbird_api_max_body_bytes)
+    req = sb.parse_request(body, path_batch_id)
     batch = await hub.run(find_batch, engine, req.batch_id)
     user = check.user
     return user, req, check_batch(batch, req.batch_id, batch is not None and is_authorized(user, batch), user.user_id)
 
 
 async def serve(hub: Hub, engine: Engine, action: str, request: Request, path_batch_id: str | None) -> JSONResponse:
-    """One call: admitted, published as one upload, answered with its results (or 202 past the wait)."""
+    """One call: admitted, published as one upload, answered with its results (or 202 past the wait).
+
+    Every answer echoes the `X-msgId` header as `params.msgid` (null without it), never a body's msgid.
+    """
     api_id = sb.API_IDS[action]
     msgid = request.headers.get(MSGID_HEADER)
     try:
-        user, req, batch = await admit(hub, engine, request, path_batch_id)
+        user, req, batch = await admit(hub, engine, action, request, path_batch_id)
     except sb.Refusal as refusal:
         return failure(api_id, refusal, msgid)
     upload = UploadRequest(
@@ -188,13 +215,13 @@ async def serve(hub: Hub, engine: Engine, action: str, request: Request, path_ba
     try:
         complete, results = await hub.publish_and_wait(upload, rows, hub.settings.sunbird_api_wait_s)
     except BrokerUnavailable as exc:
-        return failure(api_id, sb.Refusal(sb.SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", str(exc)), req.msgid)
+        return failure(api_id, sb.Refusal(sb.SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", str(exc)), msgid)
     log_submission(upload, len(rows), "token")
     headers = {"X-Upload-Id": upload.upload_id}
     if not complete:
         accepted = {"uploadId": upload.upload_id, "processed": len(results), "total": len(rows)}
-        return JSONResponse(sb.envelope(api_id, accepted, msgid=req.msgid, response_code="ACCEPTED"), 202, headers)
-    return JSONResponse(sb.envelope(api_id, answer(action, req, results), msgid=req.msgid), headers=headers)
+        return JSONResponse(sb.envelope(api_id, accepted, msgid=msgid, response_code="ACCEPTED"), 202, headers)
+    return JSONResponse(sb.envelope(api_id, answer(action, req, results), msgid=msgid), headers=headers)
 
 
 def sunbird_router(settings: Settings, engine: Engine, hub: Hub | None = None) -> APIRouter:
@@ -216,6 +243,15 @@ def _routes(router: APIRouter, hub: Hub, engine: Engine, action: str) -> None:
         name=f"sunbird_{action}",
     )
     async def with_path(batch_id: str, request: Request) -> JSONResponse:
+        return await serve(hub, engine, action, request, batch_id)
+
+    @router.post(
+        f"{GATEWAY_PATHS[action]}{{batch_id}}",
+        summary=f"{verb} an invite-only batch (Sunbird API, the gateway's path)",
+        openapi_extra=OPENAPI,
+        name=f"sunbird_{action}_gateway",
+    )
+    async def through_gateway(batch_id: str, request: Request) -> JSONResponse:
         return await serve(hub, engine, action, request, batch_id)
 
     @router.post(

@@ -24,14 +24,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
+from dashboard.web.middleware import BodyTooLarge
 from dashboard.web.multipart import MultipartError, read_file_field
-from dashboard.web.sunbird import MSGID_HEADER, caller, failure, unauthorized
+from dashboard.web.sunbird import MSGID_HEADER, caller, failure, too_large, unauthorized
 from dashboard.web.sunbird_hub import Hub
 from enrolment.domain import sunbird as sb
 from enrolment.domain.access import Viewer, may_submit_upload, may_view_upload
 from enrolment.domain.model import OPEN_STATUSES, Batch
 from enrolment.files import InputRow
 from enrolment.kafka.clients import BrokerUnavailable
+from enrolment.settings import Settings
 from enrolment.store import accounts, bulk, reference
 from enrolment.store.ledger import row_outcomes
 from enrolment.store.uploads import find_upload
@@ -151,17 +153,23 @@ def check_rules(engine: Engine, viewer: Viewer, batches: list[Batch], digest: st
             raise sb.Refusal(sb.INVALID_REQUESTED_DATA, exc.code, f"Batch {batch.batch_id}: {exc.message}") from None
 
 
-async def spool_form(request: Request, limit: int) -> tuple[BinaryIO, str]:
+async def spool_form(request: Request, action: str, limit: int) -> tuple[BinaryIO, str]:
     """The `file` field in a temporary file (memory up to SPOOL_BYTES), and its name; 413 past ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(f"bulk-{action}", limit)
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - the caller closes it
 
     async def counted() -> Any:
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise sb.Refusal(sb.REQUEST_TOO_LARGE, "REQUEST_TOO_LARGE", f"The file is over {limit} bytes.")
-            yield chunk
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(f"bulk-{action}", limit)
+                yield chunk
+        except BodyTooLarge as exc:  # the app's body-limit middleware counted first
+            raise too_large(f"bulk-{action}", limit) from exc
 
     try:
         name = await read_file_field(counted(), request.headers.get("content-type"), "file", cast(BinaryIO, spool))
@@ -184,6 +192,36 @@ def record(engine: Engine, part: bulk.BulkPart) -> None:
         bulk.record_part(cur, part)
 
 
+class PartlySent(Exception):
+    """Kafka failed part-way through a file: the batches published (under ``process_id``) and those not sent."""
+
+    def __init__(self, reason: str, process_id: str, sent: list[str], unsent: list[str], cut_upload: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.process_id = process_id if sent else None
+        self.sent, self.unsent, self.cut_upload = sent, unsent, cut_upload
+
+    def sentence(self) -> str:
+        """What was published, what was not, and what to send again."""
+        done = (
+            f"Published as processId {self.process_id}: batch {', '.join(self.sent)} (GET /v1/upload/status/"
+            f"{self.process_id}). "
+            if self.process_id
+            else "Nothing was recorded. "
+        )
+        return (
+            f"{self.reason} {done}Not sent: batch {', '.join(self.unsent)}; send a file with the rows of those "
+            f"batches only. Batch {self.unsent[0]} may have been sent in part (upload {self.cut_upload}: "
+            f"GET /api/uploads/{self.cut_upload}); its rows are safe to send again."
+        )
+
+
+def failpoint(settings: Settings, position: int) -> None:
+    """Test hook: PARTICIPANTS_FAILPOINT=bulk-publish:N fails as an unreachable Kafka before a file's N-th batch."""
+    if settings.failpoint == f"bulk-publish:{position + 1}":
+        raise BrokerUnavailable(f"Cannot reach Kafka (failpoint {settings.failpoint}).")
+
+
 async def publish_all(
     hub: Hub,
     engine: Engine,
@@ -195,7 +233,7 @@ async def publish_all(
     digest: str | None = None,
 ) -> str:
     """One upload per batch (the file's hash recorded: the resubmission check), recorded under a new processId
-    once published; the processId."""
+    once published; the processId.  PartlySent when Kafka fails part-way (the batches before stay recorded)."""
     process_id = str(uuid.uuid4())
     for position, batch in enumerate(batches):
         upload = UploadRequest(
@@ -207,7 +245,12 @@ async def publish_all(
             file_name=name or None,
             content_hash=digest,
         )
-        done = await hub.publish(upload, batch_rows(stream, batch.batch_id))
+        try:
+            failpoint(hub.settings, position)
+            done = await hub.publish(upload, batch_rows(stream, batch.batch_id))
+        except BrokerUnavailable as exc:
+            sent, unsent = [b.batch_id for b in batches[:position]], [b.batch_id for b in batches[position:]]
+            raise PartlySent(str(exc), process_id, sent, unsent, upload.upload_id) from None
         await hub.run(plan_rules.record_published, engine, upload)
         part = bulk.BulkPart(
             process_id, position, upload.upload_id, batch.batch_id, action, viewer.user_id, done.published
@@ -235,7 +278,7 @@ async def submit(hub: Hub, engine: Engine, action: str, request: Request) -> JSO
     msgid = request.headers.get(MSGID_HEADER)
     try:
         viewer = await hub.run(viewer_of, engine, request)
-        stream, name = await spool_form(request, hub.settings.upload_max_bytes)
+        stream, name = await spool_form(request, action, hub.settings.upload_max_bytes)
     except sb.Refusal as refusal:
         return failure(api_id, refusal, msgid)
     try:
@@ -250,11 +293,24 @@ async def submit(hub: Hub, engine: Engine, action: str, request: Request) -> JSO
         return failure(api_id, refusal, msgid)
     except BrokerUnavailable as exc:
         return failure(api_id, sb.Refusal(sb.SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", str(exc)), msgid)
+    except PartlySent as cut:
+        return partly_sent(api_id, cut, msgid)
     finally:
         stream.close()
     return JSONResponse(
         sb.envelope(api_id, {"processId": process_id}, msgid=msgid), headers={"X-Process-Id": process_id}
     )
+
+
+def partly_sent(api_id: str, cut: PartlySent, msgid: str | None) -> JSONResponse:
+    """503 in Sunbird's envelope, with the processId of the batches that were published (their status is there)."""
+    refusal = sb.Refusal(sb.SERVICE_UNAVAILABLE, "PARTLY_PUBLISHED" if cut.process_id else "SERVICE_UNAVAILABLE")
+    body = sb.envelope(api_id, {}, msgid=msgid, error=refusal.error, errmsg=f"{refusal.error.text} {cut.sentence()}")
+    headers = {"X-Reason": refusal.reason}
+    if cut.process_id:
+        body["result"] = {"processId": cut.process_id}
+        headers["X-Process-Id"] = cut.process_id
+    return JSONResponse(body, refusal.error.http, headers=headers)
 
 
 def part_status(cur: Any, part: bulk.BulkPart) -> dict[str, Any]:

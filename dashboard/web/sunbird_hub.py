@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from producer.publish import Published, UploadRequest, publish_upload
 log = logging.getLogger("dashboard.sunbird")
 T = TypeVar("T")
 WORKERS = 4  # token checks, batch look-ups and publishing: short, so a few threads serve many calls
+RETRY_S = 5.0  # after a failed Kafka setup, calls answer 503 at once for this long before it is tried again
 
 
 @dataclass
@@ -47,35 +49,62 @@ class Waiter:
 
 
 class Hub:
-    """The process's shared clients; started on first use, closed with the server."""
+    """The process's shared clients; started on first use (and again after Kafka was lost), closed with the server.
+
+    Two locks: ``lock`` guards the waiters and is taken on the event loop, so it is only ever held for a dict
+    update; ``setup_lock`` serialises the Kafka setup (seconds when Kafka is unreachable) and is taken on the
+    pool's threads only, so a slow or failing setup never stops the loop (nor ``/healthz``).
+    """
 
     def __init__(self, settings: Settings, codec: Codec | None = None) -> None:
         self.settings = settings
         self.codec = codec or default_codec()
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="sunbird")
         self.lock = threading.Lock()
+        self.setup_lock = threading.Lock()
         self.waiters: dict[str, Waiter] = {}
         self.producer: Producer | None = None
         self.stop_event = threading.Event()
         self.follower: threading.Thread | None = None
-        self.failure: str | None = None
+        self.failure: str | None = None  # why the last setup failed: answered at once until ``retry_at``
+        self.retry_at = 0.0
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the hub's fixed pool (never a new thread per call)."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     def _start(self) -> Producer:
-        """The shared producer and the follower thread (positioned at the results' end before anything is sent)."""
-        with self.lock:
-            if self.producer is None:
-                consumer = self._results_reader()
-                self.follower = threading.Thread(target=self._follow, args=(consumer,), name="sunbird-results")
-                self.follower.daemon = True
-                self.follower.start()
-                producer = clients.bulk_producer(self.settings)
-                clients.check_topic(producer, self.settings, self.settings.topics.commands)
-                self.producer = producer
+        """The shared producer and a live follower (restarted if it died), on a pool thread.
+
+        After a failed setup, calls within ``RETRY_S`` fail at once with the same sentence instead of each
+        spending the Kafka timeouts again.
+        """
+        with self.setup_lock:
+            if self.failure is not None and time.monotonic() < self.retry_at:
+                raise BrokerUnavailable(self.failure)
+            try:
+                if self.follower is None or not self.follower.is_alive():
+                    self._start_follower()
+                if self.producer is None:
+                    producer = clients.bulk_producer(self.settings)
+                    clients.check_topic(producer, self.settings, self.settings.topics.commands)
+                    self.producer = producer
+            except BrokerUnavailable as exc:
+                if self.failure is None:
+                    log.error("Kafka is unreachable for the Sunbird APIs", extra={"reason": str(exc)})
+                self.failure, self.retry_at = str(exc), time.monotonic() + RETRY_S
+                raise
+            if self.failure is not None:
+                log.info("Kafka is reachable again for the Sunbird APIs")
+            self.failure = None
             return self.producer
+
+    def _start_follower(self) -> None:
+        """A follower thread positioned at the results' end (before anything of a new call is sent)."""
+        consumer = self._results_reader()
+        self.follower = threading.Thread(target=self._follow, args=(consumer,), name="sunbird-results")
+        self.follower.daemon = True
+        self.follower.start()
 
     def _results_reader(self) -> Any:
         consumer = clients.reader(self.settings, clients.reader_group(self.settings, "follow"))
@@ -95,17 +124,30 @@ class Hub:
         return consumer
 
     def _follow(self, consumer: Any) -> None:
-        """The follower thread: every result of a registered upload goes to its waiter."""
+        """The follower thread: every result of a registered upload goes to its waiter.
+
+        If it dies, the calls waiting now are answered at once (202: their results are the upload's to follow)
+        rather than at the end of the wait, and the next call starts a new follower.
+        """
         try:
             while not self.stop_event.is_set():
                 for m in consumer.consume(5000, 0.2):
                     if m.error() is None:
                         self._offer(m.value())
-        except Exception as exc:  # noqa: BLE001 - said in the log; calls then answer 202
-            self.failure = type(exc).__name__
-            log.error("the results follower stopped", extra={"error": type(exc).__name__})
+        except Exception as exc:  # noqa: BLE001 - said in the log; the next call restarts the follower
+            log.error(
+                "the results follower stopped; the next call starts a new one", extra={"error": type(exc).__name__}
+            )
+            self._release_all()
         finally:
-            consumer.close()
+            with contextlib.suppress(Exception):
+                consumer.close()
+
+    def _release_all(self) -> None:
+        """Ends every wait now (the follower that would have resolved them is gone)."""
+        with self.lock:
+            for waiter in self.waiters.values():
+                waiter.loop.call_soon_threadsafe(_resolve, waiter.done)
 
     def _offer(self, value: bytes) -> None:
         try:

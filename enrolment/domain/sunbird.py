@@ -27,11 +27,12 @@ SUCCESS_REASONS = {
     "remove": frozenset({Reason.UNENROLLED}),
 }
 NOT_IN_ROOT_ORG = "User (ID = {id}) not associated to course batch creator root org."
+NOT_ENROLLED = "User is not enrolled to given course batch."
 # Sunbird's per-user texts for our reason codes (COURSE_COMPLETED: the completion rule's refusal).
 USER_TEXTS = {
     "USER_NOT_FOUND": NOT_IN_ROOT_ORG,
     "USER_OTHER_STATE": NOT_IN_ROOT_ORG,
-    "NOT_ENROLLED": "User is not enrolled to given course batch.",
+    "NOT_ENROLLED": NOT_ENROLLED,
     "COURSE_COMPLETED": "User already completed given course batch.",
     "USER_INACTIVE": "User account has been blocked .",
     "NOT_AUTHORIZED": "You are not authorized.",
@@ -39,6 +40,9 @@ USER_TEXTS = {
     "BATCH_NOT_INVITE_ONLY": "Enrollment type should be invite-only.",
     "BATCH_NOT_FOUND": "Invalid course batch id ",
 }
+# Sunbird checks the root org on add only: a remove of an unknown user or one of another state finds no
+# enrolment to remove, so it answers as for anyone not in the batch.
+REMOVE_TEXTS = {"USER_NOT_FOUND": NOT_ENROLLED, "USER_OTHER_STATE": NOT_ENROLLED}
 MAX_IDS = 10_000
 
 
@@ -90,7 +94,6 @@ class ParticipantsRequest:
     batch_id: str
     identifiers: list[str]
     id_type: str  # USER_ID | STATE_ID
-    msgid: str | None
 
 
 def valid_id(value: str) -> bool:
@@ -130,21 +133,20 @@ def _ids(req: dict[str, Any]) -> tuple[str, list[str]]:
     return key, clean
 
 
-def parse_request(body: Any, path_batch_id: str | None = None, header_msgid: str | None = None) -> ParticipantsRequest:
-    """Validates `{"request": {"userIds": [...]}}`; the path's batch id wins over `request.batchId`, as in Sunbird."""
+def parse_request(body: Any, path_batch_id: str | None = None) -> ParticipantsRequest:
+    """Validates `{"request": {"userIds": [...]}}`; the path's batch id wins over `request.batchId`, as in Sunbird.
+
+    A `params.msgid` in the body is ignored: Sunbird echoes the `X-msgId` header only (or null).
+    """
     if not isinstance(body, dict) or not isinstance(body.get("request", {}), dict):
         raise Refusal(INVALID_REQUESTED_DATA, "INVALID_REQUEST", 'The body must be a JSON object with a "request".')
     req: dict[str, Any] = body.get("request") or {}
-    params = body.get("params")
-    body_msgid = params.get("msgid") if isinstance(params, dict) and isinstance(params.get("msgid"), str) else None
     batch_id = path_batch_id if path_batch_id is not None else req.get("batchId")
     if not isinstance(batch_id, str) or not batch_id.strip():
         raise Refusal(COURSE_BATCH_ID_MISSING, "MISSING_BATCH_ID")
     no_control("request.batchId", batch_id)
     key, ids = _ids(req)
-    return ParticipantsRequest(
-        batch_id.strip(), ids, "USER_ID" if key == "userIds" else "STATE_ID", header_msgid or body_msgid
-    )
+    return ParticipantsRequest(batch_id.strip(), ids, "USER_ID" if key == "userIds" else "STATE_ID")
 
 
 def sunbird_ts(now: datetime | None = None) -> str:
@@ -185,7 +187,7 @@ def user_result(action: str, reason: str, identifier: str, message: str) -> str:
     """What Sunbird puts in `result[userId]`: SUCCESS, or its per-user text (ours where Sunbird has none)."""
     if reason in SUCCESS_REASONS[action]:
         return "SUCCESS"
-    text = USER_TEXTS.get(reason)
+    text = (REMOVE_TEXTS if action == "remove" else {}).get(reason) or USER_TEXTS.get(reason)
     return message if text is None else text.format(id=identifier)
 
 

@@ -11,16 +11,16 @@ import pytest
 from enrolment.domain import sunbird as sb
 
 
-def test_path_batch_id_wins_and_header_msgid() -> None:
+def test_path_batch_id_wins() -> None:
     body = {"params": {"msgid": "body"}, "request": {"batchId": "ignored", "userIds": [" u1", "u2"]}}
-    req = sb.parse_request(body, "b1", "hdr")
-    assert (req.batch_id, req.identifiers, req.id_type, req.msgid) == ("b1", ["u1", "u2"], "USER_ID", "hdr")
-    assert sb.parse_request(body).batch_id == "ignored" and sb.parse_request(body).msgid == "body"
+    req = sb.parse_request(body, "b1")
+    assert (req.batch_id, req.identifiers, req.id_type) == ("b1", ["u1", "u2"], "USER_ID")
+    assert sb.parse_request(body).batch_id == "ignored"
 
 
 def test_state_ids_extension() -> None:
     req = sb.parse_request({"request": {"stateIds": ["KA-1"]}}, "b1")
-    assert req.id_type == "STATE_ID" and req.msgid is None
+    assert req.id_type == "STATE_ID"
 
 
 @pytest.mark.parametrize(
@@ -95,6 +95,9 @@ def test_user_result_like_sunbird() -> None:
     other = "User (ID = u9) not associated to course batch creator root org."
     assert sb.user_result("add", "USER_OTHER_STATE", "u9", "m") == other
     assert sb.user_result("add", "USER_NOT_FOUND", "u9", "m") == other
+    not_enrolled = "User is not enrolled to given course batch."
+    assert sb.user_result("remove", "USER_OTHER_STATE", "u9", "m") == not_enrolled, "root org is for add only"
+    assert sb.user_result("remove", "USER_NOT_FOUND", "u9", "m") == not_enrolled
     assert sb.user_result("add", "USER_INACTIVE", "u", "m") == "User account has been blocked ."
     assert sb.user_result("add", "SOMETHING_NEW", "u", "Our sentence.") == "Our sentence."
 

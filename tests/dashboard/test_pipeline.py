@@ -91,7 +91,9 @@ def test_backend_upload_and_progress_reach_the_pages_api_and_csv(world: World, e
 
     html = client.get(f"/batches/{batch}").text
     assert 'id="participant-count" data-count>8<' in html
-    assert world.name_of(people[1]) in html and "100%" in html
+    assert world.name_of(people[1]) in html and "70%" in html
+    completer = html[html.index(f"<code>{people[0]}</code>") :].split("</tr>", 1)[0]
+    assert "Completed</td>" in completer and "100%" not in html, "a completer shows Completed, as in Sunbird"
 
     response = client.get(f"/batches/{batch}/participants.csv")
     assert response.headers["content-type"].startswith("text/csv")
@@ -161,18 +163,19 @@ def test_state_report_columns_reach_the_table_json_and_both_csv_formats(world: W
     assert "course-progress-" in sunbird.headers["content-disposition"]
     table = list(csv.reader(io.StringIO(sunbird.content.decode("utf-8-sig"))))
     assert table[0] == [
-        "External ID", "User ID", "User Name", "Organisation Name", "State Name", "District Name",
-        "School UDISE Code", "School Name", "Block Name", "Enrolment Date", "Course Progress", "Completion Date",
+        "External ID", "User ID", "User Name", "Email ID", "Mobile Number", "Organisation Name", "State Name",
+        "District Name", "School UDISE Code", "School Name", "Block Name", "Enrolment Date", "Course Progress",
+        "Completion Date", "Certificate Status",
     ]  # fmt: skip
     got = {r[1]: r for r in table[1:]}
     assert len(got) == 3
-    assert got[people[0]][:9] == [
-        f"{world.state}-T000001", people[0], world.name_of(people[0]), "GHS Org", world.state, "Mysuru",
+    assert got[people[0]][:11] == [
+        f"{world.state}-T000001", people[0], world.name_of(people[0]), "", "", "GHS Org", world.state, "Mysuru",
         "29220100101", "'=GHS Hunsur", "Hunsur",
     ]  # fmt: skip
-    assert re.fullmatch(r"\d{2}/\d{2}/\d{4}", got[people[0]][9])
-    assert got[people[0]][10:] == ["100%", "30/08/2026"]
-    assert got[people[1]][3] == "" and got[people[1]][10:] == ["0%", ""]
+    assert re.fullmatch(r"\d{2}/\d{2}/\d{4}", got[people[0]][11])
+    assert got[people[0]][12:] == ["100%", "30/08/2026", ""]
+    assert got[people[1]][5] == "" and got[people[1]][12:] == ["0%", "", ""]
     assert client.get(f"/batches/{batch}/participants.csv", params={"format": "xlsx"}).status_code == 400
 
 

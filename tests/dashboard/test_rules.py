@@ -25,6 +25,7 @@ from dashboard.rules import (
     like_pattern,
     page_count,
     plan_marked,
+    progress_status,
     report_date,
     sunbird_row,
     table_query,
@@ -129,21 +130,38 @@ def test_csv_row_formats_times_and_the_download_neutralises_formulas() -> None:
     assert csv_row("n", "u", None, when, "ui", 1, None, "c1", "b1", None, "=D")[7:] == ["c1", "b1", "", "=D"]
 
 
+def test_the_page_shows_completed_for_a_completer_as_sunbird_does() -> None:
+    done = datetime(2026, 9, 1, tzinfo=UTC)
+    assert progress_status(100, done) == "Completed" and progress_status(40, None) == "40%"
+    assert progress_status(None, None) == "0%"
+
+
 def test_sunbird_rows_have_sunbird_names_order_percent_and_indian_dates() -> None:
+    assert SUNBIRD_CSV_HEADER == (  # CourseMetricsJob's columns, in its order
+        "External ID", "User ID", "User Name", "Email ID", "Mobile Number", "Organisation Name", "State Name",
+        "District Name", "School UDISE Code", "School Name", "Block Name", "Enrolment Date", "Course Progress",
+        "Completion Date", "Certificate Status",
+    )  # fmt: skip
     late = datetime(2026, 9, 1, 20, 0, tzinfo=UTC)  # 2 September in India
     profile = Profile("Org", "Dist", "Blk", "School", "2922")
     row = sunbird_row("KA-1", "u1", "Asha", profile, "Karnataka", late, 40, None)
     assert dict(zip(SUNBIRD_CSV_HEADER, row, strict=True)) == {
-        "External ID": "KA-1", "User ID": "u1", "User Name": "Asha", "Organisation Name": "Org",
-        "State Name": "Karnataka", "District Name": "Dist", "School UDISE Code": "2922", "School Name": "School",
-        "Block Name": "Blk", "Enrolment Date": "02/09/2026", "Course Progress": "40%", "Completion Date": "",
+        "External ID": "KA-1", "User ID": "u1", "User Name": "Asha", "Email ID": "", "Mobile Number": "",
+        "Organisation Name": "Org", "State Name": "Karnataka", "District Name": "Dist", "School UDISE Code": "2922",
+        "School Name": "School", "Block Name": "Blk", "Enrolment Date": "02/09/2026", "Course Progress": "40%",
+        "Completion Date": "", "Certificate Status": "",
     }  # fmt: skip
     assert report_date(datetime(2026, 12, 31, 18, 29, tzinfo=UTC)) == "31/12/2026"
-    assert sunbird_row(None, "u2", None, Profile(), "KA", late, None, late)[9:] == ["02/09/2026", "0%", "02/09/2026"]
+    assert sunbird_row(None, "u2", None, Profile(), "KA", late, None, late)[11:] == [
+        "02/09/2026",
+        "0%",
+        "02/09/2026",
+        "",
+    ]
     odd = Participant("u3", "=cmd()", None, late, "ui", 100, late, org_name="+Org")
     data = b"".join(csv_chunks(iter([odd]), row=sunbird_rows("KA"), header=SUNBIRD_CSV_HEADER)).decode("utf-8")
     (header, got) = list(csv.reader(io.StringIO(data.removeprefix("\ufeff"))))
-    assert tuple(header) == SUNBIRD_CSV_HEADER and got[2:4] == ["'=cmd()", "'+Org"] and got[10] == "100%"
+    assert tuple(header) == SUNBIRD_CSV_HEADER and (got[2], got[5]) == ("'=cmd()", "'+Org") and got[12] == "100%"
 
 
 def _participants(n: int) -> Iterator[Participant]:

@@ -14,8 +14,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from dashboard.web.app import create_app
 from dashboard.web.sunbird import sunbird_router
 from dashboard.web.sunbird_hub import Hub
+from enrolment.domain import sunbird as sb
 from enrolment.settings import Settings
 from enrolment.store.ledger import row_outcomes
 from enrolment.store.tokens import create_token
@@ -24,6 +26,7 @@ from tests.support.helpers import World, commands_end, start_processor
 pytestmark = pytest.mark.integration
 ADD = "/v1/course/batch/users/add"
 REMOVE = "/v1/course/batch/users/remove"
+GATEWAY = "/api/course/v1/batch/user"  # Sunbird's API gateway publishes the same APIs here
 TS = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d:\d{3}[+-]\d{4}")
 
 
@@ -113,12 +116,30 @@ def test_remove_of_someone_not_enrolled_and_the_body_only_alias(api: tuple[TestC
     r = client.post(
         REMOVE, json={"params": {"msgid": "b"}, "request": {"batchId": batch, "userIds": [u0]}}, headers=auth
     )
-    assert whole(r, "b") == expected(
-        "api.course.batch.users.remove", {u0: "User is not enrolled to given course batch."}, msgid="b"
+    assert whole(r) == expected(  # params.msgid is the X-msgId header or null, never the body's
+        "api.course.batch.users.remove", {u0: "User is not enrolled to given course batch."}
     )
+    r = client.post(REMOVE, json={"params": {"msgid": "b"}, "request": {"batchId": batch}}, headers=auth)
+    assert r.status_code == 400 and whole(r)["params"]["err"] == "USERID_MISSING"
     inactive = f"inactive-{world.u}"
     r = client.post(ADD, json={"request": {"batchId": batch, "userIds": [inactive]}}, headers=auth)
     assert whole(r) == expected("api.course.batch.users.add", {inactive: "User account has been blocked ."})
+
+
+def test_the_gateways_paths_are_aliases(api: tuple[TestClient, World, str]) -> None:
+    client, world, token = api
+    batch = world.batch("gw")
+    auth = {"x-authenticated-user-token": token, "X-msgId": "g"}
+    u0, u1 = world.user_id(0), world.user_id(1)
+    r = client.post(f"{GATEWAY}/add/{batch}", json={"request": {"userIds": [u0, u1]}}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert whole(r, "g") == expected("api.course.batch.users.add", {u0: "SUCCESS", u1: "SUCCESS"}, msgid="g")
+    r = client.post(f"{GATEWAY}/remove/{batch}", json={"request": {"userIds": [u1, world.user_id(2)]}}, headers=auth)
+    result = {u1: "SUCCESS", world.user_id(2): "User is not enrolled to given course batch."}
+    assert whole(r, "g") == expected("api.course.batch.users.remove", result, msgid="g")
+    assert world.members(batch) == {u0}
+    r = client.post(f"{GATEWAY}/add/no-such-{world.u}", json={"request": {"userIds": [u0]}}, headers=auth)
+    assert r.status_code == 400 and r.json()["params"]["err"] == "INVALID_COURSE_BATCH_ID"
 
 
 def test_whole_request_errors_publish_nothing(
@@ -191,7 +212,47 @@ def test_openapi_documents_the_endpoints(isolated_settings: Settings, engine: En
     client, hub = sunbird_app(isolated_settings, engine)
     hub.close()
     spec = client.get("/openapi.json").json()
-    for path in (ADD, REMOVE, f"{ADD}/{{batch_id}}", f"{REMOVE}/{{batch_id}}"):
+    gateway = (f"{GATEWAY}/add/{{batch_id}}", f"{GATEWAY}/remove/{{batch_id}}")
+    for path in (ADD, REMOVE, f"{ADD}/{{batch_id}}", f"{REMOVE}/{{batch_id}}", *gateway):
         op = spec["paths"][path]["post"]
         assert "requestBody" in op and {"200", "202", "400", "401", "413"} <= set(op["responses"])
         assert "x-authenticated-user-token" in {p["name"] for p in op["parameters"]}
+
+
+def test_oversized_requests_through_the_real_app_answer_in_sunbirds_envelope(
+    isolated_settings: Settings, engine: Engine, unique: str
+) -> None:
+    """The app's body-limit middleware answers before the route: on the Sunbird paths in Sunbird's envelope."""
+    world = World(engine, unique, teachers=1)
+    batch = world.batch("big")
+    app = create_app(isolated_settings, engine)
+    token = create_token(engine, world.admin)
+    auth = {"x-authenticated-user-token": token, "X-msgId": "big", "Content-Type": "application/json"}
+    single, bulk = isolated_settings.sunbird_api_max_body_bytes, isolated_settings.upload_max_bytes
+    assert (single, bulk) == (2 * 1024 * 1024, 20 * 1024 * 1024)
+    small = b'{"request": {"userIds": ["x"]}}'
+    declared = {"Content-Length": str(single + 1)}  # declared over the limit: refused before anything is read
+    multipart = {"Content-Length": str(bulk + 1), "Content-Type": "multipart/form-data; boundary=b"}
+    over = iter([b'{"request": {"userIds": ["', b"u" * single, b'"]}}'])  # chunked: counted as it is read
+    before = commands_end(isolated_settings)
+    try:
+        with TestClient(app) as client:
+            answers = {
+                "add": client.post(f"{ADD}/{batch}", content=small, headers={**auth, **declared}),
+                "remove": client.post(f"{GATEWAY}/remove/{batch}", content=small, headers={**auth, **declared}),
+                "add ": client.post(f"{ADD}/{batch}", content=over, headers=auth),
+                "bulk-add": client.post("/v1/batch/bulk/enrollment", content=b"x", headers={**auth, **multipart}),
+                "bulk-remove": client.post("/v1/batch/bulk/unenrollment", content=b"x", headers={**auth, **multipart}),
+            }
+    finally:
+        app.state.sunbird_hub.close()
+    for action, r in answers.items():
+        assert r.status_code == 413 and r.headers["X-Reason"] == "REQUEST_TOO_LARGE", r.text
+        what = f"file is over {bulk}" if action.startswith("bulk") else f"request body is over {single}"
+        errmsg = f"The request body is too large. The {what} bytes"
+        doc = whole(r, "big")
+        assert doc["params"]["errmsg"].startswith(errmsg), doc
+        assert doc == expected(
+            sb.API_IDS[action.strip()], {}, "REQUEST_TOO_LARGE", errmsg=doc["params"]["errmsg"], msgid="big"
+        )
+    assert commands_end(isolated_settings) == before, "nothing was published"
